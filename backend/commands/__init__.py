@@ -1,0 +1,1 @@
+"""Subcommands of the ``asset2vec`` CLI, one module per area; each exposes ``register(subparsers)``."""

@@ -1,0 +1,5 @@
+"""Asset2Vec's protocol, shared by the Blender add-on and the backend.
+
+bpy-free and torch-free (and numpy-free): the capture rig, the view-bundle format, the API
+version and the metadata keys written into .blend files.
+"""

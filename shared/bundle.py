@@ -1,0 +1,327 @@
+"""The view bundle: 18 RGBA PNG views + ``transforms.json`` + asset metadata.
+
+Layout of a bundle folder (or the same files at the root of a ``.zip`` archive)::
+
+    transforms.json        NeRF-style: camera_angle_x, fl_x, fl_y, cx, cy, w, h, frames[...]
+    views/00.png ...       18 RGBA 8-bit PNGs, transparent background, square
+
+``transforms.json`` is what instant-ngp / nerfstudio / the original NeRF loaders read: every
+frame has a ``file_path`` and a 4x4 camera-to-world ``transform_matrix`` (OpenGL convention,
+see :mod:`shared.rig`). Asset2Vec adds ``rig`` (name and per-view ring/elevation/azimuth),
+``asset`` (:class:`AssetInfo`) and ``bundle_version``. The matrices are in *normalised* asset
+space (bounding sphere at the origin, radius 1); ``asset.center`` and ``asset.radius`` map it
+back to Blender world space.
+
+Reading validates everything and raises :class:`BundleError` with a message that says what is
+wrong; this module needs neither numpy nor Pillow, so Blender and the backend share it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import struct
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import rig
+
+BUNDLE_VERSION = 1
+TRANSFORMS = "transforms.json"
+VIEWS_DIR = "views"
+MIN_IMAGE_SIZE = 16
+MAX_IMAGE_SIZE = 1024
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class BundleError(ValueError):
+    """A view bundle is missing, incomplete or malformed; the message says what and where."""
+
+
+@dataclass
+class AssetInfo:
+    """What a bundle says about the asset it shows.
+
+    ``size`` is the world-space bounding-box size in metres (x, y, z): codes are scale-free, but
+    real size is one of the strongest signals of what an asset is.
+    """
+
+    name: str
+    source_blend: str = ""
+    asset_name: str = ""
+    content_hash: str = ""
+    family: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    category: str = ""
+    size: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    center: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    radius: float = 1.0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AssetInfo:
+        if not isinstance(data, dict) or not data.get("name"):
+            raise BundleError("transforms.json: 'asset' must be an object with a non-empty 'name'")
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("size", "center"):
+            if key in kwargs:
+                kwargs[key] = _vector(kwargs[key], 3, f"asset.{key}")
+        info = cls(**kwargs)
+        if not (isinstance(info.radius, (int, float)) and math.isfinite(info.radius) and info.radius > 0):
+            raise BundleError(f"transforms.json: asset.radius must be a positive number, got {info.radius!r}")
+        return info
+
+
+@dataclass
+class Frame:
+    """One view: its PNG (relative path) and camera-to-world matrix."""
+
+    file_path: str
+    transform_matrix: list[list[float]]
+    ring: int
+    elevation_deg: float
+    azimuth_deg: float
+
+
+@dataclass
+class Bundle:
+    """A validated bundle. ``root`` is the folder (or archive) it was read from, if any."""
+
+    image_size: int
+    frames: list[Frame]
+    asset: AssetInfo
+    root: Path | None = None
+    rig_name: str = rig.RIG_NAME
+
+    def image_bytes(self, index: int) -> bytes:
+        """The PNG bytes of view ``index`` (from the folder or archive the bundle was read from)."""
+        if self.root is None:
+            raise BundleError("this bundle was not read from disk; it has no images to load")
+        rel = self.frames[index].file_path
+        if self.root.is_dir():
+            return (self.root / rel).read_bytes()
+        with zipfile.ZipFile(self.root) as zf:
+            return zf.read(rel)
+
+    def transforms(self) -> dict[str, Any]:
+        """The ``transforms.json`` content of this bundle."""
+        return {
+            "bundle_version": BUNDLE_VERSION,
+            **rig.intrinsics(self.image_size),
+            "rig": {"name": self.rig_name, "num_views": rig.NUM_VIEWS, "fov_deg": rig.FOV_DEG},
+            "asset": _jsonable(asdict(self.asset)),
+            "frames": [asdict(f) for f in self.frames],
+        }
+
+
+def rig_frames() -> list[Frame]:
+    """The 18 frames of the standard rig, with their canonical file names."""
+    return [
+        Frame(
+            file_path=f"{VIEWS_DIR}/{v.index:02d}.png",
+            transform_matrix=v.camera_to_world(),
+            ring=v.ring,
+            elevation_deg=v.elevation_deg,
+            azimuth_deg=v.azimuth_deg,
+        )
+        for v in rig.views()
+    ]
+
+
+def write_transforms(folder: str | os.PathLike[str], image_size: int, asset: AssetInfo) -> Path:
+    """Write ``transforms.json`` for images already rendered into ``folder/views/NN.png``.
+
+    Written atomically (temp file + rename) so a crash never leaves half a file. Returns the
+    path; call :func:`read_bundle` afterwards to validate the images too.
+    """
+    folder = Path(folder)
+    bundle = Bundle(image_size=image_size, frames=rig_frames(), asset=asset)
+    _atomic_write(folder / TRANSFORMS, json.dumps(bundle.transforms(), indent=1).encode())
+    return folder / TRANSFORMS
+
+
+def write_archive(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
+    """Pack a bundle read from disk into a single ``.zip`` (for upload), atomically."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # PNGs are already compressed
+        zf.writestr(TRANSFORMS, json.dumps(bundle.transforms(), indent=1))
+        for i, fr in enumerate(bundle.frames):
+            zf.writestr(fr.file_path, bundle.image_bytes(i))
+    _atomic_write(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def read_bundle(path: str | os.PathLike[str], expected_size: int | None = None) -> Bundle:
+    """Read and validate a bundle folder or ``.zip``.
+
+    Checks: ``transforms.json`` parses; 18 frames from this rig; every matrix is a finite rigid
+    4x4 transform; every PNG exists, is RGBA 8-bit, square, of the declared size (and of
+    ``expected_size`` if given). Raises :class:`BundleError` naming the first problem.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise BundleError(f"{root}: no such bundle (expected a folder or .zip with {TRANSFORMS})")
+    if root.is_dir():
+        if not (root / TRANSFORMS).is_file():
+            raise BundleError(f"{root}: not a view bundle, it has no {TRANSFORMS}")
+        raw = (root / TRANSFORMS).read_bytes()
+
+        def read(rel: str) -> bytes | None:
+            p = root / rel
+            return p.read_bytes() if p.is_file() else None
+
+        return _parse(raw, read, root, expected_size)
+    try:
+        zf = zipfile.ZipFile(root)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise BundleError(f"{root}: not a bundle folder or a readable .zip archive ({e})") from None
+    with zf:
+        return parse_archive_bytes_from(zf, root, expected_size)
+
+
+def parse_archive(data: bytes, expected_size: int | None = None) -> tuple[Bundle, dict[str, bytes]]:
+    """Validate an in-memory ``.zip`` bundle (an upload). Returns the bundle and its PNG bytes."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise BundleError("upload is not a .zip archive of a view bundle") from None
+    with zf:
+        bundle = parse_archive_bytes_from(zf, None, expected_size)
+        images = {f.file_path: zf.read(f.file_path) for f in bundle.frames}
+    return bundle, images
+
+
+def parse_archive_bytes_from(zf: zipfile.ZipFile, root: Path | None, expected_size: int | None) -> Bundle:
+    names = set(zf.namelist())
+    where = str(root) if root else "archive"
+    if TRANSFORMS not in names:
+        raise BundleError(f"{where}: not a view bundle, it has no {TRANSFORMS} at its root")
+
+    def read(rel: str) -> bytes | None:
+        return zf.read(rel) if rel in names else None
+
+    return _parse(zf.read(TRANSFORMS), read, root, expected_size)
+
+
+def png_info(data: bytes) -> tuple[int, int, int, int]:
+    """``(width, height, bit_depth, colour_type)`` from a PNG's IHDR chunk."""
+    if len(data) < 33 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise BundleError("not a PNG image")
+    w, h, depth, ctype = struct.unpack(">IIBB", data[16:26])
+    return w, h, depth, ctype
+
+
+def _parse(raw: bytes, read, root: Path | None, expected_size: int | None) -> Bundle:
+    where = str(root) if root else "archive"
+    try:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{where}/{TRANSFORMS}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{where}/{TRANSFORMS}: expected a JSON object")
+    version = meta.get("bundle_version")
+    if version != BUNDLE_VERSION:
+        raise BundleError(
+            f"{where}: bundle_version {version!r} is not supported (this Asset2Vec reads version "
+            f"{BUNDLE_VERSION}); capture the asset again with this version"
+        )
+    rig_name = (meta.get("rig") or {}).get("name")
+    if rig_name != rig.RIG_NAME:
+        raise BundleError(f"{where}: captured with rig {rig_name!r}, expected {rig.RIG_NAME!r}")
+    size = meta.get("w")
+    if not isinstance(size, int) or size != meta.get("h"):
+        raise BundleError(f"{where}: image size must be square integers, got w={size!r} h={meta.get('h')!r}")
+    if not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise BundleError(f"{where}: image size {size} px is outside {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}")
+    if expected_size is not None and size != expected_size:
+        raise BundleError(f"{where}: views are {size} px but {expected_size} px are required")
+    fov = meta.get("camera_angle_x")
+    if not isinstance(fov, (int, float)) or abs(fov - math.radians(rig.FOV_DEG)) > 1e-4:
+        raise BundleError(f"{where}: camera_angle_x {fov!r} does not match the rig's {rig.FOV_DEG} degrees")
+    asset = AssetInfo.from_json(meta.get("asset"))
+    frames_raw = meta.get("frames")
+    if not isinstance(frames_raw, list) or len(frames_raw) != rig.NUM_VIEWS:
+        n = len(frames_raw) if isinstance(frames_raw, list) else 0
+        raise BundleError(f"{where}: {n} frames in {TRANSFORMS}, the rig has {rig.NUM_VIEWS}")
+    frames = []
+    for i, fr in enumerate(frames_raw):
+        if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
+            raise BundleError(f"{where}: frame {i} needs 'file_path' and 'transform_matrix'")
+        m = _matrix(fr["transform_matrix"], f"{where}: frame {i}")
+        rel = str(fr["file_path"])
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise BundleError(f"{where}: frame {i} file_path {rel!r} must be relative inside the bundle")
+        data = read(rel)
+        if data is None:
+            raise BundleError(f"{where}: frame {i} image {rel} is missing")
+        try:
+            w, h, depth, ctype = png_info(data)
+        except BundleError:
+            raise BundleError(f"{where}: frame {i} image {rel} is not a PNG") from None
+        if (w, h) != (size, size):
+            raise BundleError(f"{where}: frame {i} image {rel} is {w}x{h}, expected {size}x{size}")
+        if depth != 8 or ctype != 6:
+            raise BundleError(f"{where}: frame {i} image {rel} must be 8-bit RGBA (PNG colour type 6)")
+        frames.append(
+            Frame(
+                file_path=rel,
+                transform_matrix=m,
+                ring=int(fr.get("ring", 0)),
+                elevation_deg=float(fr.get("elevation_deg", 0.0)),
+                azimuth_deg=float(fr.get("azimuth_deg", 0.0)),
+            )
+        )
+    return Bundle(image_size=size, frames=frames, asset=asset, root=root, rig_name=rig_name)
+
+
+def _matrix(m: Any, where: str) -> list[list[float]]:
+    ok = isinstance(m, list) and len(m) == 4 and all(isinstance(r, list) and len(r) == 4 for r in m)
+    if not ok or not all(isinstance(v, (int, float)) and math.isfinite(v) for r in m for v in r):
+        raise BundleError(f"{where}: transform_matrix must be a 4x4 array of finite numbers")
+    if [float(v) for v in m[3]] != [0.0, 0.0, 0.0, 1.0]:
+        raise BundleError(f"{where}: transform_matrix's last row must be [0, 0, 0, 1]")
+    # The rotation part must be orthonormal with determinant +1 (a rigid camera pose).
+    for a in range(3):
+        for b in range(3):
+            dot = sum(m[k][a] * m[k][b] for k in range(3))
+            if abs(dot - (1.0 if a == b else 0.0)) > 1e-3:
+                raise BundleError(f"{where}: transform_matrix's rotation is not orthonormal")
+    det = (
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    )
+    if det < 0:
+        raise BundleError(f"{where}: transform_matrix is a reflection (determinant < 0)")
+    return [[float(v) for v in r] for r in m]
+
+
+def _vector(v: Any, n: int, name: str) -> tuple[float, ...]:
+    if not (isinstance(v, (list, tuple)) and len(v) == n and all(isinstance(x, (int, float)) for x in v)):
+        raise BundleError(f"transforms.json: {name} must be a list of {n} numbers")
+    return tuple(float(x) for x in v)
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
