@@ -85,7 +85,7 @@ class RigView:
 def views() -> list[RigView]:
     """The 18 rig views, ring by ring, in bundle order."""
     out = []
-    for ring, (el, off) in enumerate(zip(RING_ELEVATIONS_DEG, RING_AZIMUTH_OFFSETS_DEG)):
+    for ring, (el, off) in enumerate(zip(RING_ELEVATIONS_DEG, RING_AZIMUTH_OFFSETS_DEG, strict=True)):
         for k in range(VIEWS_PER_RING):
             az = (off + k * 360.0 / VIEWS_PER_RING) % 360.0
             out.append(RigView(index=len(out), ring=ring, elevation_deg=el, azimuth_deg=az))

@@ -1,0 +1,61 @@
+"""Project-wide fixtures: a clean headless Blender per test and the sample library built once.
+
+Blender's user folders point at a temporary directory before ``bpy`` is imported anywhere, so tests
+never read or write the user's Blender config, scripts or extensions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# tests/blender_addon, tests/backend and tests/shared mirror the packages' names; without the
+# repository root on sys.path they would be imported as empty namespace packages instead of them.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+_BLENDER_HOME = tempfile.mkdtemp(prefix="asset2vec-blender-user-")
+atexit.register(shutil.rmtree, _BLENDER_HOME, ignore_errors=True)
+for _var, _sub in (("BLENDER_USER_CONFIG", "config"), ("BLENDER_USER_SCRIPTS", "scripts"),
+                   ("BLENDER_USER_EXTENSIONS", "extensions"), ("BLENDER_USER_DATAFILES", "datafiles")):
+    os.environ.setdefault(_var, os.path.join(_BLENDER_HOME, _sub))
+
+
+@pytest.fixture
+def blender() -> Iterator[Any]:
+    """``bpy`` reset to an empty factory session (one empty scene, no objects) for this test."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    yield bpy
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+@pytest.fixture(scope="session")
+def sample_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The procedural sample library (seed 0) built once per session: .blend files + ground_truth.json."""
+    import bpy
+
+    from blender_addon.headless.sample_library import build_sample_library
+
+    out = tmp_path_factory.mktemp("sample_library")
+    build_sample_library(out, seed=0)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_truth(sample_library: Path) -> dict[str, Any]:
+    """The sample library's ground_truth.json: {"assets": [{name, blend, family, shape, texture, ...}], ...}."""
+    import json
+
+    return json.loads((sample_library / "ground_truth.json").read_text())
