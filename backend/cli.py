@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: Modules under backend.commands that contribute subcommands via ``register(subparsers)``.
-COMMAND_MODULES = ("blender", "demo")
+COMMAND_MODULES = ("blender", "demo", "service", "nerf", "library")
 
 
 class CommandError(Exception):
@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("asset2vec: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the package module so CommandError raised by commands is this same class.
+    from backend.cli import main as _main
+
+    sys.exit(_main())

@@ -1,4 +1,10 @@
-"""The "Asset2Vec" tab in the 3D viewport sidebar: capture settings and the Capture button."""
+"""The "Asset2Vec" tab in the 3D viewport sidebar: backend status, Embed (progress, Cancel), predicted tags
+to accept or reject, similar assets with thumbnails (append/link), and the Capture settings.
+
+Panels only draw: every action is an operator (:mod:`blender_addon.operators`), every piece of state
+comes from the scene settings, the add-on preferences, :mod:`blender_addon.embed_job` and the
+asset's stored metadata (:mod:`blender_addon.writeback`).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,50 @@ from typing import Any
 
 import bpy
 
+from . import embed_job, preferences, writeback
+from .operators import active_target
 
-class ASSET2VEC_PT_capture(bpy.types.Panel):
-    """Capture settings and button."""
+#: Predicted tags less likely than this are only counted, not listed (the list stays short).
+MIN_SHOWN_PROBABILITY = 0.05
+_TAG_ICONS = {"added": "CHECKMARK", "artist": "USER", "rejected": "X", "proposed": "QUESTION"}
 
-    bl_idname = "ASSET2VEC_PT_capture"
-    bl_label = "Capture"
+
+def _target(context: Any) -> Any:
+    """The asset the tab is about (active object or collection), or None."""
+    settings = getattr(context.scene, "asset2vec", None)
+    if settings is None:
+        return None
+    try:
+        return active_target(context, settings.capture_target)
+    except embed_job.EmbedError:
+        return None
+
+
+def draw_backend(context: Any, layout: Any) -> None:
+    """The backend line: model served (after a check or an embed) or the URL that is not checked yet."""
+    url, _, _ = preferences.connection(context)
+    info = embed_job.backend_info
+    row = layout.row(align=True)
+    if info and info.get("url") == url:
+        row.label(text=f"Model {info.get('model_id', '?')} ({info.get('device', '?')})", icon="LINKED")
+        if info.get("generic"):
+            layout.label(text="Generic model: not trained on your library", icon="INFO")
+    else:
+        row.label(text=url, icon="UNLINKED")
+    row.operator("asset2vec.check_backend", text="", icon="FILE_REFRESH")
+
+
+class _Asset2VecPanel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Asset2Vec"
+
+
+class ASSET2VEC_PT_main(_Asset2VecPanel, bpy.types.Panel):
+    """Backend status and the Embed button."""
+
+    bl_idname = "ASSET2VEC_PT_main"
+    bl_label = "Asset2Vec"
 
     def draw(self, context: Any) -> None:
         layout = self.layout
@@ -22,7 +63,114 @@ class ASSET2VEC_PT_capture(bpy.types.Panel):
         if settings is None:
             layout.label(text="Asset2Vec is not registered", icon="ERROR")
             return
-        layout.prop(settings, "capture_target")
+        draw_backend(context, layout)
+        layout.prop(settings, "capture_target", text="Asset")
+        target = _target(context)
+        layout.label(text=target.name if target else "nothing selected",
+                     icon="OUTLINER_COLLECTION" if settings.capture_target == "COLLECTION" else "OBJECT_DATA")
+        layout.prop(settings, "embed_mode", expand=True)
+        if settings.embed_mode == "FAMILY":
+            row = layout.row(align=True)
+            row.prop(settings, "family_variants")
+            row.prop(settings, "family_sampling", text="")
+        col = layout.column(align=True)
+        col.prop(settings, "auto_accept")
+        col.prop(settings, "mark_as_asset")
+        col.prop(settings, "save_after")
+
+        job = embed_job.current
+        if job is not None and job.state == embed_job.RUNNING:
+            layout.progress(factor=job.progress, text=job.message[:60])
+            layout.operator("asset2vec.embed_cancel", icon="CANCEL")
+        else:
+            layout.operator("asset2vec.embed", icon="SHADERFX")
+        level, message = embed_job.last_status
+        if message:
+            box = layout.box()
+            icon = "ERROR" if level == "ERROR" else "INFO"
+            for i, line in enumerate(_wrap(message, 48)):
+                box.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+class ASSET2VEC_PT_tags(_Asset2VecPanel, bpy.types.Panel):
+    """Predicted tags with probabilities; accept or reject each."""
+
+    bl_idname = "ASSET2VEC_PT_tags"
+    bl_label = "Predicted Tags"
+    bl_parent_id = "ASSET2VEC_PT_main"
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        target = _target(context)
+        tags = writeback.pending_tags(target) if target is not None else []
+        if not tags:
+            layout.label(text="Embed the asset to see predicted tags")
+            return
+        shown = [t for t in tags if t[1] >= MIN_SHOWN_PROBABILITY or t[2] != "proposed"]
+        for tag, p, state in shown:
+            row = layout.row(align=True)
+            row.label(text=f"{tag}  {p:.0%}", icon=_TAG_ICONS[state])
+            if state in ("proposed", "rejected"):
+                row.operator("asset2vec.tag_accept", text="", icon="ADD").tag = tag
+            if state in ("proposed", "added"):
+                row.operator("asset2vec.tag_reject", text="", icon="REMOVE").tag = tag
+        if len(shown) < len(tags):
+            layout.label(text=f"{len(tags) - len(shown)} more below {MIN_SHOWN_PROBABILITY:.0%}")
+        if not writeback.is_asset(target):
+            layout.label(text="Not an asset: tags kept in its custom property", icon="INFO")
+        layout.operator("asset2vec.remove_predicted_tags", icon="TRASH")
+
+
+class ASSET2VEC_PT_similar(_Asset2VecPanel, bpy.types.Panel):
+    """Nearest assets in shape, texture or both, with thumbnails and Append/Link."""
+
+    bl_idname = "ASSET2VEC_PT_similar"
+    bl_label = "Similar Assets"
+    bl_parent_id = "ASSET2VEC_PT_main"
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        settings = context.scene.asset2vec
+        target = _target(context)
+        layout.prop(settings, "similar_space", expand=True)
+        found = writeback.neighbours(target, settings.similar_space) if target is not None else []
+        if not found:
+            layout.label(text="Embed the asset to see similar assets")
+            return
+        row = layout.row(align=True)
+        row.prop(settings, "link_neighbours")
+        row.operator("asset2vec.refresh_similar", text="", icon="IMAGE_DATA")
+        for n in found:
+            box = layout.box()
+            row = box.row()
+            icon = embed_job.icon_id(n["name"])
+            if icon:
+                row.template_icon(icon_value=icon, scale=3.0)
+            else:  # thumbnail not loaded yet (or none on the backend)
+                row.label(text="", icon="IMAGE_DATA")
+            col = row.column(align=True)
+            col.label(text=n["name"])
+            col.label(text=f"distance {n['distance']:.3f}")
+            col.label(text=bpy.path.basename(n.get("file", "")) or "no .blend recorded")
+            op = col.operator("asset2vec.append_neighbour", text="Link" if settings.link_neighbours else "Append",
+                              icon="LINK_BLEND" if settings.link_neighbours else "APPEND_BLEND")
+            op.filepath, op.asset_name = n.get("file", ""), n.get("asset_name") or n["name"]
+            op.link = settings.link_neighbours
+
+
+class ASSET2VEC_PT_capture(_Asset2VecPanel, bpy.types.Panel):
+    """Capture settings and button (views only, no backend)."""
+
+    bl_idname = "ASSET2VEC_PT_capture"
+    bl_label = "Capture"
+    bl_parent_id = "ASSET2VEC_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        settings = getattr(context.scene, "asset2vec", None)
+        if settings is None:
+            layout.label(text="Asset2Vec is not registered", icon="ERROR")
+            return
         col = layout.column(align=True)
         col.prop(settings, "capture_size")
         col.prop(settings, "capture_samples")
@@ -30,4 +178,16 @@ class ASSET2VEC_PT_capture(bpy.types.Panel):
         layout.operator("asset2vec.capture", icon="RENDER_STILL")
 
 
-classes = (ASSET2VEC_PT_capture,)
+def _wrap(text: str, width: int) -> list[str]:
+    """Split a status message into lines the sidebar can show."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + ([line] if line else [])
+
+
+classes = (ASSET2VEC_PT_main, ASSET2VEC_PT_tags, ASSET2VEC_PT_similar, ASSET2VEC_PT_capture)

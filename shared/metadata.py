@@ -16,6 +16,9 @@ ADDED_TAGS = "added_tags"  # tags Asset2Vec added to the asset's tags (so they c
 NEIGHBOURS = "neighbours"  # JSON string: [{"name", "file", "distance", "space"}]
 TIMESTAMP = "timestamp"  # ISO 8601, UTC
 CONTENT_HASH = "content_hash"  # hash of the evaluated geometry + materials that was embedded
+REJECTED_TAGS = "rejected_tags"  # predicted tags the artist rejected (never proposed again)
+FAMILY_MEMBERS = "family_members"  # JSON string: [{"name", "parameters", "code_shape", "code_texture", ...}]
+ASSET_NAME = "asset_name"  # the name the asset was catalogued under on the backend (for neighbour queries)
 
 #: Custom-property prefix that marks a parameter of a parametric family on an object.
 FAMILY_PARAM_PREFIX = "a2v_"

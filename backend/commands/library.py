@@ -1,0 +1,395 @@
+"""``asset2vec catalogue | tags | similar | explore | sparse | duplicates | style-grid | weak-spots | query-image``.
+
+Thin wrappers over :mod:`backend.library`. Every command takes ``--run RUN_DIR`` (the trained
+decoder whose codes are used), ``--catalogue PATH`` (default ``RUN_DIR/catalogue.sqlite``; the
+default one is filled from the run's training codes on first use) and ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from backend.cli import CommandError
+
+CATALOGUE_NAME = "catalogue.sqlite"
+TAG_MODEL_NAME = "tags.joblib"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("catalogue", help="fill or inspect the asset catalogue (SQLite) of a run")
+    csub = p.add_subparsers(dest="catalogue_command", required=True, metavar="ACTION")
+    q = csub.add_parser("import", help="import a run's assets, training codes and artist tags")
+    _common(q)
+    q.set_defaults(func=cmd_catalogue_import)
+    q = csub.add_parser("info", help="models, asset and tag counts")
+    _common(q)
+    q.set_defaults(func=cmd_catalogue_info)
+
+    p = sub.add_parser("tags", help="learn the artists' tags from codes and propose them")
+    tsub = p.add_subparsers(dest="tags_command", required=True, metavar="ACTION")
+    q = tsub.add_parser("train", help="train per-tag classifiers on the assets artists tagged")
+    _common(q)
+    _tag_model_arg(q)
+    q.add_argument("--no-size", action="store_true", help="use the codes only, not the assets' metric size")
+    q.add_argument("--min-examples", type=int, default=3, help="assets needed with and without a tag (default 3)")
+    q.set_defaults(func=cmd_tags_train)
+    q = tsub.add_parser("predict", help="predict tags for every asset and store them as predicted tags")
+    _common(q)
+    _tag_model_arg(q)
+    q.add_argument("--threshold", type=float, default=0.5, help="propose tags at or above this probability")
+    q.add_argument("assets", nargs="*", help="only these assets (default: all)")
+    q.set_defaults(func=cmd_tags_predict)
+    q = tsub.add_parser("report", help="cross-validated precision/recall of the trained tag model")
+    _common(q)
+    _tag_model_arg(q)
+    q.set_defaults(func=cmd_tags_report)
+
+    p = sub.add_parser("similar", help="nearest assets in shape, texture or both")
+    _common(p)
+    p.add_argument("asset", nargs="?", help="asset name (omit with --all)")
+    p.add_argument("--space", choices=("shape", "texture", "both"), default="both")
+    p.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
+    p.add_argument("--exclude-family", action="store_true", help="leave out the asset's own parametric family")
+    p.add_argument("--size-weight", type=float, default=0.0, help="weight of the metric-size feature (default 0)")
+    p.add_argument("--all", action="store_true", help="compute and store suggestions for every asset")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("explore", help="write the exploration page: PCA strips, maps, clusters, sparse regions, ...")
+    _common(p)
+    p.add_argument("--out", type=Path, required=True, help="folder for the PNGs, JSON and index.html")
+    p.add_argument("--method", choices=("pca", "tsne"), default="pca", help="2D map projection (default pca)")
+    p.add_argument("--image-size", type=int, default=48, help="pixels per decoder render (default 48)")
+    p.set_defaults(func=cmd_explore)
+
+    p = sub.add_parser("sparse", help="regions of code space where the library is thin")
+    _common(p)
+    p.add_argument("-n", type=int, default=5, help="how many regions (default 5)")
+    p.add_argument("--space", choices=("shape", "texture", "both"), default="both")
+    p.add_argument("--render", type=Path, default=None, help="PNG of decoder renders of the regions' centres")
+    p.set_defaults(func=cmd_sparse)
+
+    p = sub.add_parser("duplicates", help="assets whose codes nearly coincide in both shape and texture")
+    _common(p)
+    p.add_argument("--ratio", type=float, default=0.2,
+                   help="distance threshold as a fraction of the median nearest-neighbour distance (default 0.2)")
+    p.set_defaults(func=cmd_duplicates)
+
+    p = sub.add_parser("style-grid", help="shape of asset i x texture of asset j, rendered by the decoder")
+    _common(p)
+    p.add_argument("assets", nargs="+", help="assets giving the shapes (rows) and, by default, the textures")
+    p.add_argument("--textures", nargs="+", default=None, help="other assets for the texture columns")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p.add_argument("--image-size", type=int, default=64)
+    p.set_defaults(func=cmd_style_grid)
+
+    p = sub.add_parser("weak-spots", help="where in code space per-asset scores (e.g. a model's error) are bad")
+    _common(p)
+    p.add_argument("scores", type=Path, help="CSV of asset,score (header optional)")
+    p.add_argument("-k", type=int, default=8, help="neighbours to smooth over (default 8)")
+    p.add_argument("--lower-is-worse", action="store_true", help="low scores are bad (e.g. accuracy)")
+    p.add_argument("--out", type=Path, default=None, help="PNG map coloured by the smoothed score")
+    p.set_defaults(func=cmd_weak_spots)
+
+    p = sub.add_parser("query-image", help="nearest assets to a single image (fits a code to that one view)")
+    _common(p)
+    p.add_argument("image", type=Path, help="PNG/JPEG: RGBA, or RGB on a plain background")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--steps", type=int, default=None, help="fitting steps (default: the preset's inversion steps)")
+    p.add_argument("--space", choices=("shape", "texture", "both"), default="both", help="space to search in")
+    p.set_defaults(func=cmd_query_image)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", type=Path, required=True, help="trained run folder (its model id keys the codes)")
+    p.add_argument("--catalogue", type=Path, default=None, help=f"catalogue file (default RUN_DIR/{CATALOGUE_NAME})")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _tag_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tag-model", type=Path, default=None, help=f"tag model file (default RUN_DIR/{TAG_MODEL_NAME})")
+
+
+# -- plumbing -----------------------------------------------------------------------------------
+
+@contextmanager
+def _errors():
+    """Domain errors become :class:`CommandError` (one line, no traceback)."""
+    from backend.library.errors import LibraryError
+    from backend.model.errors import ModelError
+
+    try:
+        yield
+    except (LibraryError, ModelError) as e:
+        raise CommandError(str(e)) from None
+
+
+def _load_run(args: argparse.Namespace) -> Any:
+    from backend.training.run import load_run
+
+    if not args.run.is_dir():
+        raise CommandError(f"{args.run}: no such run folder (train one with: asset2vec train BUNDLES --out RUN_DIR)")
+    with _errors():
+        return load_run(args.run)
+
+
+def _open(args: argparse.Namespace, need_codes: bool = True) -> tuple[Any, Any, Any]:
+    """``(run, catalogue, code table)``. The default catalogue is created from the run when it has no codes yet."""
+    from backend.library.catalogue import Catalogue, import_run
+
+    run = _load_run(args)
+    default = args.catalogue is None
+    path = args.catalogue or args.run / CATALOGUE_NAME
+    with _errors():
+        if not default and not path.exists():
+            raise CommandError(f"{path}: no catalogue here (create it with: asset2vec catalogue import --run "
+                               f"{args.run} --catalogue {path})")
+        cat = Catalogue(path, expect_model=run.model_id)
+        table = None
+        if not any(m["model_id"] == run.model_id and m["codes"] for m in cat.models()):
+            if default:
+                _say(args, f"catalogue {path}: importing the run's {len(run.names)} training codes")
+                table = import_run(cat, run)
+        if need_codes and table is None:
+            table = cat.codes(run.model_id)
+    return run, cat, table
+
+
+def _say(args: argparse.Namespace, msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, indent=1, default=_jsonable))
+    else:
+        print(text)
+
+
+def _jsonable(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def _tag_model_path(args: argparse.Namespace) -> Path:
+    return args.tag_model or args.run / TAG_MODEL_NAME
+
+
+# -- catalogue ----------------------------------------------------------------------------------
+
+def cmd_catalogue_import(args: argparse.Namespace) -> int:
+    from backend.library.catalogue import Catalogue, import_run
+
+    run = _load_run(args)
+    path = args.catalogue or args.run / CATALOGUE_NAME
+    with _errors(), Catalogue(path, expect_model=run.model_id) as cat:
+        table = import_run(cat, run)
+        data = {"catalogue": str(path), "model_id": run.model_id, "assets": len(table)}
+    _emit(args, data, f"imported {len(table)} assets with codes of model {run.model_id} into {path}")
+    return 0
+
+
+def cmd_catalogue_info(args: argparse.Namespace) -> int:
+    run, cat, _ = _open(args, need_codes=False)
+    with cat:
+        data = {"catalogue": str(cat.path), "schema_version": cat.schema_version, "models": cat.models(),
+                "assets": cat.count("assets"), "tags": cat.count("tags"), "neighbours": cat.count("neighbours")}
+    lines = [f"{cat.path} (schema v{data['schema_version']}): {data['assets']} assets, {data['tags']} tag rows"]
+    for m in data["models"]:
+        lines.append(f"  model {m['model_id']} ({m['preset']}){' [active]' if m['active'] else ''}: {m['codes']} codes")
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
+# -- tags ---------------------------------------------------------------------------------------
+
+def cmd_tags_train(args: argparse.Namespace) -> int:
+    from backend.library.tags import TagModel
+
+    run, cat, table = _open(args)
+    with cat, _errors():
+        tag_sets = cat.artist_tag_sets(table.ids)
+        model = TagModel(run.model_id, use_size=not args.no_size)
+        report = model.fit(table.shape, table.texture, tag_sets, table.size, min_examples=args.min_examples)
+        path = model.save(_tag_model_path(args))
+    _emit(args, {"tag_model": str(path), "report": report}, _report_text(report) + f"\nsaved {path}")
+    return 0
+
+
+def _report_text(report: dict[str, dict[str, Any]]) -> str:
+    lines = [f"{'tag':24s} {'pos':>4s} {'neg':>4s} {'prec':>5s} {'recall':>6s} {'AP':>5s}"]
+    for tag, r in sorted(report.items()):
+        if r["status"] == "trained":
+            lines.append(f"{tag:24s} {r['positives']:4d} {r['negatives']:4d} {r['precision']:5.2f} {r['recall']:6.2f} "
+                         f"{r['average_precision']:5.2f}")
+        else:
+            lines.append(f"{tag:24s} {r['positives']:4d} {r['negatives']:4d}  skipped: {r['reason']}")
+    return "\n".join(lines)
+
+
+def cmd_tags_predict(args: argparse.Namespace) -> int:
+    from backend.library.tags import TagModel
+
+    if not 0.0 < args.threshold <= 1.0:
+        raise CommandError(f"--threshold must be in (0, 1], got {args.threshold}")
+    run, cat, table = _open(args)
+    with cat, _errors():
+        model = TagModel.load(_tag_model_path(args), expect_model=run.model_id)
+        rows = [table.index_of(a) for a in args.assets] if args.assets else list(range(len(table)))
+        sub = table.subset(rows)
+        probs = model.predict(sub.shape, sub.texture, sub.size if model.use_size else None)
+        cat.set_predicted_tags(run.model_id, {int(a): p for a, p in zip(sub.ids, probs, strict=True)})
+        artist = cat.artist_tag_sets(sub.ids)
+        out = {n: {"artist": sorted(a or []), "proposed": TagModel.proposals(p, a, args.threshold)}
+               for n, p, a in zip(sub.names, probs, artist, strict=True)}
+    text = "\n".join(f"{n}: + {', '.join(f'{t} ({p:.2f})' for t, p in v['proposed'].items()) or '-'}"
+                     for n, v in out.items())
+    _emit(args, out, text)
+    return 0
+
+
+def cmd_tags_report(args: argparse.Namespace) -> int:
+    from backend.library.tags import TagModel
+
+    run = _load_run(args)
+    with _errors():
+        model = TagModel.load(_tag_model_path(args), expect_model=run.model_id)
+    _emit(args, model.report, _report_text(model.report))
+    return 0
+
+
+# -- similarity ---------------------------------------------------------------------------------
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from backend.library.similarity import SimilarityIndex
+
+    if args.k < 1:
+        raise CommandError(f"-k must be at least 1, got {args.k}")
+    if not args.all and not args.asset:
+        raise CommandError("name an asset, or pass --all to store suggestions for every asset")
+    run, cat, table = _open(args)
+    with cat, _errors():
+        index = SimilarityIndex(table, args.space, size_weight=args.size_weight)
+        if args.all:
+            nb = index.all_neighbours(args.k, args.exclude_family)
+            cat.set_neighbours(run.model_id, args.space, nb)
+            _emit(args, {"stored": len(nb), "space": args.space, "k": args.k},
+                  f"stored {args.k} {args.space}-space suggestions for each of {len(nb)} assets")
+            return 0
+        found = index.similar(args.asset, args.k, exclude_family=args.exclude_family)
+    text = "\n".join(f"{n.rank + 1:3d}. {n.name:32s} {n.distance:8.3f}  {n.family}" for n in found)
+    _emit(args, [asdict(n) for n in found], f"nearest to {args.asset} in {args.space} space:\n{text}")
+    return 0
+
+
+# -- exploration --------------------------------------------------------------------------------
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from backend.library.report import explore_library
+
+    run, cat, table = _open(args)
+    with cat, _errors():
+        summary = explore_library(run, cat, table, args.out, method=args.method, image_size=args.image_size,
+                                  progress=lambda msg: _say(args, msg))
+    _emit(args, summary, f"wrote {args.out / 'index.html'} ({len(summary['files'])} files)")
+    return 0
+
+
+def cmd_sparse(args: argparse.Namespace) -> int:
+    from backend.library import explore, style
+
+    if args.n < 1:
+        raise CommandError(f"-n must be at least 1, got {args.n}")
+    run, cat, table = _open(args)
+    with cat, _errors():
+        regions = explore.sparse_regions(explore.space_features(table, args.space), table.names, n_regions=args.n)
+        if args.render and regions:
+            codes = [explore.mix_codes(table, r["weights"]) for r in regions]
+            import numpy as np
+
+            imgs = style.render_codes(run, np.stack([c[0] for c in codes]), np.stack([c[1] for c in codes]), 64)
+            style.save_grid(imgs[None], args.render, col_labels=[f"#{i + 1}" for i in range(len(regions))])
+    text = "\n".join(f"#{i + 1}: {r['score']:.1f}x the usual gap; nearest: {', '.join(r['nearest'])}"
+                     for i, r in enumerate(regions)) or "no sparse region found inside the library"
+    _emit(args, regions, text)
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from backend.library import explore
+
+    if args.ratio <= 0:
+        raise CommandError(f"--ratio must be positive, got {args.ratio}")
+    run, cat, table = _open(args)
+    with cat, _errors():
+        groups = explore.near_duplicates(table, args.ratio)
+    text = "\n".join(" = ".join(g["assets"]) for g in groups) or "no near-duplicates"
+    _emit(args, groups, text)
+    return 0
+
+
+def cmd_style_grid(args: argparse.Namespace) -> int:
+    from backend.library import style
+
+    run, cat, table = _open(args)
+    with cat, _errors():
+        grid = style.style_grid(run, table, args.assets, args.textures, image_size=args.image_size)
+        cols = args.textures or args.assets
+        path = style.save_grid(grid, args.out, col_labels=cols, row_labels=args.assets, row_label_px=90)
+    _emit(args, {"png": str(path), "rows": args.assets, "cols": cols},
+          f"wrote {path}: rows = shape of {', '.join(args.assets)}; columns = texture of {', '.join(cols)}")
+    return 0
+
+
+def cmd_weak_spots(args: argparse.Namespace) -> int:
+    from backend.library import explore
+
+    run, cat, table = _open(args)
+    with cat, _errors():
+        scores = explore.read_scores_csv(args.scores)
+        feats = explore.space_features(table, "both")
+        cl = explore.clusters(feats, table.names)
+        result = explore.weak_spots(table, scores, k=args.k, higher_is_worse=not args.lower_is_worse,
+                                    cluster_labels=cl["labels"], cluster_names=[c["name"] for c in cl["clusters"]])
+        if args.out:
+            import numpy as np
+
+            coords = explore.embed_2d(feats)
+            vals = np.array([result["smoothed"][n] for n in table.names])
+            explore.plot_map(coords, table.names, args.out, values=vals, title="weak spots (k-NN smoothed score)")
+    lines = [f"scored {result['scored']} assets (k={result['k']}); worst spots:"]
+    for s in result["spots"]:
+        lines.append(f"  around {s['centre']}: smoothed score {s['smoothed_score']:.3f} ({', '.join(s['assets'])})")
+    if result["ignored_unknown_assets"]:
+        lines.append(f"ignored {len(result['ignored_unknown_assets'])} names not in the catalogue")
+    _emit(args, result, "\n".join(lines))
+    return 0
+
+
+def cmd_query_image(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from backend.library.image_query import query_image
+
+    run, cat, table = _open(args)
+    with cat, _errors():
+        result = query_image(run, table, args.image, k=args.k, steps=args.steps, space=args.space,
+                             progress=lambda f, msg: _say(args, f"{msg} ({100 * f:.0f}%)"))
+    text = (f"best pose: rig view {result['view']} ({result['psnr']:.1f} dB)\n"
+            + "\n".join(f"{n.rank + 1:3d}. {n.name:32s} {n.distance:8.3f}" for n in result["neighbours"]))
+    data = {**result, "neighbours": [asdict(n) for n in result["neighbours"]]}
+    _emit(args, data, text)
+    return 0

@@ -1,0 +1,105 @@
+"""``asset2vec serve``: run the backend service (HTTP API + job queue + zeroconf) for a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from backend.cli import CommandError
+from shared import api
+
+RUN_ENV = "ASSET2VEC_RUN"
+DEFAULT_TOKEN_ENV = "ASSET2VEC_TOKEN"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a trained run to the Blender add-on over HTTP (127.0.0.1 by default)",
+        description=(
+            "Serve a trained run: the add-on uploads captured views, gets codes, tags and similar assets back. "
+            "Binds 127.0.0.1 (this machine only) by default; any other --host needs a token. "
+            "Advertised over zeroconf so the add-on finds it. Ctrl-C stops it."
+        ),
+    )
+    p.add_argument("--run", default=os.environ.get(RUN_ENV),
+                   help=f"trained run folder (from `asset2vec train`; default: ${RUN_ENV})")
+    p.add_argument("--catalogue", help="catalogue file (default: RUN_DIR/catalogue.sqlite)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 = the LAN)")
+    p.add_argument("--port", type=int, default=api.DEFAULT_PORT, help=f"TCP port (default {api.DEFAULT_PORT})")
+    p.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, metavar="VAR",
+                   help=f"environment variable holding the token (default {DEFAULT_TOKEN_ENV}); required beyond "
+                        "loopback, optional on it")
+    p.add_argument("--generate-token", action="store_true", help="generate a random token and print it once")
+    p.add_argument("--no-zeroconf", action="store_true", help="do not advertise the backend on the network")
+    p.add_argument("--invert-steps", type=int, help="inversion steps per embedded asset (default: the preset's)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--generic", action="store_true",
+                   help="announce the model as generic (not trained on this studio's library)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_serve)
+
+
+def resolve_token(host: str, token_env: str | None, generate: bool) -> tuple[str | None, bool]:
+    """``(token, generated)`` from the flags; refuses a non-loopback host without one."""
+    from backend.service.auth import AuthError, check_bind, generate_token, token_from_env
+
+    token = generate_token() if generate else (token_from_env(token_env) if token_env else None)
+    try:
+        check_bind(host, token)
+    except AuthError as e:
+        if not generate and token_env and token_env in os.environ:
+            raise CommandError(f"${token_env} is set but empty. {e}") from None
+        raise CommandError(str(e)) from None
+    return token, generate
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from backend.library.errors import LibraryError
+    from backend.service.auth import AuthError
+    from backend.service.errors import ServiceError
+
+    # Refuse an unsafe bind before the (slow) model load.
+    token, generated = resolve_token(args.host, args.token_env, args.generate_token)
+    if not args.run:
+        raise CommandError(f"which run should be served? pass --run RUN_DIR (or set ${RUN_ENV}); "
+                           "train one with `asset2vec train BUNDLES --out RUN_DIR` or `python build.py demo`")
+    if args.invert_steps is not None and args.invert_steps < 1:
+        raise CommandError("--invert-steps must be at least 1")
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from backend.model.errors import ModelError
+    from backend.service.engine import Engine
+    from backend.service.server import Service
+
+    print(f"loading run {args.run} ...", file=sys.stderr, flush=True)
+    try:
+        engine = Engine.open(args.run, args.catalogue, invert_steps=args.invert_steps, device=args.device,
+                             generic=args.generic)
+        service = Service(engine, host=args.host, port=args.port, token=token, advertise=not args.no_zeroconf,
+                          log_level=args.log_level)
+    except (AuthError, ServiceError, LibraryError, ModelError) as e:
+        raise CommandError(str(e)) from None
+    info = engine.info()
+    print(f"Asset2Vec backend: model {info['model_id']} ({info['preset']}, {info['device']}), "
+          f"{info['assets']} assets, serving at {service.url}{api.API_PREFIX}"
+          + ("" if args.host == "127.0.0.1" else f" (bound to {args.host}:{service.port})"), file=sys.stderr)
+    if generated:
+        # Printed once, on stdout, so it can be piped; it is never written anywhere else.
+        print(f"token (enter it in the add-on's preferences): {token}", flush=True)
+    elif token:
+        print(f"token required (from ${args.token_env})", file=sys.stderr)
+    if service.advertiser:
+        print(f"advertised over zeroconf as {api.SERVICE_TYPE}", file=sys.stderr)
+    print("press Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        service.run()
+    except KeyboardInterrupt:
+        pass  # uvicorn already shut down gracefully and re-raised the signal
+    finally:
+        engine.close()
+    print("backend stopped", file=sys.stderr)
+    return 0

@@ -1,0 +1,415 @@
+"""Exploring the code space: PCA, a 2D map with clusters, sparse regions, near-duplicates, weak spots.
+
+All analyses take plain arrays or a :class:`CodeTable` and return JSON-ready dicts; the ``plot_*``
+functions write PNGs with matplotlib's Agg backend (no display needed). Distances are measured in
+:mod:`backend.library.similarity`'s standardised feature space, so "near" means the same thing
+everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.cluster import KMeans  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.metrics import silhouette_score  # noqa: E402
+
+from .catalogue import CodeTable  # noqa: E402
+from .errors import LibraryError  # noqa: E402
+from .similarity import ExactIndex, Featurizer  # noqa: E402
+
+
+def space_features(table: CodeTable, space: str = "both") -> np.ndarray:
+    """Standardised features ``[N, F]`` of a table in one space (see :class:`Featurizer`)."""
+    return Featurizer.fit(table.shape, table.texture, table.size, space).transform(table.shape, table.texture)
+
+
+def _pairwise_nn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest other rows of every row: ``(rows [N, k], dist [N, k])``. O(N^2 F) in blocks."""
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    k = min(k, n - 1)
+    sq = (x * x).sum(1)
+    rows, dist = np.zeros((n, k), np.int64), np.zeros((n, k))
+    for s in range(0, n, 1024):
+        d2 = sq[s:s + 1024, None] - 2 * x[s:s + 1024] @ x.T + sq[None, :]
+        d2[np.arange(len(d2)), np.arange(s, s + len(d2))] = np.inf  # not its own neighbour
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        dd = np.take_along_axis(d2, part, 1)
+        o = np.argsort(dd, axis=1)
+        rows[s:s + 1024] = np.take_along_axis(part, o, 1)
+        dist[s:s + 1024] = np.sqrt(np.maximum(np.take_along_axis(dd, o, 1), 0))
+    return rows, dist
+
+
+# -- PCA ----------------------------------------------------------------------------------------
+
+def pca_summary(codes: np.ndarray, n_components: int = 8) -> dict[str, Any]:
+    """PCA of one half ``[N, D]``: mean, unit directions, per-direction sigma and explained variance."""
+    codes = np.asarray(codes, np.float64)
+    n = min(n_components, codes.shape[1], max(len(codes) - 1, 1))
+    if len(codes) < 2:
+        raise LibraryError("PCA needs at least 2 assets with codes")
+    p = PCA(n_components=n).fit(codes)
+    return {
+        "mean": p.mean_.tolist(),
+        "directions": p.components_.tolist(),
+        "sigma": np.sqrt(p.explained_variance_).tolist(),
+        "explained_variance_ratio": p.explained_variance_ratio_.tolist(),
+    }
+
+
+def plot_explained_variance(summaries: dict[str, dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Bar chart of the explained variance ratio per half (``{"shape": summary, "texture": summary}``)."""
+    fig, axes = plt.subplots(1, len(summaries), figsize=(4 * len(summaries), 3), squeeze=False)
+    for ax, (half, s) in zip(axes[0], summaries.items(), strict=True):
+        r = s["explained_variance_ratio"]
+        ax.bar(range(1, len(r) + 1), r, color="#4477aa")
+        ax.plot(range(1, len(r) + 1), np.cumsum(r), "k.-", lw=1)
+        ax.set_title(f"{half} half: explained variance")
+        ax.set_xlabel("principal direction")
+        ax.set_ylim(0, 1)
+    return _save(fig, path)
+
+
+# -- 2D map + clusters --------------------------------------------------------------------------
+
+def embed_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """2D coordinates ``[N, 2]`` of the library (PCA-2 or t-SNE)."""
+    n = len(features)
+    if n < 2:
+        raise LibraryError("a map needs at least 2 assets with codes")
+    if method == "pca":
+        out = PCA(n_components=2).fit_transform(features) if features.shape[1] >= 2 else np.c_[features, 0 * features]
+    elif method == "tsne":
+        from sklearn.manifold import TSNE
+
+        out = TSNE(n_components=2, perplexity=float(min(30, max(2, (n - 1) // 3))), random_state=seed,
+                   init="pca").fit_transform(features)
+    else:
+        raise LibraryError(f"map method must be 'pca' or 'tsne', got {method!r}")
+    return np.asarray(out, np.float64)
+
+
+def clusters(features: np.ndarray, names: list[str], k_max: int = 10, seed: int = 0) -> dict[str, Any]:
+    """KMeans with k in 2..k_max chosen by silhouette; each cluster named after its most central asset."""
+    n = len(features)
+    if n < 3:
+        labels = np.zeros(n, int)
+        return {"k": 1, "silhouette": None, "labels": labels.tolist(),
+                "clusters": [{"id": 0, "name": names[0] if names else "", "size": n, "members": names}]}
+    best = None
+    for k in range(2, min(k_max, n - 1) + 1):
+        km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(features)
+        if len(set(km.labels_)) < 2:
+            continue
+        s = float(silhouette_score(features, km.labels_))
+        if best is None or s > best[0]:
+            best = (s, k, km)
+    if best is None:
+        labels = np.zeros(n, int)
+        return {"k": 1, "silhouette": None, "labels": labels.tolist(),
+                "clusters": [{"id": 0, "name": names[0], "size": n, "members": names}]}
+    s, k, km = best
+    out = []
+    for c in range(k):
+        rows = np.flatnonzero(km.labels_ == c)
+        central = rows[np.argmin(((features[rows] - km.cluster_centers_[c]) ** 2).sum(1))]
+        out.append({"id": c, "name": names[central], "size": int(len(rows)), "members": [names[r] for r in rows]})
+    return {"k": k, "silhouette": s, "labels": km.labels_.tolist(), "clusters": out}
+
+
+def plot_map(
+    coords: np.ndarray,
+    names: list[str],
+    path: str | os.PathLike[str],
+    labels: list[int] | None = None,
+    cluster_names: list[str] | None = None,
+    thumbnails: list[np.ndarray | None] | None = None,
+    values: np.ndarray | None = None,
+    title: str = "library map",
+    max_thumbnails: int = 400,
+) -> Path:
+    """Scatter of the library in 2D, coloured by cluster (or by ``values``), with thumbnails [H, W, 3|4]."""
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    fig, ax = plt.subplots(figsize=(10, 10))
+    if values is not None:
+        sc = ax.scatter(coords[:, 0], coords[:, 1], c=values, cmap="magma_r", s=40, zorder=2)
+        fig.colorbar(sc, ax=ax, shrink=0.7, label="smoothed score")
+    else:
+        ax.scatter(coords[:, 0], coords[:, 1], c=labels if labels is not None else "#4477aa", cmap="tab10",
+                   s=30, zorder=2)
+    if thumbnails is not None:
+        # Thumbnails shrink as the library grows so the map stays readable (zoom 1 = native pixels).
+        zoom = float(np.clip(1.5 * math.sqrt(100 / max(len(coords), 1)), 0.3, 1.5))
+        for i, img in enumerate(thumbnails[:max_thumbnails]):
+            if img is not None:
+                box = AnnotationBbox(OffsetImage(img, zoom=zoom), coords[i], frameon=False, zorder=3)
+                ax.add_artist(box)
+    if labels is not None and cluster_names:
+        for c, cname in enumerate(cluster_names):
+            rows = [i for i, lab in enumerate(labels) if lab == c]
+            if rows:
+                cx, cy = coords[rows].mean(0)
+                ax.annotate(cname, (cx, cy), xytext=(0, 28), textcoords="offset points", fontsize=9, weight="bold",
+                            ha="center", zorder=4,
+                            bbox=dict(boxstyle="round", fc="white", alpha=0.7))
+    if len(names) <= 60 and thumbnails is None:
+        for i, n in enumerate(names):
+            ax.annotate(n, coords[i], fontsize=6, alpha=0.7)
+    ax.set_title(title)
+    ax.set_aspect("equal", adjustable="datalim")
+    return _save(fig, path)
+
+
+# -- sparse regions -----------------------------------------------------------------------------
+
+def sparse_regions(
+    features: np.ndarray,
+    names: list[str],
+    n_regions: int = 5,
+    n_candidates: int = 4000,
+    surround: float = 0.5,
+    min_score: float = 1.5,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Where the library is thin: points inside the data with no asset nearby.
+
+    Candidates are random convex combinations of 2-3 assets (so they lie inside the data's hull);
+    a candidate counts only if its 8 nearest assets *surround* it (their centroid is closer to it
+    than ``surround`` times their mean spread), which rules out the outer rim. The score is the
+    distance to the nearest asset relative to the library's median nearest-neighbour distance;
+    only regions scoring at least ``min_score`` (clearly emptier than usual) are listed.
+    Returns regions, emptiest first: ``{"score", "nearest": [names], "weights": {name: w}}`` where
+    ``weights`` reproduce the centre as a mix of asset codes (for a decoder render).
+    """
+    x = np.asarray(features, np.float64)
+    n = len(x)
+    if n < 4:
+        raise LibraryError("sparse regions need at least 4 assets with codes")
+    rng = np.random.default_rng(seed)
+    m = 3
+    idx = rng.integers(0, n, size=(n_candidates, m))
+    w = rng.dirichlet(np.ones(m), size=n_candidates)
+    cand = np.einsum("cm,cmf->cf", w, x[idx])
+    _, nn = _pairwise_nn(x, 1)
+    median_nn = float(np.median(nn[:, 0])) or 1e-9
+    kk = min(8, n)
+    d2 = (cand * cand).sum(1)[:, None] - 2 * cand @ x.T + (x * x).sum(1)[None, :]
+    near = np.argsort(d2, axis=1)[:, :kk]
+    dist = np.sqrt(np.maximum(np.take_along_axis(d2, near, 1), 0))
+    nbr = x[near]  # [C, kk, F]
+    centroid = nbr.mean(1)
+    spread = np.linalg.norm(nbr - centroid[:, None], axis=2).mean(1) + 1e-12
+    inside = np.linalg.norm(cand - centroid, axis=1) / spread < surround
+    score = dist[:, 0] / median_nn
+    order = [i for i in np.argsort(-score) if inside[i] and score[i] >= min_score]
+    regions: list[dict[str, Any]] = []
+    for i in order:
+        if len(regions) >= n_regions:
+            break
+        # Non-maximum suppression: one region per hole.
+        if any(np.linalg.norm(cand[i] - r["_centre"]) < r["_radius"] for r in regions):
+            continue
+        weights: dict[str, float] = {}
+        for j, wt in zip(idx[i], w[i], strict=True):
+            weights[names[j]] = weights.get(names[j], 0.0) + float(wt)
+        regions.append({
+            "score": float(score[i]),
+            "distance_to_nearest": float(dist[i, 0]),
+            "nearest": [names[j] for j in near[i, :5]],
+            "weights": weights,
+            "_centre": cand[i],
+            "_radius": float(dist[i, 0]),
+        })
+    for r in regions:
+        r.pop("_centre")
+        r.pop("_radius")
+    return regions
+
+
+def mix_codes(table: CodeTable, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The code ``(shape [D], texture [D])`` that is the weighted mix of the named assets' codes."""
+    rows = [table.index_of(n) for n in weights]
+    w = np.array(list(weights.values()), np.float64)
+    w = w / w.sum()
+    return (w @ table.shape[rows]).astype(np.float32), (w @ table.texture[rows]).astype(np.float32)
+
+
+# -- near-duplicates ----------------------------------------------------------------------------
+
+def near_duplicates(table: CodeTable, ratio: float = 0.2) -> list[dict[str, Any]]:
+    """Groups of assets whose codes nearly coincide in **both** halves.
+
+    Two assets are duplicates when, in each half's standardised space, their distance is below
+    ``ratio`` x that half's median nearest-neighbour distance (relative, so it adapts to how
+    spread a model's codes are). Groups are connected components of that relation.
+    """
+    n = len(table)
+    if n < 2:
+        return []
+    halves = [space_features(table, "shape"), space_features(table, "texture")]
+    kk = min(10, n - 1)
+    thresholds, neigh = [], []
+    for h in halves:
+        rows, dist = _pairwise_nn(h, kk)
+        thresholds.append(ratio * float(np.median(dist[:, 0])))
+        neigh.append((rows, dist))
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    pairs: dict[tuple[int, int], tuple[float, float]] = {}
+    s_rows, s_dist = neigh[0]
+    for i in range(n):
+        for j, ds in zip(s_rows[i], s_dist[i], strict=True):
+            if ds > thresholds[0]:
+                break  # neighbours are sorted: the rest are farther
+            dt = float(np.linalg.norm(halves[1][i] - halves[1][j]))
+            if dt <= thresholds[1]:
+                pairs[(min(i, int(j)), max(i, int(j)))] = (float(ds), dt)
+                parent[find(i)] = find(int(j))
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    out = []
+    for members in groups.values():
+        if len(members) > 1:
+            ps = [(a, b, *d) for (a, b), d in pairs.items() if a in members]
+            out.append({
+                "assets": [table.names[m] for m in members],
+                "pairs": [{"a": table.names[a], "b": table.names[b], "shape_distance": ds, "texture_distance": dt}
+                          for a, b, ds, dt in ps],
+            })
+    out.sort(key=lambda g: -len(g["assets"]))
+    return out
+
+
+# -- weak spots ---------------------------------------------------------------------------------
+
+def read_scores_csv(path: str | os.PathLike[str]) -> dict[str, float]:
+    """``asset,score`` rows (an optional header row is skipped). Malformed lines raise with their number."""
+    path = Path(path)
+    if not path.is_file():
+        raise LibraryError(f"{path}: no such scores file (expected a CSV of asset,score)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise LibraryError(f"{path}: not a UTF-8 text CSV file") from None
+    scores: dict[str, float] = {}
+    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < 2:
+            raise LibraryError(f"{path}:{lineno}: expected 'asset,score', got {','.join(row)!r}")
+        name, raw = row[0].strip(), row[1].strip()
+        try:
+            value = float(raw)
+        except ValueError:
+            if lineno == 1 and not scores:
+                continue  # header
+            raise LibraryError(f"{path}:{lineno}: score {raw!r} of asset {name!r} is not a number") from None
+        if not math.isfinite(value):
+            raise LibraryError(f"{path}:{lineno}: score of asset {name!r} must be finite, got {raw!r}")
+        if not name:
+            raise LibraryError(f"{path}:{lineno}: empty asset name")
+        if name in scores:
+            raise LibraryError(f"{path}:{lineno}: asset {name!r} is listed twice")
+        scores[name] = value
+    if not scores:
+        raise LibraryError(f"{path}: no 'asset,score' rows found")
+    return scores
+
+
+def weak_spots(
+    table: CodeTable,
+    scores: dict[str, float],
+    k: int = 8,
+    higher_is_worse: bool = True,
+    n_spots: int = 5,
+    cluster_labels: list[int] | None = None,
+    cluster_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Where in code space the scores are bad (e.g. a downstream model's error per asset).
+
+    Each asset's score is smoothed over its ``k`` nearest *scored* neighbours (itself included),
+    so isolated noise does not make a spot, a bad neighbourhood does. Returns the smoothed score
+    per asset, the worst spots (an asset and its neighbourhood, non-overlapping) and, if cluster
+    labels are given, the mean score per cluster, worst first.
+    """
+    known = [n for n in scores if n in set(table.names)]
+    unknown = sorted(set(scores) - set(known))
+    if len(known) < 2:
+        raise LibraryError(
+            f"only {len(known)} of the {len(scores)} scored assets are in the catalogue; check the names in the CSV"
+            + (f" (e.g. {', '.join(unknown[:3])})" if unknown else "")
+        )
+    feats = space_features(table, "both")
+    scored_rows = np.array([table.index_of(n) for n in known])
+    sign = 1.0 if higher_is_worse else -1.0
+    s = np.array([scores[n] for n in known]) * sign  # higher = worse from here on
+    idx = ExactIndex(feats[scored_rows])
+    kk = min(k, len(known))
+    smoothed = np.zeros(len(table))
+    hoods: list[list[int]] = []
+    for r in range(len(table)):
+        rows, _ = idx.search(feats[r], kk)
+        smoothed[r] = s[rows].mean()
+        hoods.append([int(scored_rows[j]) for j in rows])
+    spots, used = [], set()
+    for r in np.argsort(-smoothed):
+        if len(spots) >= n_spots:
+            break
+        members = hoods[r]
+        if used.intersection(members):
+            continue  # one spot per neighbourhood
+        used.update(members)
+        spots.append({
+            "centre": table.names[r],
+            "smoothed_score": float(smoothed[r] * sign),
+            "assets": [table.names[m] for m in members],
+            "scores": [scores[table.names[m]] for m in members],
+        })
+    out: dict[str, Any] = {
+        "k": kk,
+        "higher_is_worse": higher_is_worse,
+        "scored": len(known),
+        "ignored_unknown_assets": unknown,
+        "smoothed": {table.names[r]: float(smoothed[r] * sign) for r in range(len(table))},
+        "spots": spots,
+    }
+    if cluster_labels is not None:
+        per = []
+        for c in sorted(set(cluster_labels)):
+            members = [table.names[i] for i, lab in enumerate(cluster_labels) if lab == c and table.names[i] in scores]
+            if members:
+                mean = float(np.mean([scores[m] for m in members]))
+                name = cluster_names[c] if cluster_names else str(c)
+                per.append({"cluster": c, "name": name, "mean_score": mean, "scored_assets": len(members)})
+        per.sort(key=lambda e: -e["mean_score"] * sign)
+        out["clusters"] = per
+    return out
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,233 @@
+"""Exact k-nearest-neighbour search in shape space, texture space or both.
+
+Features: each half is centred and scaled to unit mean squared norm over the library (so neither
+half dominates "both" just because its codes are larger), then weighted and concatenated;
+optionally the log of the metric bounding-box size is appended (codes are scale-free, size is
+not). Distances are Euclidean in that feature space.
+
+Search is exact: one float32 matrix-vector product against precomputed squared norms, then a
+threshold taken from a strided sample of the distances selects a few thousand candidates that
+provably contain the top k (``np.argpartition`` over all rows would dominate the time at 1M).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .catalogue import SPACES, CodeTable
+from .errors import LibraryError
+
+#: Below this many rows a plain argpartition is as fast as the sampled threshold.
+_DIRECT_ROWS = 50_000
+_SAMPLE_ROWS = 20_000
+_SAMPLE_RANK = 40  # expected candidates = _SAMPLE_RANK / _SAMPLE_ROWS * N  (2,000 at 1M)
+
+
+@dataclass
+class Featurizer:
+    """Maps ``(shape [N, D], texture [N, D], size [N, 3])`` to search features, with library statistics."""
+
+    space: str
+    shape_mean: np.ndarray
+    shape_scale: float
+    texture_mean: np.ndarray
+    texture_scale: float
+    size_mean: np.ndarray
+    size_scale: float
+    shape_weight: float = 1.0
+    texture_weight: float = 1.0
+    size_weight: float = 0.0
+
+    @classmethod
+    def fit(
+        cls,
+        shape: np.ndarray,
+        texture: np.ndarray,
+        size: np.ndarray | None = None,
+        space: str = "both",
+        shape_weight: float = 1.0,
+        texture_weight: float = 1.0,
+        size_weight: float = 0.0,
+    ) -> Featurizer:
+        if space not in SPACES:
+            raise LibraryError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+        if len(shape) == 0:
+            raise LibraryError("no codes to search: the catalogue is empty")
+
+        def stats(x: np.ndarray) -> tuple[np.ndarray, float]:
+            x = np.asarray(x, dtype=np.float64)
+            mean = x.mean(axis=0)
+            rms = float(np.sqrt(((x - mean) ** 2).sum(axis=1).mean()))
+            return mean.astype(np.float32), rms if rms > 1e-12 else 1.0
+
+        sm, ss = stats(shape)
+        tm, ts = stats(texture)
+        logsize = _log_size(size if size is not None else np.ones((len(shape), 3), np.float32))
+        zm, zs = stats(logsize)
+        return cls(space, sm, ss, tm, ts, zm, zs, shape_weight, texture_weight, size_weight)
+
+    def transform(self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None = None) -> np.ndarray:
+        """Features ``[N, F]`` float32 (C-contiguous, ready for :class:`ExactIndex`)."""
+        parts = []
+        if self.space in ("shape", "both"):
+            parts.append((np.asarray(shape, np.float32) - self.shape_mean) * (self.shape_weight / self.shape_scale))
+        if self.space in ("texture", "both"):
+            parts.append(
+                (np.asarray(texture, np.float32) - self.texture_mean) * (self.texture_weight / self.texture_scale)
+            )
+        if self.size_weight > 0:
+            if size is None:
+                raise LibraryError("the size feature is on but no sizes were given")
+            parts.append((_log_size(size) - self.size_mean) * (self.size_weight / self.size_scale))
+        return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+
+def _log_size(size: np.ndarray) -> np.ndarray:
+    """log of the bounding-box size in metres; a missing size (0) counts as 1 cm, not -inf."""
+    return np.log(np.maximum(np.asarray(size, np.float32), 0.01)).astype(np.float32)
+
+
+class ExactIndex:
+    """Exact Euclidean top-k over ``X [N, F]`` float32."""
+
+    def __init__(self, features: np.ndarray) -> None:
+        x = np.asarray(features, dtype=np.float32)
+        # Zero columns up to a multiple of 8 change no distance but keep the BLAS kernel on its fast path
+        # (67 -> 72 columns: about 25% faster at 1M rows).
+        self.dim = x.shape[1]
+        self.x = np.zeros((len(x), -(-self.dim // 8) * 8), dtype=np.float32)
+        self.x[:, : self.dim] = x
+        self.sqnorm = np.einsum("ij,ij->i", self.x, self.x)
+        self._buf = np.empty(len(self.x), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def search(self, q: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and distances of the ``k`` nearest to ``q [F]``, closest first; ``exclude``: bool mask [N]."""
+        q0 = np.asarray(q, dtype=np.float32).reshape(-1)
+        if q0.shape[0] != self.dim:
+            raise LibraryError(f"query has {q0.shape[0]} features, the index {self.dim}")
+        q = np.zeros(self.x.shape[1], dtype=np.float32)
+        q[: self.dim] = q0
+        buf = self._buf
+        # ||x - q||^2 = ||x||^2 - 2 x.q + ||q||^2; the last term does not change the ranking.
+        np.dot(self.x, q, out=buf)
+        buf *= -2.0
+        buf += self.sqnorm
+        if exclude is not None:
+            buf[exclude] = np.inf
+        n = len(buf)
+        k = min(k, n)
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        cand = None
+        if n > _DIRECT_ROWS:
+            sample = buf[:: n // _SAMPLE_ROWS]
+            t = np.partition(sample, _SAMPLE_RANK)[_SAMPLE_RANK]
+            if np.isfinite(t):
+                c = np.flatnonzero(buf <= t)
+                # At least k values <= t exist, so the true k nearest are all among them: still exact.
+                if len(c) >= k:
+                    cand = c
+        if cand is None:
+            cand = np.arange(n)
+        sub = buf[cand]
+        part = np.argpartition(sub, k - 1)[:k] if len(sub) > k else np.arange(len(sub))
+        order = part[np.argsort(sub[part], kind="stable")]
+        rows, d2 = cand[order], sub[order]
+        keep = np.isfinite(d2)
+        d = np.sqrt(np.maximum(d2[keep] + float(q @ q), 0.0))
+        return rows[keep].astype(np.int64), d.astype(np.float32)
+
+
+@dataclass
+class Neighbour:
+    name: str
+    asset_id: int
+    distance: float
+    rank: int
+    family: str = ""
+    category: str = ""
+
+
+class SimilarityIndex:
+    """k-NN over a :class:`CodeTable` in one space (``shape``, ``texture`` or ``both``)."""
+
+    def __init__(
+        self,
+        table: CodeTable,
+        space: str = "both",
+        size_weight: float = 0.0,
+        shape_weight: float = 1.0,
+        texture_weight: float = 1.0,
+    ) -> None:
+        self.table = table
+        self.featurizer = Featurizer.fit(
+            table.shape, table.texture, table.size, space, shape_weight, texture_weight, size_weight
+        )
+        self.features = self.featurizer.transform(table.shape, table.texture, table.size)
+        self.index = ExactIndex(self.features)
+        fams = table.families or [""] * len(table)
+        self._family_names, self._family_ids = np.unique(np.asarray(fams, dtype=object).astype(str),
+                                                         return_inverse=True)
+
+    def _mask(self, row: int | None, exclude_self: bool, exclude_family: str | None) -> np.ndarray | None:
+        mask = None
+        if exclude_family:
+            hit = np.flatnonzero(self._family_names == exclude_family)
+            if len(hit):
+                mask = self._family_ids == hit[0]
+        if exclude_self and row is not None:
+            if mask is None:
+                mask = np.zeros(len(self.table), bool)
+            mask[row] = True
+        return mask
+
+    def _neighbours(self, rows: np.ndarray, dists: np.ndarray) -> list[Neighbour]:
+        t = self.table
+        return [
+            Neighbour(
+                name=t.names[r], asset_id=int(t.ids[r]), distance=float(d), rank=i,
+                family=t.families[r] if t.families else "", category=t.categories[r] if t.categories else "",
+            )
+            for i, (r, d) in enumerate(zip(rows, dists, strict=True))
+        ]
+
+    def similar(self, name: str, k: int = 10, exclude_self: bool = True, exclude_family: bool = False) -> list[Neighbour]:
+        """The ``k`` assets nearest to asset ``name``; optionally without itself / its own family."""
+        if k < 1:
+            raise LibraryError(f"k must be at least 1, got {k}")
+        row = self.table.index_of(name)
+        fam = self.table.families[row] if (exclude_family and self.table.families) else None
+        rows, d = self.index.search(self.features[row], k, self._mask(row, exclude_self, fam or None))
+        return self._neighbours(rows, d)
+
+    def similar_to_code(
+        self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None = None, k: int = 10,
+        exclude_family: str | None = None,
+    ) -> list[Neighbour]:
+        """The ``k`` assets nearest to a code that is not (necessarily) in the library."""
+        size_arr = None if size is None else np.asarray(size, np.float32).reshape(1, 3)
+        if size_arr is None and self.featurizer.size_weight > 0:
+            size_arr = np.exp(self.featurizer.size_mean).reshape(1, 3)  # unknown size: library's typical size
+        q = self.featurizer.transform(np.reshape(shape, (1, -1)), np.reshape(texture, (1, -1)), size_arr)[0]
+        rows, d = self.index.search(q, k, self._mask(None, False, exclude_family))
+        return self._neighbours(rows, d)
+
+    def all_neighbours(self, k: int = 10, exclude_family: bool = False) -> dict[int, list[tuple[int, float]]]:
+        """``{asset_id: [(neighbour_id, distance)] * k}`` for every asset (for stored suggestions)."""
+        out = {}
+        for row, name in enumerate(self.table.names):
+            out[int(self.table.ids[row])] = [(n.asset_id, n.distance) for n in self.similar(name, k, True,
+                                                                                          exclude_family)]
+        return out
+
+
+def brute_force(features: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference k-NN by full sort in float64 (tests and benchmarks)."""
+    d = np.sqrt(((np.asarray(features, np.float64) - np.asarray(q, np.float64)) ** 2).sum(axis=1))
+    rows = np.argsort(d, kind="stable")[:k]
+    return rows, d[rows]

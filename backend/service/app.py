@@ -1,0 +1,336 @@
+"""The HTTP API (FastAPI), versioned under :data:`shared.api.API_PREFIX`.
+
+The app only validates, queues and translates; the work is done by an *engine* object passed to
+:func:`create_app` (normally :class:`backend.service.engine.Engine`), so the HTTP layer can be
+served and tested with any engine that has the same methods (see :class:`EngineLike`).
+
+Endpoints (all under ``/v1``; all need the token when one is configured)::
+
+    GET  /info                          api version, model id, preset, device, generic?, token required
+    POST /embed                         body: a bundle .zip (raw or multipart) -> 202 {"job": id, ...}
+    POST /train                         JSON {"what": "tags"} -> 202 {"job": id, ...}
+    GET  /jobs/{id}                     status queued|running|done|failed|cancelled, progress, message
+    POST /jobs/{id}/cancel
+    GET  /jobs/{id}/result              the job's result (409 until it is done)
+    GET  /assets/{name}/neighbours      ?space=shape|texture|both&k=10
+    GET  /assets/{name}/thumbnail       PNG
+
+Every error is JSON ``{"detail": "..."}`` with a 4xx status naming what is wrong; an unexpected
+exception becomes a logged 500 with a message and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from shared import api
+from shared.bundle import Bundle, BundleError, parse_archive
+
+from . import auth
+from .errors import ServiceError
+from .jobs import DONE, JobQueue
+
+log = logging.getLogger(__name__)
+
+SPACES = ("shape", "texture", "both")
+MAX_K = 100
+#: Largest JSON body accepted by endpoints that take options (not uploads).
+MAX_JSON_BYTES = 64 * 1024
+
+
+class EngineLike(Protocol):
+    """What the app needs from an engine. Methods run in worker threads and may raise ServiceError."""
+
+    def info(self) -> dict[str, Any]: ...
+
+    def embed(
+        self, upload: bytes, bundle: Bundle, progress: Callable[[float, str], None], cancel: threading.Event
+    ) -> dict[str, Any]: ...
+
+    def train(
+        self, options: dict[str, Any], progress: Callable[[float, str], None], cancel: threading.Event
+    ) -> dict[str, Any]: ...
+
+    def neighbours(self, name: str, space: str, k: int) -> dict[str, Any]: ...
+
+    def thumbnail(self, name: str) -> bytes: ...
+
+
+def thumbnail_url(name: str) -> str:
+    """The API path of an asset's thumbnail (relative to the server's base URL)."""
+    return f"{api.API_PREFIX}/assets/{quote(name, safe='')}/thumbnail"
+
+
+def create_app(
+    engine: EngineLike,
+    token: str | None = None,
+    queue: JobQueue | None = None,
+    max_upload_bytes: int = api.MAX_UPLOAD_BYTES,
+    on_startup: Callable[[], None] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
+    """Build the FastAPI app around ``engine``.
+
+    ``token``: when set, every request must carry it in :data:`shared.api.TOKEN_HEADER`.
+    ``queue``: the job queue (a new one by default); ``app.state.queue`` holds it.
+    ``on_startup`` / ``on_shutdown`` run in the server's lifespan (e.g. zeroconf registration);
+    the queue is shut down after ``on_shutdown``.
+    """
+    jobs = queue or JobQueue()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            on_startup()
+        try:
+            yield
+        finally:
+            # Blocking clean-up (zeroconf goodbye packets, joining the worker) off the event loop.
+            if on_shutdown is not None:
+                await asyncio.to_thread(on_shutdown)
+            await asyncio.to_thread(jobs.shutdown)
+
+    app = FastAPI(
+        title="Asset2Vec backend", version=str(api.API_VERSION), docs_url=None, redoc_url=None, lifespan=lifespan
+    )
+    app.state.queue, app.state.engine, app.state.token = jobs, engine, token
+
+    def require_token(request: Request) -> None:
+        if not auth.token_ok(token, request.headers.get(api.TOKEN_HEADER)):
+            given = api.TOKEN_HEADER in request.headers
+            why = "the token is wrong" if given else f"no token was sent (header {api.TOKEN_HEADER})"
+            raise ServiceError(f"token refused: {why}; use the token the backend was started with", 401)
+
+    router = APIRouter(prefix=api.API_PREFIX, dependencies=[Depends(require_token)])
+
+    @router.get("/info")
+    def info() -> dict[str, Any]:
+        return {
+            **engine.info(),
+            "api_version": api.API_VERSION,
+            "token_required": token is not None,
+            "max_upload_bytes": max_upload_bytes,
+            "queue": jobs.stats(),
+        }
+
+    @router.post("/embed", status_code=202)
+    async def embed(request: Request) -> dict[str, Any]:
+        data = await _read_upload(request, max_upload_bytes)
+        try:
+            # Validation reads every PNG header of an up-to-32-MiB archive: off the event loop.
+            bundle, _ = await asyncio.to_thread(parse_archive, data)
+        except BundleError as e:
+            raise ServiceError(f"upload refused: {e}", 400) from None
+        job = jobs.submit("embed", lambda progress, cancel: engine.embed(data, bundle, progress, cancel))
+        return _accepted(job.id, f"embedding {bundle.asset.name!r}")
+
+    @router.post("/train", status_code=202)
+    async def train(request: Request) -> dict[str, Any]:
+        options = await _read_json(request)
+        trainable = tuple(getattr(engine, "trainable", ("tags",)))
+        what = options.setdefault("what", trainable[0] if trainable else "tags")
+        if what not in trainable:
+            raise ServiceError(
+                f"cannot train {what!r} on a running backend (it can train: {', '.join(trainable) or 'nothing'}); "
+                f"train the decoder with `asset2vec train BUNDLES --out RUN_DIR` and serve the new run",
+                400,
+            )
+        job = jobs.submit("train", lambda progress, cancel: engine.train(options, progress, cancel))
+        return _accepted(job.id, "training")
+
+    @router.get("/jobs/{job_id}")
+    def job_status(job_id: str) -> dict[str, Any]:
+        return jobs.snapshot(job_id)
+
+    @router.post("/jobs/{job_id}/cancel")
+    def job_cancel(job_id: str) -> dict[str, Any]:
+        return jobs.cancel(job_id)
+
+    @router.get("/jobs/{job_id}/result")
+    def job_result(job_id: str) -> dict[str, Any]:
+        job = jobs.get(job_id)
+        if job.status != DONE:
+            why = f": {job.error}" if job.error else ""
+            raise ServiceError(f"job {job_id} has no result: it is {job.status}{why}", 409)
+        return _with_thumbnail_urls(job.result or {})
+
+    @router.get("/assets/{name:path}/neighbours")
+    def neighbours(name: str, space: str = "both", k: str = "10") -> dict[str, Any]:
+        if space not in SPACES:
+            raise ServiceError(f"space must be one of {', '.join(SPACES)}, got {space!r}", 400)
+        try:
+            k_int = int(k)
+        except ValueError:
+            raise ServiceError(f"k must be a whole number between 1 and {MAX_K}, got {k!r}", 400) from None
+        if not 1 <= k_int <= MAX_K:
+            raise ServiceError(f"k must be between 1 and {MAX_K}, got {k_int}", 400)
+        return _with_thumbnail_urls(engine.neighbours(name, space, k_int))
+
+    @router.get("/assets/{name:path}/thumbnail")
+    def thumbnail(name: str) -> Response:
+        return Response(engine.thumbnail(name), media_type="image/png")
+
+    app.include_router(router)
+    _install_error_handlers(app)
+    return app
+
+
+def _accepted(job_id: str, message: str) -> dict[str, Any]:
+    base = f"{api.API_PREFIX}/jobs/{job_id}"
+    return {"job": job_id, "status": "queued", "message": message, "status_url": base, "result_url": f"{base}/result"}
+
+
+def _with_thumbnail_urls(result: dict[str, Any]) -> dict[str, Any]:
+    """Add ``thumbnail_url`` to every neighbour (and the asset itself) so clients can show them."""
+    out = dict(result)
+    if isinstance(out.get("name"), str):
+        out.setdefault("thumbnail_url", thumbnail_url(out["name"]))
+    nb = out.get("neighbours")
+    if isinstance(nb, dict):  # {space: [...]}
+        out["neighbours"] = {s: [_nb_with_url(n) for n in items] for s, items in nb.items()}
+    elif isinstance(nb, list):
+        out["neighbours"] = [_nb_with_url(n) for n in nb]
+    return out
+
+
+def _nb_with_url(n: dict[str, Any]) -> dict[str, Any]:
+    return {**n, "thumbnail_url": thumbnail_url(n["name"])} if "name" in n else n
+
+
+async def _read_upload(request: Request, limit: int) -> bytes:
+    """The uploaded bundle's bytes, from a raw body or the first file of a multipart form.
+
+    The size limit is enforced while reading (never buffering more than ``limit`` bytes), and
+    up front from Content-Length when the client sends one.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
+        raise ServiceError(_too_big(int(declared), limit), 413)
+    ctype = request.headers.get("content-type", "")
+    # Multipart adds headers and boundaries around the file; allow a little slack for them.
+    body_limit = limit + 64 * 1024 if ctype.startswith("multipart/") else limit
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > body_limit:
+            raise ServiceError(_too_big(size, limit, partial=True), 413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if ctype.startswith("multipart/"):
+        body = await _multipart_file(request, body)
+        if len(body) > limit:
+            raise ServiceError(_too_big(len(body), limit), 413)
+    if not body:
+        raise ServiceError("upload refused: the request body is empty; send the bundle .zip as the body", 400)
+    return body
+
+
+async def _multipart_file(request: Request, body: bytes) -> bytes:
+    async def stream() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, stream(), max_files=1, max_fields=8).parse()
+    except MultiPartException as e:
+        raise ServiceError(f"upload refused: malformed multipart form ({e.message})", 400) from None
+    files = [v for v in form.values() if not isinstance(v, str)]
+    if not files:
+        raise ServiceError("upload refused: the multipart form has no file; attach the bundle .zip", 400)
+    data = await files[0].read()
+    await form.close()
+    return data
+
+
+def _too_big(size: int, limit: int, partial: bool = False) -> str:
+    got = f"more than {size}" if partial else str(size)
+    return (
+        f"upload refused: {got} bytes is over the {limit // (1024 * 1024)} MiB limit; "
+        f"capture the views at a smaller image size"
+    )
+
+
+async def _read_json(request: Request) -> dict[str, Any]:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise ServiceError(f"request body is over {MAX_JSON_BYTES} bytes; options are a small JSON object", 413)
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ServiceError(f"request body is not valid JSON ({e})", 400) from None
+    if not isinstance(data, dict):
+        raise ServiceError("request body must be a JSON object of options", 400)
+    return data
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
+        return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = (
+                f"no such endpoint: {request.method} {request.url.path} "
+                f"(this backend speaks API {api.API_PREFIX}; update the add-on or the backend so they match)"
+            )
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code)
+
+    # Last line of defence: a bug in a request becomes a logged 500 with a message, and the server keeps serving.
+    app.add_middleware(_CatchAll)
+
+
+class _CatchAll:
+    """Pure ASGI middleware (no per-request task, unlike ``BaseHTTPMiddleware``) turning crashes into a JSON 500."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as e:  # noqa: BLE001
+            log.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
+            if started:  # half a response is already out: nothing sensible left to send
+                raise
+            response = JSONResponse(
+                {"detail": f"internal error in the backend ({type(e).__name__}); see the backend's log"},
+                status_code=500,
+            )
+            await response(scope, receive, send)
+

@@ -1,0 +1,1 @@
+"""Auto-decoder training, code inversion, checkpoints and the trained-run facade (:mod:`.run`)."""

@@ -1,0 +1,335 @@
+"""The add-on's client for the Asset2Vec backend: standard-library HTTP plus zeroconf discovery.
+
+No bpy, no torch: the add-on's operators call these plain functions (from timers/threads so the UI
+never freezes), and the same client works in headless bulk workers and tests. Every failure is a
+:class:`BackendError` whose message tells an artist what to do (start the backend, fix the token,
+update the add-on, capture smaller views...).
+
+    client = Client("http://127.0.0.1:8765", token=None)
+    client.info()                                   # {"api_version", "model_id", "preset", "device", ...}
+    result = client.embed(zip_bytes, progress_cb=lambda f, msg: ..., cancel=threading.Event())
+    client.neighbours("chair_03", space="shape", k=10)
+    png = client.thumbnail("chair_03")
+    discover(timeout=2.0)                           # [(name, url, txt), ...] of backends on the network
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from .protocol import api
+
+DEFAULT_URL = f"http://127.0.0.1:{api.DEFAULT_PORT}"
+START_HINT = "start it with `asset2vec serve --run RUN_DIR` (in a terminal on that machine)"
+
+ProgressCallback = Callable[[float, str], None]
+
+
+class BackendError(Exception):
+    """Talking to the backend failed; the message says why and what to do."""
+
+
+class Cancelled(BackendError):
+    """The user cancelled the job; the backend was told to stop it."""
+
+
+class Client:
+    """A connection to one backend. Cheap to create; holds no open sockets between calls.
+
+    ``url`` is the base URL (``http://host:port``); ``token`` is needed when the backend serves
+    beyond loopback; ``timeout`` bounds every single HTTP request (not the whole job).
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 30.0) -> None:
+        url = url.strip().rstrip("/")
+        if "://" not in url:
+            url = f"http://{url}"
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BackendError(f"{url!r} is not a backend URL; expected something like {DEFAULT_URL}")
+        self.url, self.token, self.timeout = url, (token or None), timeout
+        self._checked = False
+
+    # -- API calls ---------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """The backend's description; raises :class:`BackendError` if it speaks another API version."""
+        try:
+            info = self._json("GET", "/info")
+        except _HTTPFailure as e:
+            if e.status == 404:
+                raise BackendError(
+                    f"the server at {self.url} has no Asset2Vec API {api.API_PREFIX} (another API version, or not an "
+                    f"Asset2Vec backend): update the add-on and the backend to the same release"
+                ) from None
+            raise e.error() from None
+        version = info.get("api_version") if isinstance(info, dict) else None
+        if version != api.API_VERSION:
+            raise BackendError(
+                f"the backend at {self.url} speaks API version {version!r} but this add-on speaks version "
+                f"{api.API_VERSION}: update the add-on and the backend to the same release"
+            )
+        self._checked = True
+        return info
+
+    def start_embed(self, bundle_zip: bytes) -> str:
+        """Upload a view bundle (.zip bytes) and return the id of the embedding job."""
+        if len(bundle_zip) > api.MAX_UPLOAD_BYTES:
+            raise BackendError(
+                f"upload refused: the bundle is {len(bundle_zip) / 2**20:.1f} MiB, over the "
+                f"{api.MAX_UPLOAD_BYTES // 2**20} MiB limit; capture the views at a smaller image size"
+            )
+        self._ensure_checked()
+        reply = self._call_json("POST", "/embed", body=bundle_zip, content_type="application/zip", upload=True)
+        return str(reply["job"])
+
+    def start_train(self, what: str = "tags") -> str:
+        """Start a training job on the backend (``what="tags"``: refit tag classifiers); returns its id."""
+        self._ensure_checked()
+        body = json.dumps({"what": what}).encode()
+        return str(self._call_json("POST", "/train", body=body, content_type="application/json")["job"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """The job's status: ``status`` (queued/running/done/failed/cancelled), ``progress``, ``message``."""
+        return self._call_json("GET", f"/jobs/{quote(job_id, safe='')}")
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """Ask the backend to cancel a job (queued jobs stop at once, running ones at their next check)."""
+        return self._call_json("POST", f"/jobs/{quote(job_id, safe='')}/cancel")
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        """The result of a finished job."""
+        return self._call_json("GET", f"/jobs/{quote(job_id, safe='')}/result")
+
+    def wait(
+        self,
+        job_id: str,
+        progress_cb: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        poll: float = 0.25,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Poll a job until it finishes; return its result.
+
+        ``progress_cb(fraction, message)`` is called on every change; setting ``cancel`` cancels
+        the job on the backend and raises :class:`Cancelled`. A failed job raises
+        :class:`BackendError` with the backend's message.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: tuple[float, str] | None = None
+        while True:
+            if cancel is not None and cancel.is_set():
+                self.cancel_job(job_id)
+                raise Cancelled("cancelled: the backend was told to stop the job")
+            status = self.job(job_id)
+            now = (float(status.get("progress", 0.0)), str(status.get("message", "")))
+            if progress_cb is not None and now != last:
+                progress_cb(*now)
+                last = now
+            state = status.get("status")
+            if state == "done":
+                return self.result(job_id)
+            if state == "failed":
+                raise BackendError(f"the backend could not finish the job: {status.get('error') or now[1]}")
+            if state == "cancelled":
+                raise Cancelled(f"the job was cancelled on the backend ({now[1]})")
+            if deadline is not None and time.monotonic() > deadline:
+                raise BackendError(f"the job did not finish within {timeout:.0f} s; it is still {state} on the backend")
+            # Sleep on the cancel flag so a cancel is noticed at once, not after the poll interval.
+            if cancel is not None:
+                cancel.wait(poll)
+            else:
+                time.sleep(poll)
+
+    def embed(
+        self,
+        bundle_zip: bytes,
+        progress_cb: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Upload a bundle, wait for its embedding and return the result.
+
+        The result has ``name``, ``model_id``, ``shape`` [32], ``texture`` [32], ``psnr``,
+        ``predicted_tags`` ({tag: probability}), ``neighbours`` ({space: [{name, file, distance, ...}]}).
+        """
+        return self.wait(self.start_embed(bundle_zip), progress_cb, cancel, timeout=timeout)
+
+    def train(
+        self, what: str = "tags", progress_cb: ProgressCallback | None = None, cancel: threading.Event | None = None
+    ) -> dict[str, Any]:
+        """Run a training job on the backend and return its report."""
+        return self.wait(self.start_train(what), progress_cb, cancel)
+
+    def neighbours(self, name: str, space: str = "both", k: int = 10) -> dict[str, Any]:
+        """The ``k`` nearest assets to ``name`` in ``shape``, ``texture`` or ``both`` spaces."""
+        self._ensure_checked()
+        query = urlencode({"space": space, "k": k})
+        return self._call_json("GET", f"/assets/{quote(name, safe='')}/neighbours?{query}")
+
+    def thumbnail(self, name: str) -> bytes:
+        """The PNG thumbnail of a catalogued asset."""
+        self._ensure_checked()
+        return self._call("GET", f"/assets/{quote(name, safe='')}/thumbnail")[1]
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _ensure_checked(self) -> None:
+        if not self._checked:
+            self.info()
+
+    def _call_json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        try:
+            return self._json(method, path, **kw)
+        except _HTTPFailure as e:
+            raise e.error() from None
+
+    def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        status, data = self._call(method, path, raw_errors=True, **kw)
+        try:
+            reply = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BackendError(f"the server at {self.url} is not an Asset2Vec backend (its answer is not JSON)") from None
+        if not isinstance(reply, dict):
+            raise BackendError(f"the server at {self.url} gave an unexpected answer to {path}")
+        return reply
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        upload: bool = False,
+        raw_errors: bool = False,
+    ) -> tuple[int, bytes]:
+        """One HTTP request; returns ``(status, body)`` or raises (see :class:`_HTTPFailure`)."""
+        req = urllib.request.Request(f"{self.url}{api.API_PREFIX}{path}", data=body, method=method)
+        if content_type:
+            req.add_header("Content-Type", content_type)
+        if self.token:
+            req.add_header(api.TOKEN_HEADER, self.token)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            failure = _HTTPFailure(self.url, e.code, _detail(e), upload)
+            if raw_errors:
+                raise failure from None
+            raise failure.error() from None
+        except urllib.error.URLError as e:
+            raise self._unreachable(e.reason) from None
+        except TimeoutError:
+            raise BackendError(
+                f"the backend at {self.url} did not answer within {self.timeout:.0f} s (busy or unreachable); "
+                f"try again, or check that it is running"
+            ) from None
+        except (ConnectionError, OSError) as e:
+            raise self._unreachable(e) from None
+
+    def _unreachable(self, reason: object) -> BackendError:
+        if isinstance(reason, ConnectionRefusedError):
+            return BackendError(f"no Asset2Vec backend is running at {self.url}: {START_HINT}")
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return BackendError(f"the backend at {self.url} did not answer (busy or unreachable); check it is running")
+        if isinstance(reason, socket.gaierror):
+            return BackendError(f"cannot find the host in {self.url} ({reason.strerror}); check the backend URL")
+        return BackendError(f"cannot reach the backend at {self.url} ({reason}); check it is running: {START_HINT}")
+
+
+class _HTTPFailure(Exception):
+    """An HTTP error reply, kept raw until the caller decides how to phrase it."""
+
+    def __init__(self, url: str, status: int, detail: str, upload: bool) -> None:
+        super().__init__(detail)
+        self.url, self.status, self.detail, self.upload = url, status, detail, upload
+
+    def error(self) -> BackendError:
+        d = self.detail
+        if self.status == 401:
+            return BackendError(
+                f"the backend at {self.url} refused the token: enter the token it was started with in the add-on's "
+                f"preferences ({d})"
+            )
+        if self.upload and self.status in (400, 413, 415, 422):
+            return BackendError(d if d.startswith("upload refused") else f"upload refused: {d}")
+        if self.status == 503:
+            return BackendError(f"the backend is busy: {d}")
+        if self.status >= 500:
+            return BackendError(f"the backend failed ({self.status}): {d}")
+        return BackendError(d)
+
+
+def _detail(e: urllib.error.HTTPError) -> str:
+    """The server's ``{"detail": ...}`` message, or the HTTP reason."""
+    try:
+        raw = e.read()
+        detail = json.loads(raw).get("detail")
+        if isinstance(detail, str) and detail:
+            return detail
+    except Exception:  # noqa: BLE001 - any unreadable body falls back to the reason
+        pass
+    return f"HTTP {e.code} {e.reason}"
+
+
+def discover(timeout: float = 2.0, interfaces: list[str] | None = None) -> list[tuple[str, str, dict[str, str]]]:
+    """Browse zeroconf for backends for ``timeout`` seconds.
+
+    Returns ``[(name, url, txt)]`` sorted by name, where ``txt`` has ``api``, ``model``, ``device``,
+    ``token`` ("1" when a token is required). ``interfaces`` limits browsing (e.g.
+    ``["127.0.0.1"]``); by default all IPv4 interfaces, loopback included.
+    """
+    try:
+        from zeroconf import IPVersion, ServiceBrowser, ServiceListener, Zeroconf
+    except ImportError:
+        raise BackendError("zeroconf is not available in this Blender; enter the backend URL by hand") from None
+
+    names: set[str] = set()
+
+    class _Listener(ServiceListener):
+        def add_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            names.add(name)
+
+        def update_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            names.add(name)
+
+        def remove_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            names.discard(name)
+
+    try:
+        zc = Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only) if interfaces else Zeroconf(
+            ip_version=IPVersion.V4Only
+        )
+    except OSError as e:
+        raise BackendError(f"cannot browse the network for backends ({e}); enter the backend URL by hand") from None
+    found = []
+    try:
+        browser = ServiceBrowser(zc, api.SERVICE_TYPE, _Listener())
+        time.sleep(timeout)
+        browser.cancel()
+        for name in sorted(names):
+            info = zc.get_service_info(api.SERVICE_TYPE, name, timeout=1000)
+            if info is None or not info.port:
+                continue
+            addresses = info.parsed_addresses(IPVersion.V4Only)
+            if not addresses:
+                continue
+            # A LAN backend may list several addresses; prefer a routable one over loopback.
+            host = next((a for a in addresses if not a.startswith("127.")), addresses[0])
+            txt = {
+                (k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else "")
+                for k, v in info.properties.items()
+            }
+            instance = name[: -len(api.SERVICE_TYPE) - 1] if name.endswith("." + api.SERVICE_TYPE) else name
+            found.append((instance, f"http://{host}:{info.port}", txt))
+    finally:
+        zc.close()
+    return found

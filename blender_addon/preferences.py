@@ -1,0 +1,242 @@
+"""The add-on's preferences: backend URL and token, zeroconf discovery, capture defaults for Embed.
+
+``bl_idname`` must be the add-on's module name: ``bl_ext.user_default.asset2vec`` when installed as an
+extension, ``blender_addon`` when registered from the source folder (tests, headless workers). When
+registered without Blender's add-on machinery (``blender_addon.register()``), :func:`register`
+adds the add-on entry itself so ``context.preferences.addons[ADDON_ID].preferences`` exists.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import bpy
+from bpy.props import BoolProperty, CollectionProperty, FloatProperty, IntProperty, StringProperty
+
+from .client import DEFAULT_URL, BackendError, discover
+from .protocol import bundle
+
+#: The add-on's module name (the package this file belongs to).
+ADDON_ID: str = __package__ or "blender_addon"
+_added_entry = False  # whether register() created the add-on entry (so unregister removes it)
+
+
+class Asset2VecFoundBackend(bpy.types.PropertyGroup):
+    """One backend found by Discover."""
+
+    name: StringProperty(name="Name")  # type: ignore[valid-type]
+    url: StringProperty(name="URL")  # type: ignore[valid-type]
+    model: StringProperty(name="Model")  # type: ignore[valid-type]
+    device: StringProperty(name="Device")  # type: ignore[valid-type]
+    token_required: BoolProperty(name="Needs a Token")  # type: ignore[valid-type]
+
+
+class Asset2VecPreferences(bpy.types.AddonPreferences):
+    """Where the backend is and how Embed captures."""
+
+    bl_idname = ADDON_ID
+
+    backend_url: StringProperty(  # type: ignore[valid-type]
+        name="Backend URL",
+        description="Address of the Asset2Vec backend (start one with `asset2vec serve --run RUN_DIR`)",
+        default=DEFAULT_URL,
+    )
+    token: StringProperty(  # type: ignore[valid-type]
+        name="Token",
+        description="Token of a backend serving on the network (not needed for one on this machine)",
+        default="",
+        subtype="PASSWORD",
+    )
+    discovered: CollectionProperty(type=Asset2VecFoundBackend)  # type: ignore[valid-type]
+    discover_message: StringProperty(default="")  # type: ignore[valid-type]
+    capture_size: IntProperty(  # type: ignore[valid-type]
+        name="Embed View Size",
+        description="Width and height in pixels of the 18 views Embed renders",
+        default=128,
+        min=bundle.MIN_IMAGE_SIZE,
+        max=bundle.MAX_IMAGE_SIZE,
+    )
+    capture_samples: IntProperty(  # type: ignore[valid-type]
+        name="Embed Samples",
+        description="Cycles samples per pixel for the views Embed renders",
+        default=16,
+        min=1,
+        max=4096,
+    )
+    timeout: FloatProperty(  # type: ignore[valid-type]
+        name="Request Timeout",
+        description="Seconds to wait for one answer from the backend",
+        default=30.0,
+        min=1.0,
+        max=600.0,
+    )
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        col = layout.column()
+        col.prop(self, "backend_url")
+        col.prop(self, "token")
+        row = layout.row()
+        row.operator("asset2vec.discover", icon="VIEWZOOM")
+        row.operator("asset2vec.check_backend", icon="FILE_REFRESH")
+        if self.discover_message:
+            layout.label(text=self.discover_message, icon="INFO")
+        for i, found in enumerate(self.discovered):
+            row = layout.row()
+            lock = " (token)" if found.token_required else ""
+            row.label(text=f"{found.name}: {found.url}  model {found.model} on {found.device}{lock}", icon="URL")
+            row.operator("asset2vec.use_backend", text="Use").index = i
+        col = layout.column(align=True)
+        col.prop(self, "capture_size")
+        col.prop(self, "capture_samples")
+        layout.prop(self, "timeout")
+
+
+def get(context: Any = None) -> Any:
+    """The add-on's preferences (an :class:`Asset2VecPreferences`), or None when not registered."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    return addon.preferences if addon is not None else None
+
+
+def connection(context: Any = None) -> tuple[str, str | None, float]:
+    """``(url, token, timeout)`` from the preferences (defaults when unavailable)."""
+    prefs = get(context)
+    if prefs is None:
+        return DEFAULT_URL, None, 30.0
+    return prefs.backend_url, (prefs.token or None), float(prefs.timeout)
+
+
+def fill_discovered(prefs: Any, found: list[tuple[str, str, dict[str, str]]]) -> None:
+    """Replace ``prefs.discovered`` with ``found`` (``[(name, url, txt)]`` from :func:`client.discover`)."""
+    prefs.discovered.clear()
+    for name, url, txt in found:
+        item = prefs.discovered.add()
+        item.name, item.url = name, url
+        item.model, item.device = txt.get("model", ""), txt.get("device", "")
+        item.token_required = txt.get("token") == "1"
+    prefs.discover_message = (f"found {len(found)} backend(s)" if found else
+                              "no backend answered: start one with `asset2vec serve`, or enter its URL by hand")
+
+
+class _Discovery:
+    """One zeroconf browse in a background thread (browsing waits for answers: never on the UI thread)."""
+
+    def __init__(self, timeout: float, interfaces: list[str] | None) -> None:
+        self.found: list[tuple[str, str, dict[str, str]]] = []
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, args=(timeout, interfaces), name="asset2vec-discover",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, timeout: float, interfaces: list[str] | None) -> None:
+        try:
+            self.found = discover(timeout=timeout, interfaces=interfaces)
+        except BackendError as e:
+            self.error = str(e)
+
+
+_discovery: _Discovery | None = None
+
+
+def discovery_step() -> float | None:
+    """Timer callback: copy the browse's results into the preferences once it has finished."""
+    global _discovery
+    if _discovery is None:
+        return None
+    if _discovery.thread.is_alive():
+        return 0.2
+    prefs = get()
+    if prefs is not None:
+        if _discovery.error is not None:
+            prefs.discovered.clear()
+            prefs.discover_message = _discovery.error
+        else:
+            fill_discovered(prefs, _discovery.found)
+    _discovery = None
+    for window in getattr(bpy.context.window_manager, "windows", []):
+        for area in window.screen.areas:
+            area.tag_redraw()
+    return None
+
+
+def wait_for_discovery(timeout: float = 15.0) -> None:
+    """Block until the running browse ends and apply it (headless use and tests; the UI uses the timer)."""
+    if _discovery is not None:
+        _discovery.thread.join(timeout)
+    discovery_step()
+
+
+class ASSET2VEC_OT_discover(bpy.types.Operator):
+    """Look for Asset2Vec backends on this machine and the local network (zeroconf), in the background"""
+
+    bl_idname = "asset2vec.discover"
+    bl_label = "Discover Backends"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    timeout: FloatProperty(name="Timeout", default=2.0, min=0.2, max=10.0)  # type: ignore[valid-type]
+    interfaces: StringProperty(  # type: ignore[valid-type]
+        name="Interfaces", description="Comma-separated IPv4 addresses to browse on (empty: all)", default=""
+    )
+
+    def execute(self, context: Any) -> set[str]:
+        global _discovery
+        prefs = get(context)
+        if prefs is None:
+            self.report({"ERROR"}, "Asset2Vec: the add-on's preferences are not available (enable the add-on)")
+            return {"CANCELLED"}
+        if _discovery is not None:
+            self.report({"WARNING"}, "Asset2Vec: already looking for backends")
+            return {"CANCELLED"}
+        interfaces = [s.strip() for s in self.interfaces.split(",") if s.strip()] or None
+        _discovery = _Discovery(self.timeout, interfaces)
+        prefs.discover_message = f"looking for backends ({self.timeout:.0f} s)..."
+        bpy.app.timers.register(discovery_step, first_interval=0.2)
+        self.report({"INFO"}, f"Asset2Vec: {prefs.discover_message}")
+        return {"FINISHED"}
+
+
+class ASSET2VEC_OT_use_backend(bpy.types.Operator):
+    """Use this discovered backend"""
+
+    bl_idname = "asset2vec.use_backend"
+    bl_label = "Use Backend"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    index: IntProperty(default=0, min=0)  # type: ignore[valid-type]
+
+    def execute(self, context: Any) -> set[str]:
+        prefs = get(context)
+        if prefs is None or self.index >= len(prefs.discovered):
+            self.report({"ERROR"}, "Asset2Vec: that backend is no longer listed; press Discover again")
+            return {"CANCELLED"}
+        found = prefs.discovered[self.index]
+        prefs.backend_url = found.url
+        note = " (it needs a token: enter it below)" if found.token_required and not prefs.token else ""
+        self.report({"INFO"}, f"Asset2Vec: using {found.name} at {found.url}{note}")
+        return {"FINISHED"}
+
+
+classes = (Asset2VecFoundBackend, Asset2VecPreferences, ASSET2VEC_OT_discover, ASSET2VEC_OT_use_backend)
+
+
+def register() -> None:
+    """Make sure the preferences have an add-on entry when registered outside Blender's add-on manager."""
+    global _added_entry
+    addons = bpy.context.preferences.addons
+    if addons.get(ADDON_ID) is None:
+        addons.new().module = ADDON_ID
+        _added_entry = True
+
+
+def unregister() -> None:
+    global _added_entry
+    if bpy.app.timers.is_registered(discovery_step):
+        bpy.app.timers.unregister(discovery_step)
+    if _added_entry:
+        addons = bpy.context.preferences.addons
+        entry = addons.get(ADDON_ID)
+        if entry is not None:
+            addons.remove(entry)
+        _added_entry = False

@@ -1,0 +1,239 @@
+"""Write an embedding result into an asset's metadata in the .blend, and undo exactly what was added.
+
+Plain functions on an ID (object or collection). Everything Asset2Vec knows lives in one namespaced
+custom property group ``id[metadata.NAMESPACE]``; the only thing written outside it is the *accepted*
+predicted tags, added to the Blender asset tags (``id.asset_data.tags``). The artist's own tags and
+description are never removed or changed: every tag Asset2Vec adds is listed under
+``ADDED_TAGS``, and :func:`remove_predicted_tags` removes exactly those. A tag the artist already
+had is never recorded as added, even when it was also predicted.
+
+Nothing here saves the file: the data is in the .blend when the artist saves (or the embed
+operator's "Save after embedding" option calls Blender's own save).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .protocol import metadata as M
+
+SPACES = ("shape", "texture", "both")
+#: Blender limits IDProperty names (the keys of the predicted-tags group) to 63 bytes.
+_MAX_KEY_BYTES = 63
+
+
+class WritebackError(ValueError):
+    """The result cannot be written to this ID; the message says why."""
+
+
+@dataclass
+class WriteReport:
+    """What :func:`write_result` did: tags added to the asset, whether it was marked, where data went."""
+
+    name: str
+    added: list[str] = field(default_factory=list)
+    proposed: list[str] = field(default_factory=list)
+    marked: bool = False
+    is_asset: bool = True
+
+    def summary(self) -> str:
+        """One line for the status bar / operator report."""
+        parts = [f"embedded {self.name!r}"]
+        if self.marked:
+            parts.append("marked it as an asset")
+        if self.added:
+            parts.append(f"added tag(s) {', '.join(self.added)}")
+        elif self.proposed:
+            parts.append(f"{len(self.proposed)} tag(s) to review")
+        if not self.is_asset:
+            parts.append("it is not marked as an asset, so tags and suggestions are stored in its custom property "
+                         f"'{M.NAMESPACE}' only (enable 'Mark as Asset' to get real asset tags)")
+        return "; ".join(parts)
+
+
+def is_asset(id_: Any) -> bool:
+    """Whether ``id_`` is marked as an asset (has asset metadata with tags)."""
+    return getattr(id_, "asset_data", None) is not None
+
+
+def asset_tags(id_: Any) -> list[str]:
+    """The asset's current tag names (empty when it is not marked as an asset)."""
+    return [t.name for t in id_.asset_data.tags] if is_asset(id_) else []
+
+
+def read_metadata(id_: Any) -> dict[str, Any]:
+    """Everything Asset2Vec stored on ``id_`` as plain Python (``{}`` when never embedded).
+
+    JSON-string keys (neighbours, family members) are decoded.
+    """
+    group = id_.get(M.NAMESPACE) if hasattr(id_, "get") else None
+    if group is None or not hasattr(group, "to_dict"):
+        return {}
+    data = group.to_dict()
+    for key in (M.NEIGHBOURS, M.FAMILY_MEMBERS):
+        if isinstance(data.get(key), str):
+            try:
+                data[key] = json.loads(data[key])
+            except json.JSONDecodeError:
+                data[key] = []
+    for key in (M.ADDED_TAGS, M.REJECTED_TAGS):
+        data[key] = [str(t) for t in data.get(key, [])]
+    return data
+
+
+def neighbours(id_: Any, space: str | None = None) -> list[dict[str, Any]]:
+    """Stored similar-asset suggestions (``name``, ``file``, ``asset_name``, ``distance``, ``space``), nearest first."""
+    found = read_metadata(id_).get(M.NEIGHBOURS, [])
+    return [n for n in found if space is None or n.get("space") == space]
+
+
+def proposals(predicted: dict[str, float], existing: set[str], rejected: set[str], threshold: float) -> list[str]:
+    """Predicted tags at or above ``threshold`` that the asset does not have and the artist did not reject."""
+    return sorted((t for t, p in predicted.items() if p >= threshold and t not in existing and t not in rejected),
+                  key=lambda t: (-predicted[t], t))
+
+
+def write_result(
+    id_: Any,
+    result: dict[str, Any],
+    *,
+    auto_accept: bool = True,
+    threshold: float | None = None,
+    mark_as_asset: bool = False,
+    family_members: list[dict[str, Any]] | None = None,
+) -> WriteReport:
+    """Store an embedding ``result`` (the backend's embed reply) on ``id_``.
+
+    ``result`` has ``model_id``, ``shape`` [32], ``texture`` [32], ``predicted_tags`` {tag: p},
+    ``neighbours`` {space: [{name, file, asset_name, distance}]}, ``content_hash``, ``threshold``.
+    ``auto_accept``: add predicted tags at or above the threshold to the asset's tags (recorded as
+    added). ``mark_as_asset``: mark a plain object/collection as an asset first; otherwise an
+    unmarked ID keeps everything in the custom property only. Re-embedding keeps what was added
+    before (so it can still be removed) and never re-proposes a rejected tag.
+    """
+    if not hasattr(id_, "asset_mark"):
+        raise WritebackError(f"{getattr(id_, 'name', id_)!r} cannot hold asset metadata (only objects, collections, "
+                             f"materials... can)")
+    marked = False
+    if mark_as_asset and not is_asset(id_):
+        id_.asset_mark()
+        marked = True
+    old = read_metadata(id_)
+    added = [t for t in old.get(M.ADDED_TAGS, []) if t in asset_tags(id_)] if is_asset(id_) else old.get(
+        M.ADDED_TAGS, [])
+    rejected = old.get(M.REJECTED_TAGS, [])
+    predicted = {str(t): float(p) for t, p in (result.get("predicted_tags") or {}).items()
+                 if len(str(t).encode()) <= _MAX_KEY_BYTES}
+    thr = float(threshold if threshold is not None else result.get("threshold", 0.5))
+    proposed = proposals(predicted, set(asset_tags(id_)) | set(added), set(rejected), thr)
+
+    new_added: list[str] = []
+    if auto_accept:
+        for tag in proposed:
+            if _add_tag(id_, tag):
+                new_added.append(tag)
+    flat = [
+        {"name": n.get("name", ""), "file": n.get("file", ""), "asset_name": n.get("asset_name", ""),
+         "distance": float(n.get("distance", 0.0)), "space": space}
+        for space in SPACES for n in (result.get("neighbours") or {}).get(space, [])
+    ]
+    group: dict[str, Any] = {
+        M.CODE_SHAPE: [float(x) for x in result.get("shape", [])],
+        M.CODE_TEXTURE: [float(x) for x in result.get("texture", [])],
+        M.MODEL_ID: str(result.get("model_id", "")),
+        M.ASSET_NAME: str(result.get("name", "")),
+        M.PREDICTED_TAGS: predicted,
+        M.ADDED_TAGS: added + [t for t in new_added if t not in added],
+        M.REJECTED_TAGS: list(rejected),
+        M.NEIGHBOURS: json.dumps(flat),
+        M.CONTENT_HASH: str(result.get("content_hash", "")),
+        M.TIMESTAMP: datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if family_members is not None:
+        group[M.FAMILY_MEMBERS] = json.dumps(family_members)
+    id_[M.NAMESPACE] = group
+    return WriteReport(name=id_.name, added=new_added, proposed=[t for t in proposed if t not in new_added], marked=marked,
+                       is_asset=is_asset(id_))
+
+
+def pending_tags(id_: Any, threshold: float = 0.0) -> list[tuple[str, float, str]]:
+    """Every predicted tag with its probability and state (``added``, ``artist``, ``rejected``, ``proposed``).
+
+    Sorted by probability, highest first; only tags with probability at or above ``threshold``.
+    """
+    data = read_metadata(id_)
+    added, rejected, tags = set(data.get(M.ADDED_TAGS, [])), set(data.get(M.REJECTED_TAGS, [])), set(asset_tags(id_))
+    out = []
+    for tag, p in sorted((data.get(M.PREDICTED_TAGS) or {}).items(), key=lambda kv: (-kv[1], kv[0])):
+        if p < threshold:
+            continue
+        state = "added" if tag in added else "artist" if tag in tags else "rejected" if tag in rejected else "proposed"
+        out.append((tag, float(p), state))
+    return out
+
+
+def accept_tag(id_: Any, tag: str) -> bool:
+    """Accept a predicted tag: add it to the asset's tags and record it as added. False if already there."""
+    data = _group(id_)
+    added = [str(t) for t in data.get(M.ADDED_TAGS, [])]
+    if tag in added or tag in asset_tags(id_):
+        return False
+    if is_asset(id_):
+        _add_tag(id_, tag)
+    data[M.ADDED_TAGS] = added + [tag]
+    data[M.REJECTED_TAGS] = [str(t) for t in data.get(M.REJECTED_TAGS, []) if str(t) != tag]
+    return True
+
+
+def reject_tag(id_: Any, tag: str) -> bool:
+    """Reject a predicted tag: remove it if Asset2Vec added it (never an artist's tag) and never propose it again."""
+    data = _group(id_)
+    added = [str(t) for t in data.get(M.ADDED_TAGS, [])]
+    removed = False
+    if tag in added:
+        _remove_tag(id_, tag)
+        data[M.ADDED_TAGS] = [t for t in added if t != tag]
+        removed = True
+    rejected = [str(t) for t in data.get(M.REJECTED_TAGS, [])]
+    if tag not in rejected:
+        data[M.REJECTED_TAGS] = rejected + [tag]
+    return removed
+
+
+def remove_predicted_tags(id_: Any) -> list[str]:
+    """Remove exactly the tags Asset2Vec added (the artist's own tags stay); returns the removed tags."""
+    group = id_.get(M.NAMESPACE)
+    if group is None:
+        return []
+    added = [str(t) for t in group.get(M.ADDED_TAGS, [])]
+    removed = [t for t in added if _remove_tag(id_, t)]
+    group[M.ADDED_TAGS] = []
+    return removed
+
+
+def _group(id_: Any) -> Any:
+    group = id_.get(M.NAMESPACE)
+    if group is None:
+        raise WritebackError(f"{id_.name!r} has no Asset2Vec data yet: embed it first")
+    return group
+
+
+def _add_tag(id_: Any, tag: str) -> bool:
+    """Add ``tag`` to the asset tags; False when not an asset or the tag is already there."""
+    if not is_asset(id_) or tag in asset_tags(id_):
+        return False
+    id_.asset_data.tags.new(tag, skip_if_exists=True)
+    return True
+
+
+def _remove_tag(id_: Any, tag: str) -> bool:
+    if not is_asset(id_):
+        return False
+    found = id_.asset_data.tags.get(tag)
+    if found is None:
+        return False
+    id_.asset_data.tags.remove(found)
+    return True

@@ -1,0 +1,224 @@
+"""Embed in Blender, end to end: the real add-on (registered in bpy) against a live backend on loopback.
+
+Capture with Cycles (32 px, 4 samples) → upload → inversion on the tiny trained run → tags and
+neighbours written into the .blend → save, reopen, review, remove, append a similar asset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from addon_support import configure, run_embed, support
+from blender_helpers import box
+
+from backend.service.engine import Engine
+from backend.service.server import Service
+from blender_addon import embed_job, writeback
+from shared import metadata as M
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    eng = Engine.open(support.fresh_run_copy(tmp_path_factory.mktemp("addon") / "run"),
+                      invert_steps=support.INVERT_STEPS)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def backend(engine: Engine) -> Iterator[Service]:
+    svc = Service(engine, port=0, advertise=False).start_in_thread()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def addon(blender):
+    import blender_addon
+
+    blender_addon.register()
+    yield blender
+    blender_addon.unregister()
+
+
+def _select(bpy, obj) -> None:
+    bpy.context.view_layer.objects.active = obj
+    bpy.context.scene.asset2vec.capture_target = "OBJECT"
+
+
+def test_embed_writes_tags_and_neighbours_saves_reopens_removes_and_appends(addon, backend, engine, tmp_path):
+    bpy = addon
+    configure(backend.url)
+    crate = box("Crate", size=(0.6, 0.4, 0.4), color=(0.1, 0.3, 0.9))
+    crate.asset_mark()
+    crate.asset_data.tags.new("mine")
+    crate.asset_data.description = "artist's description"
+    lib = tmp_path / "lib.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(lib))
+    _select(bpy, crate)
+
+    job = run_embed(bpy, save_after=True)
+    assert job.state == embed_job.DONE, job.message
+    assert "embedded 'Crate'" in job.message and "saved lib.blend" in job.message
+    assert (tmp_path / "lib.blend1").is_file()  # Blender's own save: the previous version is kept as a backup
+    assert embed_job.last_status == ("INFO", job.message)
+    assert embed_job.backend_info["model_id"] == engine.model_id
+
+    # Reopen the saved file: everything is in it.
+    bpy.ops.wm.open_mainfile(filepath=str(lib))
+    crate = bpy.data.objects["Crate"]
+    data = writeback.read_metadata(crate)
+    assert data[M.MODEL_ID] == engine.model_id and data[M.ASSET_NAME] == "Crate"
+    assert len(data[M.CODE_SHAPE]) == 32 and len(data[M.CODE_TEXTURE]) == 32
+    assert data[M.CONTENT_HASH] and data[M.TIMESTAMP]
+    predicted = data[M.PREDICTED_TAGS]
+    assert predicted and set(predicted) <= set(engine.info()["tags"])
+    expected_added = {t for t, p in predicted.items() if p >= 0.5 and t != "mine"}
+    assert set(data[M.ADDED_TAGS]) == expected_added
+    assert set(writeback.asset_tags(crate)) == {"mine"} | expected_added
+    assert crate.asset_data.description == "artist's description"
+    nbs = data[M.NEIGHBOURS]
+    assert {n["space"] for n in nbs} == {"shape", "texture", "both"}
+    assert all(n["name"] != "Crate" for n in nbs) and len({n["name"] for n in nbs}) >= 8  # the 8 training assets
+    for space in ("shape", "texture", "both"):
+        d = [n["distance"] for n in writeback.neighbours(crate, space)]
+        assert d == sorted(d)
+    for name in {n["name"] for n in nbs}:  # thumbnails were fetched for the Similar panel
+        assert embed_job.thumbnail_path(name).read_bytes().startswith(b"\x89PNG")
+        assert embed_job.icon_id(name) >= 0
+
+    # "Remove predicted tags" restores the artist's tags exactly.
+    _select(bpy, crate)
+    assert bpy.ops.asset2vec.remove_predicted_tags() == {"FINISHED"}
+    assert writeback.asset_tags(crate) == ["mine"]
+
+    # A new file: embed a stool, and append the crate, which the backend now suggests from lib.blend.
+    bpy.ops.wm.read_homefile(use_empty=True)
+    configure(backend.url)
+    stool = box("Stool", size=(0.4, 0.4, 0.5), color=(0.8, 0.6, 0.2))
+    _select(bpy, stool)
+    job = run_embed(bpy, mark_as_asset=True)
+    assert job.state == embed_job.DONE, job.message
+    assert stool.asset_data is not None and "marked it as an asset" in job.message
+    crate_nb = next(n for n in writeback.neighbours(stool, "both") if n["name"] == "Crate")
+    assert Path(crate_nb["file"]) == lib and crate_nb["asset_name"] == "Crate"
+    assert bpy.ops.asset2vec.append_neighbour(filepath=crate_nb["file"], asset_name=crate_nb["asset_name"]) == {
+        "FINISHED"}
+    appended = bpy.data.objects["Crate"]
+    assert appended.name in bpy.context.scene.objects and appended.library is None
+    assert writeback.read_metadata(appended)[M.MODEL_ID] == engine.model_id  # its metadata came along
+
+
+def test_family_embed_records_members(addon, backend):
+    bpy = addon
+    configure(backend.url)
+    obj = box("Shelf", size=(0.8, 0.3, 1.2))
+    obj[f"{M.FAMILY_PARAM_PREFIX}width"] = 0.8
+    obj.id_properties_ui(f"{M.FAMILY_PARAM_PREFIX}width").update(min=0.4, max=1.6)
+    _select(bpy, obj)
+    job = run_embed(bpy, mode="FAMILY", variants=2)
+    assert job.state == embed_job.DONE, job.message
+    data = writeback.read_metadata(obj)
+    members = data[M.FAMILY_MEMBERS]
+    assert [m["name"] for m in members] == ["Shelf__v000", "Shelf__v001"]
+    assert [m["parameters"][f"{M.FAMILY_PARAM_PREFIX}width"] for m in members] == pytest.approx([0.4, 1.6])
+    mean = [(a + b) / 2 for a, b in zip(members[0]["code_shape"], members[1]["code_shape"], strict=True)]
+    assert data[M.CODE_SHAPE] == pytest.approx(mean, abs=1e-5)
+    assert obj[f"{M.FAMILY_PARAM_PREFIX}width"] == pytest.approx(0.8)  # restored after sampling
+
+
+def test_cancel_writes_nothing(addon, backend):
+    bpy = addon
+    configure(backend.url)
+    obj = box("Lamp")
+    _select(bpy, obj)
+    assert bpy.ops.asset2vec.embed() == {"FINISHED"}
+    assert embed_job.current is not None and embed_job.current.state == embed_job.RUNNING
+    assert bpy.ops.asset2vec.embed_cancel() == {"FINISHED"}
+    job = embed_job.pump(timeout=60)
+    assert job is not None and job.state == embed_job.CANCELLED and "nothing was written" in job.message
+    assert writeback.read_metadata(obj) == {}
+    assert bpy.ops.asset2vec.embed_cancel() == {"CANCELLED"}  # a warning: nothing left to cancel
+
+
+def test_capture_error_is_reported(addon, backend):
+    bpy = addon
+    configure(backend.url)
+    empty_mesh = bpy.data.objects.new("Nothing", bpy.data.meshes.new("Nothing"))
+    bpy.context.scene.collection.objects.link(empty_mesh)
+    _select(bpy, empty_mesh)
+    with pytest.raises(RuntimeError, match="no renderable geometry"):
+        bpy.ops.asset2vec.embed()
+    assert embed_job.last_status[0] == "ERROR" and "nothing to capture" in embed_job.last_status[1]
+    bpy.context.view_layer.objects.active = None
+    with pytest.raises(RuntimeError, match="select an object"):
+        bpy.ops.asset2vec.embed()
+
+
+def test_append_and_link_from_a_blend_and_missing_file(addon, tmp_path):
+    bpy = addon
+    chair = box("Chair", link=False)
+    coll = bpy.data.collections.new("DiningSet")
+    coll.objects.link(box("Table", link=False))
+    lib = tmp_path / "furniture.blend"
+    bpy.data.libraries.write(str(lib), {chair, coll})
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+
+    assert bpy.ops.asset2vec.append_neighbour(filepath=str(lib), asset_name="Chair") == {"FINISHED"}
+    assert bpy.data.objects["Chair"].library is None and "Chair" in scene.objects
+    assert bpy.ops.asset2vec.append_neighbour(filepath=str(lib), asset_name="DiningSet", link=True) == {"FINISHED"}
+    linked = bpy.data.collections["DiningSet"]
+    assert linked.library is not None and any(o.instance_collection == linked for o in scene.objects)
+
+    with pytest.raises(RuntimeError, match="is missing"):
+        bpy.ops.asset2vec.append_neighbour(filepath=str(tmp_path / "moved.blend"), asset_name="Chair")
+    with pytest.raises(RuntimeError, match="no object or collection named 'Sofa'"):
+        bpy.ops.asset2vec.append_neighbour(filepath=str(lib), asset_name="Sofa")
+    with pytest.raises(RuntimeError, match="no source .blend"):
+        bpy.ops.asset2vec.append_neighbour(filepath="", asset_name="Chair")
+
+
+def test_review_operators_on_embedded_asset(addon, backend):
+    bpy = addon
+    configure(backend.url)
+    obj = box("Crate2", color=(0.9, 0.1, 0.1))
+    obj.asset_mark()
+    _select(bpy, obj)
+    job = run_embed(bpy, auto_accept=False)
+    assert job.state == embed_job.DONE, job.message
+    assert writeback.asset_tags(obj) == []
+    tag = max(writeback.read_metadata(obj)[M.PREDICTED_TAGS].items(), key=lambda kv: kv[1])[0]
+    assert bpy.ops.asset2vec.tag_accept(tag=tag) == {"FINISHED"} and writeback.asset_tags(obj) == [tag]
+    assert bpy.ops.asset2vec.tag_reject(tag=tag) == {"FINISHED"} and writeback.asset_tags(obj) == []
+    assert tag in writeback.read_metadata(obj)[M.REJECTED_TAGS]
+    assert json.loads(obj[M.NAMESPACE][M.NEIGHBOURS])  # stored as a JSON string, as the metadata keys say
+
+
+def test_collection_embed_and_a_file_opened_meanwhile(addon, backend, tmp_path):
+    bpy = addon
+    configure(backend.url)
+    coll = bpy.data.collections.new("DiningSet")
+    bpy.context.scene.collection.children.link(coll)
+    coll.objects.link(box("Table", size=(1.0, 0.6, 0.05), location=(0, 0, 0.7), link=False))
+    coll.objects.link(box("Bench", size=(1.0, 0.3, 0.4), location=(0, 0.6, 0.2), link=False))
+    bpy.context.view_layer.active_layer_collection = bpy.context.view_layer.layer_collection.children["DiningSet"]
+    bpy.context.scene.asset2vec.capture_target = "COLLECTION"
+    job = run_embed(bpy, mark_as_asset=True)
+    assert job.state == embed_job.DONE, job.message
+    assert coll.asset_data is not None and writeback.read_metadata(coll)[M.ASSET_NAME] == "DiningSet"
+
+    # The artist opens another file (with an object of the same name) while an embed runs: nothing is written.
+    vase = box("Vase")
+    _select(bpy, vase)
+    other, this = tmp_path / "other.blend", tmp_path / "this.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(other))
+    bpy.ops.wm.save_as_mainfile(filepath=str(this))
+    assert bpy.ops.asset2vec.embed() == {"FINISHED"}
+    bpy.ops.wm.open_mainfile(filepath=str(other))
+    job = embed_job.pump(timeout=120)
+    assert job.state == embed_job.FAILED and "another file was opened" in job.message
+    assert writeback.read_metadata(bpy.data.objects["Vase"]) == {}

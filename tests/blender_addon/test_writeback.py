@@ -1,0 +1,100 @@
+"""Metadata write-back on real bpy IDs: tags added and recorded, the artist's tags and description kept,
+everything survives save + reopen, and "remove predicted tags" undoes exactly what was added."""
+
+from __future__ import annotations
+
+import pytest
+from blender_helpers import box
+
+from blender_addon import writeback as W
+from shared import metadata as M
+
+
+def _result(predicted: dict[str, float], threshold: float = 0.5) -> dict:
+    """A result in the shape of the backend's embed reply (see backend/service/engine.py)."""
+    return {
+        "name": "Chair", "model_id": "model-1", "shape": [0.01 * i for i in range(32)],
+        "texture": [-0.02 * i for i in range(32)], "predicted_tags": predicted, "threshold": threshold,
+        "content_hash": "hash-1",
+        "neighbours": {
+            "shape": [{"name": "stool", "file": "/lib/props.blend", "asset_name": "Stool", "distance": 0.25},
+                      {"name": "bench", "file": "/lib/seats.blend", "asset_name": "Bench", "distance": 0.5}],
+            "texture": [{"name": "table", "file": "/lib/tables.blend", "asset_name": "Table", "distance": 0.125}],
+            "both": [],
+        },
+    }
+
+
+def _asset(name: str = "Chair", tags: tuple[str, ...] = ("wood", "armrests")):
+    obj = box(name)
+    obj.asset_mark()
+    for t in tags:
+        obj.asset_data.tags.new(t)
+    obj.asset_data.description = "my own words"
+    return obj
+
+
+def test_tags_added_artist_tags_kept_and_reopen_and_remove_restore_exactly(blender, tmp_path):
+    bpy = blender
+    obj = _asset()
+    report = W.write_result(obj, _result({"armrests": 0.9, "swivel": 0.8, "legs": 0.3}))
+    # "armrests" was predicted too, but it is the artist's: never recorded as added.
+    assert report.added == ["swivel"] and report.is_asset and "added tag(s) swivel" in report.summary()
+    assert W.asset_tags(obj) == ["wood", "armrests", "swivel"]
+    assert obj.asset_data.description == "my own words"
+
+    path = tmp_path / "chair.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    obj = bpy.data.objects["Chair"]
+    data = W.read_metadata(obj)
+    assert data[M.ADDED_TAGS] == ["swivel"] and data[M.MODEL_ID] == "model-1" and data[M.ASSET_NAME] == "Chair"
+    assert data[M.PREDICTED_TAGS] == pytest.approx({"armrests": 0.9, "swivel": 0.8, "legs": 0.3})
+    assert data[M.CODE_SHAPE] == pytest.approx([0.01 * i for i in range(32)])
+    assert len(data[M.CODE_TEXTURE]) == 32 and data[M.CONTENT_HASH] == "hash-1" and data[M.TIMESTAMP].endswith("+00:00")
+    assert [(n["name"], n["space"], n["file"]) for n in data[M.NEIGHBOURS]] == [
+        ("stool", "shape", "/lib/props.blend"), ("bench", "shape", "/lib/seats.blend"),
+        ("table", "texture", "/lib/tables.blend")]
+    assert [n["asset_name"] for n in W.neighbours(obj, "texture")] == ["Table"]
+    assert W.asset_tags(obj) == ["wood", "armrests", "swivel"]
+
+    assert W.remove_predicted_tags(obj) == ["swivel"]
+    assert W.asset_tags(obj) == ["wood", "armrests"] and obj.asset_data.description == "my own words"
+    assert W.remove_predicted_tags(obj) == []  # idempotent
+
+
+def test_review_accept_reject_and_reembed(blender):
+    obj = _asset()
+    report = W.write_result(obj, _result({"armrests": 0.9, "swivel": 0.8, "legs": 0.3}), auto_accept=False)
+    assert report.added == [] and report.proposed == ["swivel"]
+    assert W.asset_tags(obj) == ["wood", "armrests"]
+    assert [(t, s) for t, _, s in W.pending_tags(obj)] == [("armrests", "artist"), ("swivel", "proposed"),
+                                                           ("legs", "proposed")]
+
+    assert W.accept_tag(obj, "legs") and W.asset_tags(obj) == ["wood", "armrests", "legs"]
+    assert not W.accept_tag(obj, "armrests")  # the artist's tag: nothing to accept
+    assert not W.reject_tag(obj, "armrests") and "armrests" in W.asset_tags(obj)  # never removes an artist tag
+    assert W.reject_tag(obj, "legs") and W.asset_tags(obj) == ["wood", "armrests"]
+
+    # Re-embedding: the rejected tag is not proposed again, earlier additions stay removable.
+    W.accept_tag(obj, "swivel")
+    report = W.write_result(obj, _result({"swivel": 0.9, "legs": 0.95, "round": 0.7}))
+    assert report.added == ["round"]
+    assert W.read_metadata(obj)[M.ADDED_TAGS] == ["swivel", "round"]
+    assert sorted(W.remove_predicted_tags(obj)) == ["round", "swivel"]
+    assert W.asset_tags(obj) == ["wood", "armrests"]
+
+
+def test_unmarked_object_keeps_data_in_custom_property_unless_marking_is_asked(blender):
+    plain = box("Plain")
+    report = W.write_result(plain, _result({"swivel": 0.8}))
+    assert plain.asset_data is None and not report.is_asset and report.added == []
+    assert f"custom property '{M.NAMESPACE}' only" in report.summary()
+    assert W.read_metadata(plain)[M.PREDICTED_TAGS] == pytest.approx({"swivel": 0.8})
+
+    marked = box("Marked")
+    report = W.write_result(marked, _result({"swivel": 0.8}), mark_as_asset=True)
+    assert report.marked and marked.asset_data is not None and W.asset_tags(marked) == ["swivel"]
+
+    with pytest.raises(W.WritebackError, match="embed it first"):
+        W.accept_tag(box("Fresh"), "swivel")
