@@ -102,6 +102,8 @@ def venv_env() -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(VENV)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Idle OpenMP threads sleep instead of spinning: torch and Cycles share only two cores here.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 

@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--size", type=int, default=64, help="capture size in pixels (default: 64)")
     p.add_argument("--samples", type=int, default=16, help="Cycles samples per view (default: 16)")
+    p.add_argument("--minutes", type=float, default=5.0, help="training time budget in minutes (default: 5)")
     p.set_defaults(func=run_demo)
 
 
@@ -46,12 +47,8 @@ def run_demo(args: argparse.Namespace) -> int:
     _done(t0, f"{len(assets)} assets in {len({a['blend'] for a in assets})} .blend files")
 
     t0 = _step(f"2. Capture 18 views per asset at {args.size} px with Cycles -> {bundles}")
-    from backend.cli import main as cli_main
-
     # The capture command skips assets whose bundle is up to date (same content hash).
-    if cli_main(["capture", str(library), "--out", str(bundles), "--size", str(args.size),
-                 "--samples", str(args.samples)]) != 0:
-        raise CommandError("capture failed for some assets (see above)")
+    _cli(["capture", str(library), "--out", str(bundles), "--size", str(args.size), "--samples", str(args.samples)])
     _done(t0, f"{len(list(bundles.glob('*/transforms.json')))} bundles")
 
     t0 = _step("3. Contact sheet")
@@ -59,5 +56,45 @@ def run_demo(args: argparse.Namespace) -> int:
 
     sheet = write_contact_sheet(sorted(bundles.iterdir()), out / "contact_sheet.png")
     _done(t0, f"wrote {sheet}")
-    print(f"\nDemo finished: open {sheet}")
+
+    run = out / "run"
+    t0 = _step(f"4. Train the latent NeRF (cpu-small, {args.minutes:g} min budget) -> {run}")
+    if not (run / "codes.npz").is_file():
+        resume = ["--resume"] if (run / "checkpoint.pt").is_file() else []
+        _cli(["train", str(bundles), "--out", str(run), "--preset", "cpu-small", "--minutes", str(args.minutes),
+              *resume])
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    _done(t0, "held-out-view PSNR {:.1f} dB".format(metrics.get("heldout_psnr", float("nan"))))
+
+    t0 = _step("5. Catalogue and tags learnt from the artists' tags")
+    _cli(["catalogue", "import", "--run", str(run)])
+    _cli(["tags", "train", "--run", str(run)])
+    _cli(["tags", "predict", "--run", str(run)])
+    _done(t0, f"catalogue {run / 'catalogue.sqlite'}")
+
+    t0 = _step("6. Similar assets (shape space, then texture space)")
+    from backend.training.run import load_run
+
+    names = load_run(run).names
+    for name in [n for n in names if "Chair_00" in n or "Table_00" in n][:2] or names[:2]:
+        for space in ("shape", "texture"):
+            print(f"-- {space} neighbours of {name}")
+            _cli(["similar", name, "--run", str(run), "--space", space, "-k", "5"])
+    _cli(["similar", "--all", "--run", str(run), "-k", "10"])
+    _done(t0, "neighbours stored for every asset")
+
+    t0 = _step(f"7. Exploration page and style-transfer grid -> {out / 'explore'}")
+    picks = names[:: max(1, len(names) // 4)][:4]
+    _cli(["style-grid", *picks, "--run", str(run), "--out", str(out / "style_grid.png")])
+    _cli(["explore", "--run", str(run), "--out", str(out / "explore")])
+    _done(t0, f"open {out / 'explore' / 'index.html'}")
+    print(f"\nDemo finished: {sheet}, {out / 'style_grid.png'}, {out / 'explore' / 'index.html'}")
     return 0
+
+
+def _cli(argv: list[str]) -> None:
+    from backend.cli import main as cli_main
+
+    code = cli_main(argv)
+    if code not in (0, None):
+        raise CommandError(f"`asset2vec {' '.join(argv)}` failed (exit {code})")

@@ -1,0 +1,120 @@
+"""``asset2vec bulk-tag FOLDER``: tag every asset of a library folder, resumably and safely.
+
+Thin wrapper over :func:`backend.bulk.driver.bulk_tag`. The backend is a running service
+(``--backend URL``) or, without it, one started in this process from ``--run RUN_DIR`` on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from backend.cli import CommandError
+
+RUN_ENV = "ASSET2VEC_RUN"
+DEFAULT_TOKEN_ENV = "ASSET2VEC_TOKEN"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bulk-tag", help="capture, embed and tag every asset of every .blend (and OBJ/glTF) in a folder",
+                       description="Capture, embed and tag every asset under FOLDER in headless Blender workers. "
+                                   "Resumable (a journal records every step; unchanged assets are skipped), safe "
+                                   "(atomic saves with a .blend1 backup; bad files are reported and left untouched).")
+    p.add_argument("folder", help="library folder (searched recursively for .blend, .obj, .gltf, .glb)")
+    p.add_argument("--backend", metavar="URL", help="a running backend (default: start one from --run on loopback)")
+    p.add_argument("--run", default=os.environ.get(RUN_ENV), metavar="RUN_DIR",
+                   help=f"trained run to serve in this process when --backend is not given (default: ${RUN_ENV})")
+    p.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, metavar="VAR",
+                   help=f"environment variable holding the backend's token (default {DEFAULT_TOKEN_ENV})")
+    p.add_argument("--workers", type=int, default=1, help="Blender worker processes (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="change no file: only write the report of proposed changes")
+    p.add_argument("--threshold", type=float, metavar="P",
+                   help="add predicted tags with probability >= P (default: the backend's threshold)")
+    p.add_argument("--all-objects", action="store_true",
+                   help="also tag unmarked top-level mesh objects (stored in their 'asset2vec' custom property)")
+    p.add_argument("--no-backup", action="store_true", help="do not keep NAME.blend1 backups of changed files")
+    p.add_argument("--report", metavar="DIR", help="report folder (default FOLDER/.asset2vec/report)")
+    p.add_argument("--journal", metavar="PATH", help="journal file (default FOLDER/.asset2vec/bulk-journal.sqlite)")
+    p.add_argument("--size", type=int, default=64, help="capture size in pixels (default 64)")
+    p.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel (default 8)")
+    p.add_argument("--device", choices=("AUTO", "CPU", "GPU"), default="AUTO", help="Cycles device (default AUTO)")
+    p.add_argument("--invert-steps", type=int, help="with --run: inversion steps per asset (default: the preset's)")
+    p.add_argument("--ray", action="store_true", help="run the per-file tasks as Ray tasks (pip install ray)")
+    p.add_argument("--ray-address", help="with --ray: an existing Ray cluster (default: a local Ray instance)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bulk_tag)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if not Path(args.folder).is_dir():
+        raise CommandError(f"{args.folder} is not a folder: give the library folder that holds the .blend files")
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise CommandError("--threshold is a probability: give a value between 0 and 1")
+    if not 16 <= args.size <= 1024:
+        raise CommandError("--size must be between 16 and 1024 pixels")
+    if args.samples < 1:
+        raise CommandError("--samples must be at least 1")
+    if not args.backend and not args.run:
+        raise CommandError(f"which backend? pass --backend URL of a running one (`asset2vec serve`), or --run RUN_DIR "
+                           f"(or set ${RUN_ENV}) to start one in this process")
+
+
+def _start_local(stack: ExitStack, run: str, invert_steps: int | None) -> str:
+    """Serve ``run`` on a free loopback port from this process; returns its URL."""
+    from backend.library.errors import LibraryError
+    from backend.model.errors import ModelError
+    from backend.service.engine import Engine
+    from backend.service.errors import ServiceError
+    from backend.service.server import Service
+
+    print(f"loading run {run} ...", file=sys.stderr, flush=True)
+    try:
+        engine = Engine.open(run, invert_steps=invert_steps)
+        stack.callback(engine.close)
+        service = Service(engine, port=0, advertise=False).start_in_thread()
+    except (ServiceError, LibraryError, ModelError, OSError) as e:
+        raise CommandError(str(e)) from None
+    stack.callback(service.stop)
+    return service.url
+
+
+def cmd_bulk_tag(args: argparse.Namespace) -> int:
+    from backend.bulk.driver import BulkError, BulkOptions, bulk_tag
+    from backend.bulk.journal import JournalError
+    from backend.bulk.workers import WorkerError
+    from blender_addon.client import BackendError, Client
+
+    _check(args)
+    token = os.environ.get(args.token_env, "").strip() or None
+    with ExitStack() as stack:
+        url = args.backend or _start_local(stack, args.run, args.invert_steps)
+        try:
+            info = Client(url, token).info()
+        except BackendError as e:
+            raise CommandError(str(e)) from None
+        opts = BulkOptions(url=url, token=token, model_id=str(info.get("model_id", "")), workers=args.workers,
+                           dry_run=args.dry_run, threshold=args.threshold, all_objects=args.all_objects,
+                           backup=not args.no_backup, size=args.size, samples=args.samples, device=args.device,
+                           report_dir=Path(args.report) if args.report else None,
+                           journal_path=Path(args.journal) if args.journal else None, ray=args.ray,
+                           ray_address=args.ray_address, progress=not args.quiet)
+        try:
+            s = bulk_tag(args.folder, opts)
+        except (BulkError, JournalError, WorkerError) as e:
+            raise CommandError(str(e)) from None
+    verb = "would change" if args.dry_run else "wrote"
+    print(f"{s.files} file(s): {verb} {s.files_written if not args.dry_run else s.files - s.files_skipped - s.files_failed}"
+          f", {s.files_unchanged} unchanged, {s.files_skipped} skipped (unchanged since the last run), "
+          f"{s.files_failed} failed; {s.assets} asset(s): {s.embedded} embedded, {s.reused} reused from the journal, "
+          f"{s.up_to_date} up to date, {s.tags_added} tag(s) added; {s.imported_models} model(s) imported; "
+          f"{s.seconds:.1f} s")
+    print(f"report: {s.report.get('html', '')}")
+    for f in s.failures:
+        print(f"  failed: {f['path']}: {f['error']}", file=sys.stderr)
+    return 1 if s.failures else 0
