@@ -33,6 +33,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import cpu_name  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "tests" / "backend" / "service"))
 
 
@@ -347,7 +350,7 @@ def main() -> int:
     engine.close()
 
     report = {
-        "machine": platform.node(), "cpu": _cpu_name(), "cores": os.cpu_count(), "device": "cpu (Cycles CPU capture)",
+        "machine": platform.node(), "cpu": cpu_name(), "cores": os.cpu_count(), "device": "cpu (Cycles CPU capture)",
         "run": str(args.run or "tiny synthetic run (8 assets)"), "capture_size": args.size, **timings,
         "status": job.message, "out": str(out), "png_bytes": out.stat().st_size,
     }
@@ -358,14 +361,6 @@ def main() -> int:
     return 0
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -38,18 +38,9 @@ sys.path.insert(0, str(ROOT))
 from backend.library.catalogue import Catalogue, import_run  # noqa: E402
 from backend.service.engine import Engine  # noqa: E402
 from backend.service.server import Service  # noqa: E402
+from bench.machine import cpu_name  # noqa: E402
 from blender_addon.client import BackendError, Client  # noqa: E402
 from shared import bundle as B  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def synthetic_run(work: Path, steps: int) -> tuple[Path, Path]:
