@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import cpu_name  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "tests" / "blender_addon"))
 sys.path.insert(0, str(ROOT / "tests" / "backend"))
 _HOME = tempfile.mkdtemp(prefix="asset2vec-bench-blender-")
@@ -38,14 +41,6 @@ for _var, _sub in (("BLENDER_USER_CONFIG", "config"), ("BLENDER_USER_SCRIPTS", "
     os.environ.setdefault(_var, os.path.join(_HOME, _sub))
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def synthetic_run(work: Path, steps: int) -> Path:

@@ -1,0 +1,393 @@
+"""The per-file task of a bulk-tag run: open one .blend, capture, embed and write back its assets, save safely.
+
+Runs in a headless worker process (:mod:`blender_addon.headless.bulk_worker`, or a Ray task): one
+call of :func:`process_file` per .blend, reporting through ``emit(event: dict)`` so the driver
+(:mod:`backend.commands.bulk`) can journal every step and resume after a kill.
+
+Safety of the artist's file, in order:
+
+1. :func:`check_file` refuses before Blender reads anything: not a .blend / corrupt header, saved by
+   a newer Blender, read-only (no owner write bit: tests run as root, where writes would succeed).
+2. A file that Blender cannot open is reported; nothing is written.
+3. Changes are written to a temporary file in the same folder (``save_as_mainfile(copy=True)``),
+   fsynced, the original copied to ``NAME.blend1`` (Blender's backup name), and only then
+   ``os.replace``d over the original. A kill at any moment leaves the original or the new file,
+   never a mix. A file that changed on disk while we worked is not overwritten.
+
+Events (all JSON-able dicts with ``"ev"``): ``assets`` (how many assets the file has),
+``captured`` / ``embedded`` / ``skipped`` (per asset), and the return value of :func:`process_file`
+summarises the file (``status``: ``written``, ``unchanged``, ``dry-run`` or ``failed``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from ..capture import CaptureError, asset_tags, capture_asset, evaluated_parts, quiet_stdout
+from ..client import BackendError, Client
+from ..content_hash import hash_parts
+from ..protocol import bundle, metadata
+from ..writeback import WritebackError, proposals, read_metadata, write_result
+
+Emit = Callable[[dict[str, Any]], None]
+#: Prefix of the temporary files written next to the original during a safe save.
+TMP_PREFIX = ".a2v-tmp-"
+#: Rig view copied as the report thumbnail (middle ring, three-quarter view; as the backend's thumbnail).
+THUMB_VIEW = 7
+#: Uploads retried while the backend's queue is full (waits of 1, 2, 4, ... 30 s).
+BUSY_RETRIES = 8
+
+
+class BulkFileError(Exception):
+    """This file cannot be tagged; the message says why and what to do. The file was left untouched."""
+
+
+def file_stat(path: Path) -> dict[str, Any]:
+    """``{"size", "mtime_ns", "sha256"}`` of a file: how the journal recognises a file it wrote."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest()}
+
+
+def blend_version(head: bytes) -> int | None:
+    """Blender version (e.g. 500) that wrote an uncompressed .blend, from its header, or None.
+
+    Headers are ``BLENDER-v402`` (pointer size, endianness, 3 digits) or, from 5.0 on,
+    ``BLENDER17-01v0500`` (header size, format version, endianness, 4 digits).
+    """
+    m = re.match(rb"BLENDER(?:[-_][vV](\d{3})|\d\d-\d\d[vV](\d{4}))", head)
+    return None if m is None else int(m.group(1) or m.group(2))
+
+
+def is_read_only(path: Path) -> bool:
+    """No owner write bit. Checked on the bits, not by trying: root may write anyway, but the owner said no."""
+    return not (path.stat().st_mode & stat.S_IWUSR)
+
+
+def check_file(path: Path, dry_run: bool) -> None:
+    """Refuse a file before Blender reads it. Raises :class:`BulkFileError`."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(17)
+    except OSError as e:
+        raise BulkFileError(f"cannot read it ({e.strerror or e}): check its permissions or whether another program "
+                            f"locks it") from None
+    if not (head.startswith(b"BLENDER") or head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd"):
+        raise BulkFileError("not a .blend file, or it is corrupt (its header is wrong); restore it from a backup")
+    saved_by = blend_version(head)
+    mine = bpy.app.version[0] * 100 + bpy.app.version[1]
+    if saved_by is not None and saved_by > mine:
+        raise BulkFileError(f"saved by Blender {saved_by // 100}.{saved_by % 100}, newer than this Blender "
+                            f"{bpy.app.version_string}: tag it with a Blender at least that new")
+    if is_read_only(path):  # refused in dry runs too: the report must not propose changes that cannot be made
+        raise BulkFileError("it is read-only (no write permission for its owner): make it writable "
+                            "(chmod u+w) to tag it, or leave it out")
+
+
+def open_file(path: Path) -> None:
+    """Open ``path`` headless (no UI); a file Blender cannot read raises :class:`BulkFileError`."""
+    try:
+        with quiet_stdout(True, fds=(1, 2)):
+            bpy.ops.wm.open_mainfile(filepath=str(path), load_ui=False)
+    except RuntimeError as e:
+        # Blender's message repeats the path ("Loading '...' failed: Failed to read '...': Missing DNA block").
+        detail = str(e).strip().splitlines()[-1].rsplit(": ", 1)[-1] if str(e).strip() else "unknown error"
+        raise BulkFileError(f"Blender {bpy.app.version_string} cannot open it ({detail}): it may be truncated or "
+                            f"corrupt; restore it from a backup") from None
+
+
+def find_assets(all_objects: bool = False) -> list[Any]:
+    """Marked object and collection assets of the open file (local only), sorted by name.
+
+    ``all_objects`` adds every unmarked top-level mesh object (no parent), which is then tagged
+    through its ``asset2vec`` custom property only (it is not marked as an asset).
+    """
+    items = [ob for ob in bpy.data.objects if ob.asset_data is not None and ob.library is None]
+    items += [c for c in bpy.data.collections if c.asset_data is not None and c.library is None]
+    if all_objects:
+        items += [ob for ob in bpy.data.objects if ob.asset_data is None and ob.library is None and ob.type == "MESH"
+                  and ob.parent is None and ob.users_scene]
+    return sorted(items, key=lambda i: (type(i).__name__, i.name))
+
+
+def asset_key(id_: Any) -> str:
+    """The journal's name for an asset: ``OB:name`` or ``CO:name`` (objects and collections may share names)."""
+    return f"{'CO' if isinstance(id_, bpy.types.Collection) else 'OB'}:{id_.name}"
+
+
+def catalogue_name(path: Path, root: Path, id_: Any) -> str:
+    """The backend's name for an asset: unique across the library (relative file path + asset name)."""
+    try:
+        rel = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        rel = Path(path.name)
+    return f"{rel.with_suffix('').as_posix()}/{id_.name}"
+
+
+def up_to_date(id_: Any, current_hash: str, model_id: str) -> bool:
+    """Whether the file already holds our result for exactly this content and model."""
+    data = read_metadata(id_)
+    return bool(data) and data.get(metadata.CONTENT_HASH) == current_hash and data.get(metadata.MODEL_ID) == model_id
+
+
+def process_file(
+    path: str | os.PathLike[str],
+    options: dict[str, Any],
+    known: dict[str, dict[str, Any]] | None = None,
+    emit: Emit | None = None,
+) -> dict[str, Any]:
+    """Tag every asset of one .blend; never raises for a bad file (it is reported and left as it was).
+
+    ``options``: ``root`` (library folder), ``url``, ``token``, ``size``, ``samples``, ``threshold``
+    (None: the backend's), ``dry_run``, ``backup``, ``all_objects``, ``thumbs`` (folder for report
+    thumbnails or None), ``model_id`` (the backend's, for up-to-date checks), ``timeout``.
+    ``known``: ``{asset_key: {"hash", "result"}}`` results embedded by an earlier, interrupted run.
+    Returns ``{"status", "error", "assets": [per-asset report], "stat": file_stat or None}``.
+    """
+    emit = emit or (lambda ev: None)
+    p = Path(path)
+    out: dict[str, Any] = {"path": str(p), "status": "failed", "error": "", "assets": [], "stat": None}
+    try:
+        _process(p, options, known or {}, emit, out)
+    except BulkFileError as e:
+        out["status"], out["error"] = "failed", str(e)
+    except (BackendError, OSError) as e:
+        out["status"], out["error"] = "failed", f"{e}"
+    finally:
+        with quiet_stdout(True, fds=(1, 2)):
+            bpy.ops.wm.read_factory_settings(use_empty=True)  # free the file before the next one
+    return out
+
+
+def _process(p: Path, opts: dict[str, Any], known: dict[str, dict[str, Any]], emit: Emit, out: dict[str, Any]) -> None:
+    dry_run = bool(opts.get("dry_run"))
+    check_file(p, dry_run)
+    before = p.stat()
+    _remove_stale_temps(p)
+    open_file(p)
+    targets = find_assets(bool(opts.get("all_objects")))
+    emit({"ev": "assets", "path": str(p), "total": len(targets)})
+    client = Client(opts["url"], opts.get("token"), timeout=float(opts.get("timeout", 60.0)))
+    model_id = str(opts.get("model_id") or "")
+    threshold = opts.get("threshold")
+    changed = False
+    root = Path(opts.get("root") or p.parent)
+    for target in targets:
+        key = asset_key(target)
+        report: dict[str, Any] = {"asset": key, "name": target.name, "artist_tags": asset_tags(target)}
+        try:
+            with evaluated_parts(target) as parts:
+                current = hash_parts(parts) if parts else ""
+            report["hash"] = current
+            if current and up_to_date(target, current, model_id):
+                report["status"] = "up-to-date"
+                emit({"ev": "skipped", "path": str(p), "asset": key, "hash": current})
+                out["assets"].append(report)
+                continue
+            prior = known.get(key)
+            if prior and prior.get("hash") == current and prior.get("result") and (
+                    not model_id or prior["result"].get("model_id") == model_id):
+                result = prior["result"]  # embedded by an earlier run that stopped before saving
+                report["thumb"] = prior.get("thumb")
+            else:
+                result, report["thumb"] = _capture_and_embed(target, p, root, opts, client, emit)
+            emit({"ev": "embedded", "path": str(p), "asset": key, "hash": current, "result": result,
+                  "thumb": report.get("thumb")})
+        except CaptureError as e:
+            report.update(status="failed", error=str(e))
+            emit({"ev": "asset-failed", "path": str(p), "asset": key, "error": str(e)})
+            out["assets"].append(report)
+            continue
+        predicted = {str(t): float(v) for t, v in (result.get("predicted_tags") or {}).items()}
+        thr = float(threshold if threshold is not None else result.get("threshold", 0.5))
+        meta = read_metadata(target)
+        report["predicted"] = predicted
+        report["neighbours"] = result.get("neighbours") or {}
+        report["threshold"] = thr
+        report["to_add"] = {t: predicted[t] for t in proposals(
+            predicted, set(asset_tags(target)) | set(meta.get(metadata.ADDED_TAGS, [])),
+            set(meta.get(metadata.REJECTED_TAGS, [])), thr)}
+        if dry_run:
+            report["status"] = "proposed"
+        else:
+            try:
+                wr = write_result(target, result, auto_accept=True, threshold=thr)
+            except WritebackError as e:
+                report.update(status="failed", error=str(e))
+                out["assets"].append(report)
+                continue
+            report["status"], report["added"] = "written", wr.added
+            changed = True
+        out["assets"].append(report)
+    if dry_run:
+        out["status"] = "dry-run"
+    elif changed:
+        safe_save(p, before, backup=bool(opts.get("backup", True)))
+        out["status"] = "written"
+    else:
+        out["status"] = "unchanged"
+    if not dry_run:
+        out["stat"] = file_stat(p)
+    failed = [a for a in out["assets"] if a.get("status") == "failed"]
+    if failed and len(failed) == len(out["assets"]):
+        out["status"], out["error"] = "failed", f"{failed[0]['name']}: {failed[0]['error']}"
+
+
+def _capture_and_embed(target: Any, p: Path, root: Path, opts: dict[str, Any], client: Client,
+                       emit: Emit) -> tuple[dict[str, Any], str | None]:
+    """Capture ``target`` into a private temporary folder, upload it, return (embed result, thumbnail path)."""
+    with tempfile.TemporaryDirectory(prefix="asset2vec-bulk-") as tmp:
+        folder = Path(tmp) / "bundle"
+        captured = capture_asset(target, folder, size=int(opts.get("size", 64)), samples=int(opts.get("samples", 8)),
+                                 name=catalogue_name(p, root, target), source_blend=str(p.resolve()),
+                                 device=str(opts.get("device", "AUTO")))
+        emit({"ev": "captured", "path": str(p), "asset": asset_key(target), "hash": captured.asset.content_hash})
+        thumb = None
+        if opts.get("thumbs"):
+            thumbs = Path(opts["thumbs"])
+            thumbs.mkdir(parents=True, exist_ok=True)
+            digest = hashlib.sha1(f"{p.resolve()}|{asset_key(target)}".encode()).hexdigest()[:16]
+            thumb = str(thumbs / f"{digest}.png")
+            shutil.copyfile(folder / bundle.VIEWS_DIR / f"{THUMB_VIEW:02d}.png", thumb)
+        archive = bundle.write_archive(captured, Path(tmp) / "bundle.zip")
+        data = archive.read_bytes()
+    # The backend's job queue is bounded: with many workers an upload may find it full ("busy"); wait and retry.
+    for attempt in range(BUSY_RETRIES + 1):
+        try:
+            return client.embed(data, timeout=float(opts.get("job_timeout", 600.0))), thumb
+        except BackendError as e:
+            if not str(e).startswith("the backend is busy") or attempt == BUSY_RETRIES:
+                raise
+            time.sleep(min(30.0, 2.0 ** attempt))
+    raise AssertionError("unreachable")
+
+
+def _remove_stale_temps(p: Path) -> None:
+    """Temporary files a killed run left next to ``p`` (never the original or its backup)."""
+    for stale in p.parent.glob(f"{TMP_PREFIX}{p.name}*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform/file system can fsync a directory
+        _fsync(folder)
+
+
+def _atomic_copy(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` through a temporary file, so ``dest`` is never half written."""
+    tmp = dest.with_name(f"{TMP_PREFIX}{dest.name}")
+    shutil.copy2(src, tmp)
+    _fsync(tmp)
+    os.replace(tmp, dest)
+
+
+def safe_save(p: Path, before: os.stat_result, backup: bool = True) -> None:
+    """Save the open session over ``p`` atomically, keeping ``p.blend1`` as a backup of the original.
+
+    ``before`` is ``p``'s stat when it was opened: if the file changed since (an artist saved it),
+    nothing is written and :class:`BulkFileError` says to run again.
+    """
+    now = p.stat()
+    if (now.st_size, now.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise BulkFileError("it changed on disk while it was being tagged (saved by someone else?): not overwritten; "
+                            "run bulk-tag again to tag the new version")
+    with p.open("rb") as f:
+        compressed = f.read(4) == b"\x28\xb5\x2f\xfd"  # keep zstd-compressed files compressed
+    tmp = p.with_name(f"{TMP_PREFIX}{p.name}")
+    try:
+        with quiet_stdout(True, fds=(1, 2)):
+            bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, check_existing=False, compress=compressed,
+                                        relative_remap=False)
+    except RuntimeError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise BulkFileError(f"saving failed ({str(e).strip().splitlines()[-1] if str(e).strip() else e}); the file "
+                            f"was not changed") from None
+    try:
+        os.chmod(tmp, stat.S_IMODE(now.st_mode))
+        _fsync(tmp)
+        if backup:
+            _atomic_copy(p, p.with_name(p.name + "1"))
+        os.replace(tmp, p)
+        _fsync_dir(p.parent)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise BulkFileError(f"saving failed ({e.strerror or e}); the file was not changed") from None
+
+
+def import_loose_models(root: str | os.PathLike[str], models: list[str]) -> dict[str, Any]:
+    """Import loose OBJ/glTF ``models`` (under ``root``) into new .blend libraries in ``root``.
+
+    Uses :func:`blender_addon.headless.import_folder.import_folder` on a private copy (each model's
+    folder, so .mtl files and textures come along, and ``root/catalog.json`` when present), then
+    moves the new files in as ``asset2vec_import_<Category>.blend``, never overwriting an existing
+    file (a number is added instead). Returns ``{"blends": [paths], "failed": [{source, error}]}``.
+    """
+    from .import_folder import FolderImportError, import_folder
+
+    base = Path(root).resolve()
+    with tempfile.TemporaryDirectory(prefix="asset2vec-bulk-import-") as tmp:
+        src, dest = Path(tmp) / "src", Path(tmp) / "out"
+        copied: set[Path] = set()
+        for m in models:
+            rel = Path(m).resolve().relative_to(base)
+            folder = (src / rel).parent
+            if folder in copied:
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            for f in Path(m).resolve().parent.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, folder / f.name)
+            copied.add(folder)
+        wanted = {(src / Path(m).resolve().relative_to(base)) for m in models}
+        for f in list(src.rglob("*")):  # sibling models that are not asked for (already imported) stay out
+            if f.is_file() and f.suffix.lower() in (".obj", ".gltf", ".glb") and f not in wanted:
+                f.unlink()
+        catalogue = base / "catalog.json"
+        try:
+            report = import_folder(src, dest, catalogue if catalogue.is_file() else None)
+        except FolderImportError as e:
+            return {"blends": [], "failed": [{"source": str(m), "error": str(e)} for m in models]}
+        blends = []
+        for name in report["blends"]:
+            target = base / f"asset2vec_import_{name}"
+            k = 2
+            while target.exists():
+                target = base / f"asset2vec_import_{Path(name).stem}_{k}.blend"
+                k += 1
+            tmp_target = target.with_name(f"{TMP_PREFIX}{target.name}")
+            shutil.copy2(dest / name, tmp_target)
+            _fsync(tmp_target)
+            if target.exists():  # appeared meanwhile: never overwrite
+                tmp_target.unlink()
+                continue
+            os.replace(tmp_target, target)
+            blends.append(str(target))
+        failed = [{"source": str(base / Path(f["source"]).relative_to(src)) if Path(f["source"]).is_relative_to(src)
+                   else f["source"], "error": f["error"]} for f in report["failed"]]
+    return {"blends": blends, "failed": failed}
