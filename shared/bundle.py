@@ -25,6 +25,7 @@ import os
 import struct
 import tempfile
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ VIEWS_DIR = "views"
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Largest transforms.json accepted (it is a few kB; anything bigger is not a bundle).
+MAX_TRANSFORMS_BYTES = 1024 * 1024
+#: Errors the zip reader raises for damaged, encrypted or exotic archives.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError)
 
 
 class BundleError(ValueError):
@@ -72,8 +77,17 @@ class AssetInfo:
         for key in ("size", "center"):
             if key in kwargs:
                 kwargs[key] = _vector(kwargs[key], 3, f"asset.{key}")
+        for key in ("name", "source_blend", "asset_name", "content_hash", "family", "category"):
+            if key in kwargs and not isinstance(kwargs[key], str):
+                raise BundleError(f"transforms.json: asset.{key} must be a string")
+        if not isinstance(kwargs.get("parameters", {}), dict):
+            raise BundleError("transforms.json: asset.parameters must be an object of name -> value")
+        tags = kwargs.get("tags", [])
+        if not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+            raise BundleError("transforms.json: asset.tags must be a list of strings")
         info = cls(**kwargs)
-        if not (isinstance(info.radius, (int, float)) and math.isfinite(info.radius) and info.radius > 0):
+        radius_ok = isinstance(info.radius, (int, float)) and not isinstance(info.radius, bool)
+        if not (radius_ok and math.isfinite(info.radius) and info.radius > 0):
             raise BundleError(f"transforms.json: asset.radius must be a positive number, got {info.radius!r}")
         return info
 
@@ -179,7 +193,7 @@ def read_bundle(path: str | os.PathLike[str], expected_size: int | None = None) 
         return _parse(raw, read, root, expected_size)
     try:
         zf = zipfile.ZipFile(root)
-    except (zipfile.BadZipFile, OSError) as e:
+    except _ZIP_ERRORS as e:
         raise BundleError(f"{root}: not a bundle folder or a readable .zip archive ({e})") from None
     with zf:
         return parse_archive_bytes_from(zf, root, expected_size)
@@ -189,11 +203,12 @@ def parse_archive(data: bytes, expected_size: int | None = None) -> tuple[Bundle
     """Validate an in-memory ``.zip`` bundle (an upload). Returns the bundle and its PNG bytes."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except _ZIP_ERRORS:
         raise BundleError("upload is not a .zip archive of a view bundle") from None
     with zf:
         bundle = parse_archive_bytes_from(zf, None, expected_size)
-        images = {f.file_path: zf.read(f.file_path) for f in bundle.frames}
+        images = {f.file_path: _read_member(zf, f.file_path, _max_png_bytes(bundle.image_size), "archive")
+                  for f in bundle.frames}
     return bundle, images
 
 
@@ -203,10 +218,41 @@ def parse_archive_bytes_from(zf: zipfile.ZipFile, root: Path | None, expected_si
     if TRANSFORMS not in names:
         raise BundleError(f"{where}: not a view bundle, it has no {TRANSFORMS} at its root")
 
-    def read(rel: str) -> bytes | None:
-        return zf.read(rel) if rel in names else None
+    raw = _read_member(zf, TRANSFORMS, MAX_TRANSFORMS_BYTES, where)
+    size = _declared_size(raw)
 
-    return _parse(zf.read(TRANSFORMS), read, root, expected_size)
+    def read(rel: str) -> bytes | None:
+        return _read_member(zf, rel, _max_png_bytes(size), where) if rel in names else None
+
+    return _parse(raw, read, root, expected_size)
+
+
+def _max_png_bytes(size: int | None) -> int:
+    """Upper bound for one view's PNG: raw RGBA plus generous overhead (PNGs never grow much beyond raw)."""
+    side = size if isinstance(size, int) and MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE else MAX_IMAGE_SIZE
+    return side * side * 4 + 64 * 1024
+
+
+def _declared_size(raw: bytes) -> int | None:
+    try:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return meta.get("w") if isinstance(meta, dict) else None
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, limit: int, where: str) -> bytes:
+    """Read one archive member, refusing (before decompressing) one that declares more than ``limit`` bytes.
+
+    zipfile stops at the declared ``file_size``, so checking the header bounds memory: a zip bomb is refused.
+    """
+    info = zf.getinfo(name)
+    if info.file_size > limit:
+        raise BundleError(f"{where}: {name} is {info.file_size} bytes uncompressed, more than the {limit} allowed")
+    try:
+        return zf.read(info)
+    except _ZIP_ERRORS as e:
+        raise BundleError(f"{where}: {name} cannot be read from the archive ({type(e).__name__}: {e})") from None
 
 
 def png_info(data: bytes) -> tuple[int, int, int, int]:
@@ -231,7 +277,8 @@ def _parse(raw: bytes, read, root: Path | None, expected_size: int | None) -> Bu
             f"{where}: bundle_version {version!r} is not supported (this Asset2Vec reads version "
             f"{BUNDLE_VERSION}); capture the asset again with this version"
         )
-    rig_name = (meta.get("rig") or {}).get("name")
+    rig_meta = meta.get("rig")
+    rig_name = rig_meta.get("name") if isinstance(rig_meta, dict) else None
     if rig_name != rig.RIG_NAME:
         raise BundleError(f"{where}: captured with rig {rig_name!r}, expected {rig.RIG_NAME!r}")
     size = meta.get("w")
@@ -249,7 +296,8 @@ def _parse(raw: bytes, read, root: Path | None, expected_size: int | None) -> Bu
     if not isinstance(frames_raw, list) or len(frames_raw) != rig.NUM_VIEWS:
         n = len(frames_raw) if isinstance(frames_raw, list) else 0
         raise BundleError(f"{where}: {n} frames in {TRANSFORMS}, the rig has {rig.NUM_VIEWS}")
-    frames = []
+    frames: list[Frame] = []
+    seen: set[str] = set()
     for i, fr in enumerate(frames_raw):
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
             raise BundleError(f"{where}: frame {i} needs 'file_path' and 'transform_matrix'")
@@ -268,15 +316,14 @@ def _parse(raw: bytes, read, root: Path | None, expected_size: int | None) -> Bu
             raise BundleError(f"{where}: frame {i} image {rel} is {w}x{h}, expected {size}x{size}")
         if depth != 8 or ctype != 6:
             raise BundleError(f"{where}: frame {i} image {rel} must be 8-bit RGBA (PNG colour type 6)")
-        frames.append(
-            Frame(
-                file_path=rel,
-                transform_matrix=m,
-                ring=int(fr.get("ring", 0)),
-                elevation_deg=float(fr.get("elevation_deg", 0.0)),
-                azimuth_deg=float(fr.get("azimuth_deg", 0.0)),
-            )
-        )
+        if rel in seen:
+            raise BundleError(f"{where}: frame {i} reuses image {rel}; every view needs its own image")
+        seen.add(rel)
+        try:
+            ring, el, az = int(fr.get("ring", 0)), float(fr.get("elevation_deg", 0.0)), float(fr.get("azimuth_deg", 0.0))
+        except (TypeError, ValueError):
+            raise BundleError(f"{where}: frame {i} ring/elevation_deg/azimuth_deg must be numbers") from None
+        frames.append(Frame(file_path=rel, transform_matrix=m, ring=ring, elevation_deg=el, azimuth_deg=az))
     return Bundle(image_size=size, frames=frames, asset=asset, root=root, rig_name=rig_name)
 
 

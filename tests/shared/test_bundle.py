@@ -77,6 +77,13 @@ def test_round_trip_folder_and_archive(tmp_path):
         (lambda f: _edit(f, lambda m: m["asset"].update(radius=-1)), "radius must be a positive number"),
         (lambda f: _edit(f, lambda m: m["asset"].update(name="")), "non-empty 'name'"),
         (lambda f: _edit(f, lambda m: m["frames"][0].update(file_path="../x.png")), "must be relative"),
+        (lambda f: _edit(f, lambda m: m.update(rig=[1])), "captured with rig None"),
+        (lambda f: _edit(f, lambda m: m["frames"][3].update(ring="x")), "frame 3 ring/elevation_deg/azimuth_deg"),
+        (lambda f: _edit(f, lambda m: m["frames"][3].update(file_path="views/02.png")), "frame 3 reuses image"),
+        (lambda f: _edit(f, lambda m: m["asset"].update(tags="chair")), "asset.tags must be a list of strings"),
+        (lambda f: _edit(f, lambda m: m["asset"].update(parameters=[1])), "asset.parameters must be an object"),
+        (lambda f: _edit(f, lambda m: m["asset"].update(name=7)), "asset.name must be a string"),
+        (lambda f: _edit(f, lambda m: m["asset"].update(radius=True)), "radius must be a positive number"),
         (lambda f: (f / bundle.TRANSFORMS).write_text("{oops"), "not valid JSON"),
         (lambda f: (f / bundle.TRANSFORMS).unlink(), "has no transforms.json"),
     ],
@@ -104,3 +111,34 @@ def test_size_and_container_checks(tmp_path):
     with pytest.raises(bundle.BundleError, match="outside"):
         _make(tmp_path / "tiny", size=8)
         bundle.read_bundle(tmp_path / "tiny")
+
+
+def _zip_of(folder, replace: dict[str, bytes] | None = None, compression: int = 8) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            rel = path.relative_to(folder).as_posix()
+            zf.writestr(rel, (replace or {}).get(rel, path.read_bytes()))
+    return buf.getvalue()
+
+
+def test_zip_bomb_is_refused_before_decompressing(tmp_path):
+    _make(tmp_path / "b")
+    # A PNG padded with 50 MB of zeros: a tiny upload that would decompress to far more than a 32 px view.
+    bomb = _png() + b"\0" * 50_000_000
+    data = _zip_of(tmp_path / "b", {"views/06.png": bomb})
+    assert len(data) < 1_000_000
+    with pytest.raises(bundle.BundleError, match="views/06.png is 50.* bytes uncompressed"):
+        bundle.parse_archive(data)
+
+
+def test_damaged_archive_member_is_a_bundle_error(tmp_path):
+    _make(tmp_path / "b")
+    data = bytearray(_zip_of(tmp_path / "b", compression=0))
+    png = _png()
+    at = data.find(png, data.find(b"views/09.png"))
+    data[at + len(png) // 2] ^= 0xFF  # corrupt the stored bytes: the CRC check fails on read
+    with pytest.raises(bundle.BundleError, match="cannot be read from the archive"):
+        bundle.parse_archive(bytes(data))
