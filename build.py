@@ -129,6 +129,7 @@ def build_extension(out_dir: Path, platforms: list[str] | None = None) -> Path:
     wheel_dir.mkdir(parents=True, exist_ok=True)
     pip = [str(VENV_PY if VENV_PY.exists() else sys.executable), "-m", "pip", "download", "--quiet"]
     for plat in platforms:
+        shutil.rmtree(wheel_dir / plat, ignore_errors=True)  # only this build's wheels ship, never stale ones
         tags = [a for t in WHEEL_PLATFORMS[plat] for a in ("--platform", t)]
         run([*pip, "--only-binary=:all:", "--python-version", "3.11", *tags, "-d", str(wheel_dir / plat),
              *ADDON_WHEELS])
@@ -160,7 +161,7 @@ def _manifest_with_wheels(listed: list[str]) -> str:
 
 
 def cmd_extension(args: argparse.Namespace) -> None:
-    ensure_venv()
+    # Needs only pip (the venv's python if there is one, else this one), not the full venv.
     target = build_extension(Path(args.out).resolve(), args.platform or None)
     log(f"extension written: {target}")
     log("install it in Blender: Edit > Preferences > Get Extensions > (menu) Install from Disk...")

@@ -16,7 +16,6 @@ Prints a summary and writes ``bench/results/library.json`` with machine, CPU, co
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.library.catalogue import Catalogue, CodeTable, import_run  # noqa: E402
+from backend.library.quality import cv_accuracy, pca_features, precision_at_k, view_arrays  # noqa: E402
 from backend.library.similarity import ExactIndex, Featurizer, brute_force  # noqa: E402
 
 PIXEL_SIZE = 32
@@ -52,39 +52,8 @@ def machine() -> dict[str, Any]:
 
 # -- quality ------------------------------------------------------------------------------------
 
-def cv_accuracy(x: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
-    """5-fold (fewer if a category is small) stratified CV accuracy of a standardised logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
-
-    _, counts = np.unique(y, return_counts=True)
-    folds = int(min(5, counts.min()))
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=1.0))
-    with threadpool_limits(1):
-        scores = cross_val_score(model, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
-    return float(scores.mean())
-
-
-def precision_at_k(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:
-    """Mean fraction of each asset's k nearest others (Euclidean) that share its category."""
-    index = ExactIndex(x)
-    hits = []
-    for i in range(len(x)):
-        mask = np.zeros(len(x), bool)
-        mask[i] = True
-        rows, _ = index.search(x[i], min(k, len(x) - 1), exclude=mask)
-        hits.append(float((y[rows] == y[i]).mean()))
-    return float(np.mean(hits))
-
-
 def pixel_features(table: CodeTable, bundles: Path, n_components: int = 64) -> np.ndarray:
     """PCA-64 of the 18 views of every asset (RGB on white, ``PIXEL_SIZE`` px), rows in table order."""
-    from PIL import Image
-    from sklearn.decomposition import PCA
-
     from shared.bundle import read_bundle
 
     found = {}
@@ -94,18 +63,8 @@ def pixel_features(table: CodeTable, bundles: Path, n_components: int = 64) -> n
     missing = [n for n in table.names if n not in found]
     if missing:
         raise SystemExit(f"--bundles {bundles}: no bundle for {len(missing)} assets (e.g. {missing[:3]})")
-    rows = []
-    for name in table.names:
-        b = found[name]
-        views = []
-        for i in range(len(b.frames)):
-            im = Image.open(io.BytesIO(b.image_bytes(i))).convert("RGBA").resize((PIXEL_SIZE, PIXEL_SIZE),
-                                                                                  Image.Resampling.BOX)
-            a = np.asarray(im, np.float32) / 255.0
-            views.append(a[..., :3] * a[..., 3:] + (1 - a[..., 3:]))
-        rows.append(np.concatenate([v.reshape(-1) for v in views]))
-    x = np.stack(rows)
-    return PCA(n_components=min(n_components, len(x) - 1), random_state=0).fit_transform(x)
+    colour, _ = view_arrays([found[n] for n in table.names], PIXEL_SIZE)
+    return pca_features(colour, n_components)
 
 
 def quality(table: CodeTable, bundles: Path | None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import numpy as np
 from mathutils import Matrix
 
 from .content_hash import hash_parts
-from .protocol import bundle, rig
+from .protocol import bundle, metadata, rig
 
 #: Object types whose evaluated data converts to a renderable mesh.
 GEOMETRY_TYPES = frozenset({"MESH", "CURVE", "SURFACE", "FONT", "META"})
@@ -286,9 +286,19 @@ def quiet_stdout(enabled: bool, fds: tuple[int, ...] = (1,)) -> Iterator[None]:
 
 
 def asset_tags(target: Any) -> list[str]:
-    """The artist's asset tags of a marked asset (empty when not marked)."""
+    """The artist's asset tags of a marked asset (empty when not marked).
+
+    Tags Asset2Vec added itself (recorded under ``metadata.ADDED_TAGS``) are left out, so
+    predictions never come back to the backend as the artist's own tags.
+    """
     data = getattr(target, "asset_data", None)
-    return [t.name for t in data.tags] if data is not None else []
+    if data is None:
+        return []
+    group = target.get(metadata.NAMESPACE) if hasattr(target, "get") else None
+    added = set()
+    if group is not None and hasattr(group, "get"):
+        added = {str(t) for t in (group.get(metadata.ADDED_TAGS) or [])}
+    return [t.name for t in data.tags if t.name not in added]
 
 
 def capture_asset(

@@ -218,7 +218,7 @@ class Client:
         if self.token:
             req.add_header(api.TOKEN_HEADER, self.token)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with _OPENER.open(req, timeout=self.timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as e:
             failure = _HTTPFailure(self.url, e.code, _detail(e), upload)
@@ -266,6 +266,11 @@ class _HTTPFailure(Exception):
         if self.status >= 500:
             return BackendError(f"the backend failed ({self.status}): {d}")
         return BackendError(d)
+
+
+#: One opener for every request, with no proxies: the backend is on this machine or the studio LAN,
+#: and a system/environment proxy would otherwise see (or refuse) requests to it.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _detail(e: urllib.error.HTTPError) -> str:

@@ -33,7 +33,7 @@ import bpy.utils.previews
 from .capture import CaptureError, capture_asset
 from .client import BackendError, Cancelled, Client
 from .family import FamilyError, applied, discover_parameters, family_name, sample_family
-from .protocol import bundle
+from .protocol import bundle, naming
 from .writeback import WritebackError, WriteReport, write_result
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
@@ -160,13 +160,15 @@ class EmbedJob:
         opts = self.options
         if variant is None:
             self.message = f"capturing {obj.name!r} (18 views)"
-            captured = capture_asset(obj, folder, size=opts.size, samples=opts.samples)
+            captured = capture_asset(obj, folder, size=opts.size, samples=opts.samples,
+                                     name=naming.asset_key(bpy.data.filepath, obj.name))
         else:
             fam = family_name(obj)
             self.message = f"capturing variant {i + 1}/{len(self.plan)} of {fam!r}"
             with applied(obj, variant, self._params):
                 captured = capture_asset(obj, folder, size=opts.size, samples=opts.samples,
-                                         name=f"{fam}__v{i:03d}", family=fam, parameters=variant)
+                                         name=naming.asset_key(bpy.data.filepath, f"{fam}__v{i:03d}"), family=fam,
+                                         parameters=variant)
         archive = bundle.write_archive(captured, self._tmp / f"v{i:03d}.zip")
         data = archive.read_bytes()
         shutil.rmtree(folder, ignore_errors=True)

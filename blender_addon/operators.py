@@ -17,6 +17,7 @@ from . import embed_job, preferences, writeback
 from .capture import CaptureError, capture_asset
 from .client import BackendError
 from .family import FamilyError
+from .protocol import bundle
 
 
 def capture_folder_for(settings: Any, target: Any) -> Path:
@@ -58,8 +59,11 @@ class ASSET2VEC_OT_capture(bpy.types.Operator):
             out = capture_folder_for(settings, target)
             result = capture_asset(target, out, size=settings.capture_size, samples=settings.capture_samples,
                                    progress=lambda done, total: wm.progress_update(done))
-        except CaptureError as e:
+        except (CaptureError, bundle.BundleError) as e:
             self.report({"ERROR"}, f"Asset2Vec: {e}")
+            return {"CANCELLED"}
+        except OSError as e:
+            self.report({"ERROR"}, f"Asset2Vec: capture failed: {_os_message(e)}")
             return {"CANCELLED"}
         finally:
             wm.progress_end()
@@ -127,6 +131,12 @@ def _settings(context: Any) -> Any:
     return context.scene.asset2vec
 
 
+def _os_message(e: OSError) -> str:
+    """A one-line reason for a file-system error (no traceback): ``<reason>: <path>``."""
+    reason = e.strerror or str(e) or type(e).__name__
+    return f"{reason}: {e.filename}" if e.filename else reason
+
+
 def _fail(op: Any, message: str) -> set[str]:
     """Report an error to the artist and keep it on the panel's status line."""
     embed_job.last_status = ("ERROR", message)
@@ -189,8 +199,10 @@ class ASSET2VEC_OT_embed(bpy.types.Operator):
                 save_after=self._opt("save_after", "save_after"),
             )
             job = embed_job.start(target, options)
-        except (BackendError, CaptureError, FamilyError, embed_job.EmbedError) as e:
+        except (BackendError, CaptureError, FamilyError, embed_job.EmbedError, bundle.BundleError) as e:
             return _fail(self, str(e))
+        except OSError as e:
+            return _fail(self, f"embed failed: {_os_message(e)}")
         self.report({"INFO"}, f"Asset2Vec: {job.message}")
         return {"FINISHED"}
 

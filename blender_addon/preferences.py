@@ -8,6 +8,7 @@ adds the add-on entry itself so ``context.preferences.addons[ADDON_ID].preferenc
 
 from __future__ import annotations
 
+import shutil
 import threading
 from typing import Any
 
@@ -72,6 +73,14 @@ class Asset2VecPreferences(bpy.types.AddonPreferences):
         max=600.0,
     )
 
+    asset2vec_command: StringProperty(  # type: ignore[valid-type]
+        name="asset2vec Command",
+        description="The installed `asset2vec` executable that Bulk Tag Folder runs (e.g. .venv/bin/asset2vec of "
+                    "your Asset2Vec checkout; `python build.py demo` sets it up); empty: the one on PATH",
+        default=shutil.which("asset2vec") or "",
+        subtype="FILE_PATH",
+    )
+
     def draw(self, context: Any) -> None:
         layout = self.layout
         col = layout.column()
@@ -91,6 +100,7 @@ class Asset2VecPreferences(bpy.types.AddonPreferences):
         col.prop(self, "capture_size")
         col.prop(self, "capture_samples")
         layout.prop(self, "timeout")
+        layout.prop(self, "asset2vec_command")
 
 
 def get(context: Any = None) -> Any:

@@ -122,9 +122,15 @@ def write_result(
         id_.asset_mark()
         marked = True
     old = read_metadata(id_)
-    added = [t for t in old.get(M.ADDED_TAGS, []) if t in asset_tags(id_)] if is_asset(id_) else old.get(
-        M.ADDED_TAGS, [])
-    rejected = old.get(M.REJECTED_TAGS, [])
+    old_added = list(old.get(M.ADDED_TAGS, []))
+    rejected = list(old.get(M.REJECTED_TAGS, []))
+    if is_asset(id_):
+        current = set(asset_tags(id_))
+        added = [t for t in old_added if t in current]
+        # A tag we added that the artist has since deleted by hand is a rejection: never re-add it.
+        rejected += [t for t in old_added if t not in current and t not in rejected]
+    else:
+        added = old_added
     predicted = {str(t): float(p) for t, p in (result.get("predicted_tags") or {}).items()
                  if len(str(t).encode()) <= _MAX_KEY_BYTES}
     thr = float(threshold if threshold is not None else result.get("threshold", 0.5))
@@ -154,6 +160,8 @@ def write_result(
     }
     if family_members is not None:
         group[M.FAMILY_MEMBERS] = json.dumps(family_members)
+    elif old.get(M.FAMILY_MEMBERS):  # a family embedded before keeps its members when embedded alone
+        group[M.FAMILY_MEMBERS] = json.dumps(old[M.FAMILY_MEMBERS])
     id_[M.NAMESPACE] = group
     return WriteReport(name=id_.name, added=new_added, proposed=[t for t in proposed if t not in new_added], marked=marked,
                        is_asset=is_asset(id_))

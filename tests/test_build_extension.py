@@ -50,3 +50,40 @@ def test_zip_installs_and_capture_operator_runs(blender, extension_zip: Path, tm
         assert len(list(tmp_path.rglob("views/*.png"))) == 18
     finally:
         bpy.ops.preferences.addon_disable(module=module)
+
+
+def test_extension_command_needs_no_full_venv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    def no_venv() -> None:
+        raise AssertionError("`build.py extension` must not create or check the full venv")
+
+    built: list[tuple[Path, object]] = []
+    monkeypatch.setattr(build, "ensure_venv", no_venv)
+    monkeypatch.setattr(build, "build_extension", lambda out, platforms=None: built.append((out, platforms)) or out)
+    build.cmd_extension(argparse.Namespace(out=str(tmp_path), platform=[]))
+    assert built == [(tmp_path.resolve(), None)]
+
+
+def test_stale_wheels_are_cleared_before_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the wheels pip downloads in this build ship (the download itself is replaced by a fake here).
+    root = tmp_path / "repo"
+    for folder in ("blender_addon", "shared"):
+        (root / folder).mkdir(parents=True)
+    (root / "blender_addon" / "blender_manifest.toml").write_text((ROOT / "blender_addon" / "blender_manifest.toml")
+                                                                  .read_text())
+    stale = root / "build" / "wheels" / "linux-x64" / "zeroconf-0.1-py3-none-any.whl"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+
+    def fake_run(cmd: list[str], **kw: object) -> None:
+        dest = Path(cmd[cmd.index("-d") + 1])
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "zeroconf-9.9-py3-none-any.whl").write_bytes(b"new")
+
+    monkeypatch.setattr(build, "ROOT", root)
+    monkeypatch.setattr(build, "run", fake_run)
+    target = build.build_extension(tmp_path / "dist", platforms=["linux-x64"])
+    names = zipfile.ZipFile(target).namelist()
+    assert "wheels/zeroconf-9.9-py3-none-any.whl" in names
+    assert "wheels/zeroconf-0.1-py3-none-any.whl" not in names

@@ -46,12 +46,17 @@ def sample_run(sample_library: Path, tmp_path_factory: pytest.TempPathFactory) -
     return load_run(run_dir)
 
 
+def _bare(name: str) -> str:
+    """The asset's name in ground_truth.json: folder captures name assets ``<file>/<asset>``."""
+    return name.rsplit("/", 1)[-1]
+
+
 def _labels(run: Any, truth: dict[str, Any], half: str, key: str) -> tuple[np.ndarray, list[Any]]:
     """Row indices into the run's codes and the ground-truth label of each, for assets where ``key`` applies."""
     by_name = {a["name"]: a for a in truth["assets"]}
     rows, labels = [], []
     for i, info in enumerate(run.assets):
-        gt = by_name.get(info.name)
+        gt = by_name.get(_bare(info.name))
         value = None if gt is None else (gt["family"] if key == "family" else gt[half].get(key))
         if value is not None:
             rows.append(i)
@@ -93,12 +98,12 @@ def test_tag_classifiers_recover_ground_truth_on_held_out_assets(
     from backend.library.tags import TagModel
 
     by_name = {a["name"]: a for a in sample_truth["assets"]}
-    rows = [i for i, a in enumerate(sample_run.assets) if a.name in by_name]
+    rows = [i for i, a in enumerate(sample_run.assets) if _bare(a.name) in by_name]
     rng = np.random.default_rng(0)
     held = set(rng.choice(rows, size=len(rows) // 4, replace=False).tolist())
     train_rows = [i for i in rows if i not in held]
     test_rows = sorted(held)
-    tag_sets = [set(by_name[sample_run.assets[i].name]["tags"]) for i in train_rows]
+    tag_sets = [set(by_name[_bare(sample_run.assets[i].name)]["tags"]) for i in train_rows]
     sizes = np.asarray([sample_run.assets[i].size for i in range(len(sample_run.assets))], np.float32)
     model = TagModel(sample_run.model_id)
     model.fit(sample_run.shape_codes[train_rows], sample_run.texture_codes[train_rows], tag_sets, sizes[train_rows])
@@ -106,7 +111,7 @@ def test_tag_classifiers_recover_ground_truth_on_held_out_assets(
     checked = {"chair", "table", "sofa", "lamp", "red", "blue", "green", "yellow", "black", "white"}
     correct = total = 0
     for i, p in zip(test_rows, probs, strict=True):
-        truth_tags = set(by_name[sample_run.assets[i].name]["tags"])
+        truth_tags = set(by_name[_bare(sample_run.assets[i].name)]["tags"])
         for tag in checked & set(p):
             correct += (p[tag] >= 0.5) == (tag in truth_tags)
             total += 1

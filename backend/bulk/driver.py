@@ -11,6 +11,7 @@ import hashlib
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ class BulkOptions:
     ray_address: str | None = None
     progress: bool = True
     timeout: float = 60.0
+    #: Called with a progress event dict (see :meth:`_Progress.event`) after every change, from the
+    #: driver's threads (serialised); ``asset2vec bulk-tag --progress-json`` prints each as a JSON line.
+    on_progress: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -112,18 +116,35 @@ def unchanged_since_written(journal: Journal, path: Path, model_id: str) -> bool
 
 
 class _Progress:
-    """tqdm over files on stderr, with assets, rate and failures in the postfix."""
+    """tqdm over files on stderr, with assets, rate and failures in the postfix; and/or progress events."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, on_progress: Callable[[dict[str, Any]], None] | None = None,
+                 skipped: int = 0) -> None:
         self.bar = None
         if enabled:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc="bulk-tag", unit="file", file=sys.stderr, dynamic_ncols=True)
+        self.total, self.files, self.skipped = total, 0, skipped
+        self.on_progress = on_progress
         self.assets = self.assets_total = self.failed = 0
         self.t0 = time.monotonic()
 
-    def update(self, files: int = 0) -> None:
+    def event(self, message: str = "") -> dict[str, Any]:
+        """Where the run stands: files done/total, assets, failures, asset rate per hour, ETA in seconds
+        (None until the first file of this run is done; skipped files do not count toward the rate)."""
+        elapsed = max(1e-9, time.monotonic() - self.t0)
+        worked = self.files - self.skipped
+        eta = (self.total - self.files) * elapsed / worked if worked > 0 else None
+        return {"event": "progress", "files_done": self.files, "files_total": self.total, "assets_done": self.assets,
+                "assets_total": self.assets_total, "failed": self.failed,
+                "rate_per_hour": round(self.assets / elapsed * 3600, 1), "elapsed_s": round(elapsed, 2),
+                "eta_s": None if eta is None else round(eta, 1), "message": message}
+
+    def update(self, files: int = 0, message: str = "") -> None:
+        self.files += files
+        if self.on_progress is not None:
+            self.on_progress(self.event(message))
         if self.bar is None:
             return
         rate = self.assets / max(1e-9, time.monotonic() - self.t0) * 3600
@@ -192,8 +213,9 @@ def bulk_tag(root: str | Path, opts: BulkOptions) -> Summary:
             else:
                 todo.append({"op": "file", "path": str(b), "options": options, "known": journal.known(str(b))})
         summary.files = len(blends)
-        progress = _Progress(len(blends), opts.progress)
-        progress.update(summary.files_skipped)
+        progress = _Progress(len(blends), opts.progress, opts.on_progress, skipped=summary.files_skipped)
+        progress.update(summary.files_skipped, f"{len(todo)} file(s) to do, {summary.files_skipped} unchanged "
+                                               f"since the last run")
 
         def on_event(ev: Event) -> None:
             kind, path = ev.get("ev"), ev.get("path", "")
@@ -210,7 +232,8 @@ def bulk_tag(root: str | Path, opts: BulkOptions) -> Summary:
                     progress.assets += 1
                 if kind == "captured":
                     summary.embedded += 1
-                progress.update()
+                what = f"{ev.get('total', 0)} asset(s)" if kind == "assets" else f"{kind} {ev.get('asset', '')}"
+                progress.update(message=f"{Path(path).name}: {what}".rstrip())
 
         def on_result(req: dict[str, Any], res: Event) -> None:
             path, status = req["path"], res.get("status", "failed")
@@ -231,7 +254,7 @@ def bulk_tag(root: str | Path, opts: BulkOptions) -> Summary:
                 for a in res.get("assets", []):
                     if a.get("status") == "failed" and status != "failed":
                         summary.failures.append({"path": f"{path}: {a.get('name')}", "error": a.get("error", "")})
-                progress.update(1)
+                progress.update(1, f"{Path(path).name}: {status}")
 
         stop = threading.Event()
         pool.run(todo, on_event, on_result, stop)

@@ -181,6 +181,7 @@ class RayPool:
             root = str(Path(__file__).resolve().parents[2])
             runtime_env = {"env_vars": {"PYTHONPATH": root}}
             kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": max(1, n)}
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports sent from a studio machine
             ray.init(**kwargs, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
             self._started = True

@@ -133,6 +133,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     from blender_addon.capture import CaptureError, capture_asset, evaluated_parts
     from blender_addon.content_hash import hash_parts
     from shared.bundle import BundleError, read_bundle
+    from shared.naming import asset_key
 
     src, out = Path(args.blend), Path(args.out)
     if src.is_dir():
@@ -161,19 +162,23 @@ def cmd_capture(args: argparse.Namespace) -> int:
             bar.refresh()
             for target in targets:
                 folder = out / (f"{blend.stem}__{_safe(target.name)}" if src.is_dir() else _safe(target.name))
+                # Names unique across the files of a folder (one file: the bare name).
+                name = asset_key(str(blend), target.name, root=str(src)) if src.is_dir() else target.name
                 try:
                     if not args.force and (folder / "transforms.json").is_file():
                         with evaluated_parts(target) as parts:
                             current = hash_parts(parts)
                         try:
-                            if read_bundle(folder, expected_size=args.size).asset.content_hash == current:
+                            old = read_bundle(folder, expected_size=args.size).asset
+                            if old.content_hash == current and old.name == name:
                                 skipped += 1
                                 bar.update(1)
                                 continue
                         except BundleError:
                             pass  # incomplete or stale: render again
                     capture_asset(target, folder, size=args.size, samples=args.samples, device=args.device,
-                                  category=asset_category(target, blend), source_blend=str(blend.resolve()))
+                                  category=asset_category(target, blend), source_blend=str(blend.resolve()),
+                                  name=name)
                     done += 1
                 except CaptureError as e:
                     failed.append(f"{blend.name}: {e}")

@@ -7,6 +7,7 @@ Thin wrapper over :func:`backend.bulk.driver.bulk_tag`. The backend is a running
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from contextlib import ExitStack
@@ -46,6 +47,10 @@ def register(sub: Any) -> None:
     p.add_argument("--ray", action="store_true", help="run the per-file tasks as Ray tasks (pip install ray)")
     p.add_argument("--ray-address", help="with --ray: an existing Ray cluster (default: a local Ray instance)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--progress-json", action="store_true",
+                   help="machine-readable progress for the Blender add-on: stdout carries only JSON lines, one "
+                        '{"event": "progress", ...} per change, then {"event": "summary", ...} or '
+                        '{"event": "error", "message"}; the human summary goes to stderr; implies --quiet')
     p.set_defaults(func=cmd_bulk_tag)
 
 
@@ -84,7 +89,23 @@ def _start_local(stack: ExitStack, run: str, invert_steps: int | None) -> str:
     return service.url
 
 
+def _emit_json(event: dict[str, Any]) -> None:
+    """One JSON object per line on stdout, flushed at once (the add-on reads it as it comes)."""
+    sys.stdout.write(json.dumps(event, default=str) + "\n")
+    sys.stdout.flush()
+
+
 def cmd_bulk_tag(args: argparse.Namespace) -> int:
+    if not args.progress_json:
+        return _bulk_tag(args)
+    try:
+        return _bulk_tag(args)
+    except CommandError as e:
+        _emit_json({"event": "error", "message": str(e)})
+        raise
+
+
+def _bulk_tag(args: argparse.Namespace) -> int:
     from backend.bulk.driver import BulkError, BulkOptions, bulk_tag
     from backend.bulk.journal import JournalError
     from backend.bulk.workers import WorkerError
@@ -103,18 +124,22 @@ def cmd_bulk_tag(args: argparse.Namespace) -> int:
                            backup=not args.no_backup, size=args.size, samples=args.samples, device=args.device,
                            report_dir=Path(args.report) if args.report else None,
                            journal_path=Path(args.journal) if args.journal else None, ray=args.ray,
-                           ray_address=args.ray_address, progress=not args.quiet)
+                           ray_address=args.ray_address, progress=not (args.quiet or args.progress_json),
+                           on_progress=_emit_json if args.progress_json else None)
         try:
             s = bulk_tag(args.folder, opts)
         except (BulkError, JournalError, WorkerError) as e:
             raise CommandError(str(e)) from None
+    out = sys.stderr if args.progress_json else sys.stdout  # stdout is only JSON lines then
+    if args.progress_json:
+        _emit_json({"event": "summary", "dry_run": args.dry_run, **s.as_dict()})
     verb = "would change" if args.dry_run else "wrote"
     print(f"{s.files} file(s): {verb} {s.files_written if not args.dry_run else s.files - s.files_skipped - s.files_failed}"
           f", {s.files_unchanged} unchanged, {s.files_skipped} skipped (unchanged since the last run), "
           f"{s.files_failed} failed; {s.assets} asset(s): {s.embedded} embedded, {s.reused} reused from the journal, "
           f"{s.up_to_date} up to date, {s.tags_added} tag(s) added; {s.imported_models} model(s) imported; "
-          f"{s.seconds:.1f} s")
-    print(f"report: {s.report.get('html', '')}")
+          f"{s.seconds:.1f} s", file=out)
+    print(f"report: {s.report.get('html', '')}", file=out)
     for f in s.failures:
         print(f"  failed: {f['path']}: {f['error']}", file=sys.stderr)
     return 1 if s.failures else 0

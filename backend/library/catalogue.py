@@ -93,6 +93,19 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (for running inside an open transaction)."""
+    out, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            out.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        out.append(pending.strip())
+    return out
+
+
 @dataclass
 class CodeTable:
     """All codes of one model, row-aligned: ``shape [N, D]``, ``texture [N, D]``, ``size [N, 3]`` (metres)."""
@@ -235,9 +248,20 @@ class Catalogue:
                 "update Asset2Vec"
             )
         for v in range(version, SCHEMA_VERSION):
-            # executescript commits first; the whole migration + version bump is one transaction.
+            # The whole migration + version bump is one transaction. The version is read again once
+            # the write lock is held: another process opening the same new catalogue may have
+            # applied this step in between (executescript would commit first, so statements run
+            # one by one).
             try:
-                self._db.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[v]}\nPRAGMA user_version = {v + 1};\nCOMMIT;")
+                self._db.execute("BEGIN IMMEDIATE")
+                current = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if current > v:
+                    self._db.execute("COMMIT")
+                    continue
+                for statement in _statements(MIGRATIONS[v]):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {v + 1}")
+                self._db.execute("COMMIT")
             except sqlite3.Error:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -420,6 +444,21 @@ class Catalogue:
         aid = self._asset_id(asset)
         clean = sorted({t.strip() for t in tags if t and t.strip()})
         with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) VALUES (?, ?, 'artist', NULL, '')",
+                [(aid, t) for t in clean],
+            )
+
+    def set_artist_tags(self, asset: int | str, tags: Iterable[str]) -> None:
+        """Replace the artist's tags of ``asset`` with ``tags`` (a re-embedded asset's current tags).
+
+        Only artist rows of that asset change, so a tag the artist deleted in Blender goes away;
+        predicted rows are untouched.
+        """
+        aid = self._asset_id(asset)
+        clean = sorted({t.strip() for t in tags if t and t.strip()})
+        with self.transaction() as db:
+            db.execute("DELETE FROM tags WHERE asset_id = ? AND source = 'artist'", (aid,))
             db.executemany(
                 "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) VALUES (?, ?, 'artist', NULL, '')",
                 [(aid, t) for t in clean],

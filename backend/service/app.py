@@ -15,6 +15,10 @@ Endpoints (all under ``/v1``; all need the token when one is configured)::
     GET  /assets/{name}/neighbours      ?space=shape|texture|both&k=10
     GET  /assets/{name}/thumbnail       PNG
 
+Without a token (loopback only) a request whose Host header is not 127.0.0.1, localhost or [::1]
+is refused with 400 (DNS-rebinding guard). ``POST /embed`` needs Content-Type ``application/zip``,
+``application/octet-stream`` or ``multipart/form-data`` (415 otherwise).
+
 Every error is JSON ``{"detail": "..."}`` with a 4xx status naming what is wrong; an unexpected
 exception becomes a logged 500 with a message and the server keeps serving.
 """
@@ -114,7 +118,17 @@ def create_app(
             why = "the token is wrong" if given else f"no token was sent (header {api.TOKEN_HEADER})"
             raise ServiceError(f"token refused: {why}; use the token the backend was started with", 401)
 
-    router = APIRouter(prefix=api.API_PREFIX, dependencies=[Depends(require_token)])
+    def require_local_host(request: Request) -> None:
+        # Without a token the service only listens on loopback; a web page could still reach it through
+        # DNS rebinding (its own name resolving to 127.0.0.1), which the Host header gives away.
+        if token is None and not _loopback_host(request.headers.get("host", "")):
+            raise ServiceError(
+                f"request refused: Host {request.headers.get('host', '')!r} is not this machine (127.0.0.1, "
+                f"localhost or [::1]); a backend without a token only answers requests addressed to loopback",
+                400,
+            )
+
+    router = APIRouter(prefix=api.API_PREFIX, dependencies=[Depends(require_local_host), Depends(require_token)])
 
     @router.get("/info")
     def info() -> dict[str, Any]:
@@ -128,6 +142,13 @@ def create_app(
 
     @router.post("/embed", status_code=202)
     async def embed(request: Request) -> dict[str, Any]:
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype not in UPLOAD_TYPES:
+            raise ServiceError(
+                f"upload refused: Content-Type {ctype or '(none)'!r} is not accepted; send the bundle .zip with "
+                f"Content-Type {', '.join(UPLOAD_TYPES)}",
+                415,
+            )
         data = await _read_upload(request, max_upload_bytes)
         try:
             # Validation reads every PNG header of an up-to-32-MiB archive: off the event loop.
@@ -208,6 +229,26 @@ def _with_thumbnail_urls(result: dict[str, Any]) -> dict[str, Any]:
 
 def _nb_with_url(n: dict[str, Any]) -> dict[str, Any]:
     return {**n, "thumbnail_url": thumbnail_url(n["name"])} if "name" in n else n
+
+
+#: Content types accepted for an uploaded bundle (a raw .zip body or a multipart form).
+UPLOAD_TYPES = ("application/zip", "application/octet-stream", "multipart/form-data")
+#: Host names that address this machine's loopback interface.
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a Host header (``name``, ``name:port``, ``[::1]`` or ``[::1]:port``) names loopback."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return False
+    else:
+        name, _, port = host.partition(":")
+        if port and not port.isdigit():
+            return False
+    return name in _LOOPBACK_NAMES
 
 
 async def _read_upload(request: Request, limit: int) -> bytes:

@@ -240,8 +240,7 @@ class Engine:
         texture = np.asarray(inverted.texture, np.float32).reshape(-1)
         with self.catalogue.transaction():
             aid = self.catalogue.upsert_asset(info, thumbnail=thumb)
-            if info.tags:
-                self.catalogue.add_artist_tags(aid, info.tags)
+            self.catalogue.set_artist_tags(aid, info.tags)  # the bundle's tags replace the stored ones
             self.catalogue.set_codes(self.model_id, {aid: (shape, texture, float(inverted.psnr))}, source="inversion")
         self._invalidate()
 

@@ -52,7 +52,8 @@ def invert_views(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> list[InversionResult]:
-    """Fit one code per asset of ``views`` (on ``init``'s device) starting from ``init [64]``."""
+    """Fit one code per asset of ``views`` (on ``init``'s device) starting from ``init [64]`` (shared) or
+    ``init [B, 64]`` (one start per asset, e.g. the instant encoder's codes)."""
     t0 = time.perf_counter()
     dev = init.device
     cfg = Preset.from_json(preset.to_json())
@@ -61,7 +62,8 @@ def invert_views(
     cfg.train.rays_per_batch = cfg.train.inversion_rays * n_assets
     cfg.train.empty_points = 0  # the decoder is frozen; empty space is already learned
     rays = build_rays(views, ALL_VIEWS, cfg.train)
-    codes = init.detach().reshape(1, -1).repeat(n_assets, 1).clone().requires_grad_(True)
+    start = init.detach().reshape(1, -1).repeat(n_assets, 1) if init.ndim == 1 else init.detach()
+    codes = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([codes], lr=cfg.train.inversion_lr)
     gen = torch.Generator(device=dev)
     gen.manual_seed(cfg.train.seed)

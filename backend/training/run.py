@@ -101,8 +101,12 @@ class TrainedRun:
         steps: int | None = None,
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        init: np.ndarray | None = None,
     ) -> list[InversionResult]:
         """Fit codes for new assets' bundles with the decoder frozen (all at once); one result per bundle.
+
+        ``init [B, 64]`` (optional) starts each asset from a given code, e.g. the instant encoder's
+        (a refinement); by default every asset starts from the mean training code.
 
         Views of another size are resized to the run's training size. Raises :class:`Cancelled`
         when ``cancel`` is set.
@@ -110,11 +114,17 @@ class TrainedRun:
         if not bundles:
             return []
         views = load_views(bundles, self.config.train.image_size, unique=False).to(self.device)
-        init = torch.as_tensor(
-            np.concatenate([self.shape_codes, self.texture_codes], axis=1).mean(0), device=self.device
-        )
+        if init is None:
+            start = torch.as_tensor(
+                np.concatenate([self.shape_codes, self.texture_codes], axis=1).mean(0), device=self.device
+            )
+        else:
+            start = torch.as_tensor(np.asarray(init, dtype=np.float32), device=self.device)
+            want = (len(bundles), self.config.model.shape_dim + self.config.model.texture_dim)
+            if tuple(start.shape) != want:
+                raise ModelError(f"init codes must be {list(want)} (one per bundle), got {list(start.shape)}")
         with self._lock:
-            return invert_views(self.decoder, self.config, views, init, steps, progress, cancel)
+            return invert_views(self.decoder, self.config, views, start, steps, progress, cancel)
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> TrainedRun:

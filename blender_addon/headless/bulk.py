@@ -38,7 +38,7 @@ import bpy
 from ..capture import CaptureError, asset_tags, capture_asset, evaluated_parts, quiet_stdout
 from ..client import BackendError, Client
 from ..content_hash import hash_parts
-from ..protocol import bundle, metadata
+from ..protocol import bundle, metadata, naming
 from ..writeback import WritebackError, proposals, read_metadata, write_result
 
 Emit = Callable[[dict[str, Any]], None]
@@ -109,6 +109,11 @@ def open_file(path: Path) -> None:
         detail = str(e).strip().splitlines()[-1].rsplit(": ", 1)[-1] if str(e).strip() else "unknown error"
         raise BulkFileError(f"Blender {bpy.app.version_string} cannot open it ({detail}): it may be truncated or "
                             f"corrupt; restore it from a backup") from None
+    # A compressed file's header cannot be read before opening, so check_file could not see its version.
+    saved = tuple(bpy.data.version[:2])
+    if saved > tuple(bpy.app.version[:2]):
+        raise BulkFileError(f"saved by Blender {saved[0]}.{saved[1]}, newer than this Blender "
+                            f"{bpy.app.version_string}: tag it with a Blender at least that new")
 
 
 def find_assets(all_objects: bool = False) -> list[Any]:
@@ -132,11 +137,7 @@ def asset_key(id_: Any) -> str:
 
 def catalogue_name(path: Path, root: Path, id_: Any) -> str:
     """The backend's name for an asset: unique across the library (relative file path + asset name)."""
-    try:
-        rel = path.resolve().relative_to(root.resolve())
-    except ValueError:
-        rel = Path(path.name)
-    return f"{rel.with_suffix('').as_posix()}/{id_.name}"
+    return naming.asset_key(str(path), id_.name, root=str(root))
 
 
 def up_to_date(id_: Any, current_hash: str, model_id: str) -> bool:
@@ -279,6 +280,7 @@ def _capture_and_embed(target: Any, p: Path, root: Path, opts: dict[str, Any], c
 
 def _remove_stale_temps(p: Path) -> None:
     """Temporary files a killed run left next to ``p`` (never the original or its backup)."""
+    p = p.resolve()  # safe_save writes them next to the file a symlink points to
     for stale in p.parent.glob(f"{TMP_PREFIX}{p.name}*"):
         with contextlib.suppress(OSError):
             stale.unlink()
@@ -309,8 +311,10 @@ def safe_save(p: Path, before: os.stat_result, backup: bool = True) -> None:
     """Save the open session over ``p`` atomically, keeping ``p.blend1`` as a backup of the original.
 
     ``before`` is ``p``'s stat when it was opened: if the file changed since (an artist saved it),
-    nothing is written and :class:`BulkFileError` says to run again.
+    nothing is written and :class:`BulkFileError` says to run again. A symlinked file is saved
+    through its link (the link stays a link to the updated file).
     """
+    p = Path(p).resolve()
     now = p.stat()
     if (now.st_size, now.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise BulkFileError("it changed on disk while it was being tagged (saved by someone else?): not overwritten; "

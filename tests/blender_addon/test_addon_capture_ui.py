@@ -52,3 +52,21 @@ def test_unregister_removes_everything(blender):
     blender_addon.unregister()
     assert not hasattr(blender.types.Scene, "asset2vec")
     assert not hasattr(blender.types, "ASSET2VEC_PT_capture")
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device", "/views/Stool/views/03.png"),
+                                   bundle.BundleError("transforms.json: frames must be a list")])
+def test_capture_operator_reports_file_and_bundle_errors(addon, tmp_path, monkeypatch, error):
+    from blender_addon import operators
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(operators, "capture_asset", fail)
+    addon.context.scene.asset2vec.output_dir = str(tmp_path)
+    addon.context.view_layer.objects.active = box("Stool")
+    with pytest.raises(RuntimeError) as caught:  # the operator's ERROR report, not a Python traceback
+        addon.ops.asset2vec.capture()
+    assert "Traceback" not in str(caught.value)
+    assert ("No space left on device: /views/Stool/views/03.png" if isinstance(error, OSError)
+            else "frames must be a list") in str(caught.value)

@@ -17,6 +17,7 @@ from blender_helpers import box
 from backend.service.engine import Engine
 from backend.service.server import Service
 from blender_addon import embed_job, writeback
+from shared import bundle
 from shared import metadata as M
 
 
@@ -71,7 +72,7 @@ def test_embed_writes_tags_and_neighbours_saves_reopens_removes_and_appends(addo
     bpy.ops.wm.open_mainfile(filepath=str(lib))
     crate = bpy.data.objects["Crate"]
     data = writeback.read_metadata(crate)
-    assert data[M.MODEL_ID] == engine.model_id and data[M.ASSET_NAME] == "Crate"
+    assert data[M.MODEL_ID] == engine.model_id and data[M.ASSET_NAME] == "lib/Crate"  # unique across files
     assert len(data[M.CODE_SHAPE]) == 32 and len(data[M.CODE_TEXTURE]) == 32
     assert data[M.CONTENT_HASH] and data[M.TIMESTAMP]
     predicted = data[M.PREDICTED_TAGS]
@@ -82,7 +83,7 @@ def test_embed_writes_tags_and_neighbours_saves_reopens_removes_and_appends(addo
     assert crate.asset_data.description == "artist's description"
     nbs = data[M.NEIGHBOURS]
     assert {n["space"] for n in nbs} == {"shape", "texture", "both"}
-    assert all(n["name"] != "Crate" for n in nbs) and len({n["name"] for n in nbs}) >= 8  # the 8 training assets
+    assert all(n["name"] != "lib/Crate" for n in nbs) and len({n["name"] for n in nbs}) >= 8  # the 8 training assets
     for space in ("shape", "texture", "both"):
         d = [n["distance"] for n in writeback.neighbours(crate, space)]
         assert d == sorted(d)
@@ -103,7 +104,7 @@ def test_embed_writes_tags_and_neighbours_saves_reopens_removes_and_appends(addo
     job = run_embed(bpy, mark_as_asset=True)
     assert job.state == embed_job.DONE, job.message
     assert stool.asset_data is not None and "marked it as an asset" in job.message
-    crate_nb = next(n for n in writeback.neighbours(stool, "both") if n["name"] == "Crate")
+    crate_nb = next(n for n in writeback.neighbours(stool, "both") if n["name"] == "lib/Crate")
     assert Path(crate_nb["file"]) == lib and crate_nb["asset_name"] == "Crate"
     assert bpy.ops.asset2vec.append_neighbour(filepath=crate_nb["file"], asset_name=crate_nb["asset_name"]) == {
         "FINISHED"}
@@ -123,7 +124,7 @@ def test_family_embed_records_members(addon, backend):
     assert job.state == embed_job.DONE, job.message
     data = writeback.read_metadata(obj)
     members = data[M.FAMILY_MEMBERS]
-    assert [m["name"] for m in members] == ["Shelf__v000", "Shelf__v001"]
+    assert [m["name"] for m in members] == ["unsaved/Shelf__v000", "unsaved/Shelf__v001"]
     assert [m["parameters"][f"{M.FAMILY_PARAM_PREFIX}width"] for m in members] == pytest.approx([0.4, 1.6])
     mean = [(a + b) / 2 for a, b in zip(members[0]["code_shape"], members[1]["code_shape"], strict=True)]
     assert data[M.CODE_SHAPE] == pytest.approx(mean, abs=1e-5)
@@ -209,7 +210,7 @@ def test_collection_embed_and_a_file_opened_meanwhile(addon, backend, tmp_path):
     bpy.context.scene.asset2vec.capture_target = "COLLECTION"
     job = run_embed(bpy, mark_as_asset=True)
     assert job.state == embed_job.DONE, job.message
-    assert coll.asset_data is not None and writeback.read_metadata(coll)[M.ASSET_NAME] == "DiningSet"
+    assert coll.asset_data is not None and writeback.read_metadata(coll)[M.ASSET_NAME] == "unsaved/DiningSet"
 
     # The artist opens another file (with an object of the same name) while an embed runs: nothing is written.
     vase = box("Vase")
@@ -222,3 +223,21 @@ def test_collection_embed_and_a_file_opened_meanwhile(addon, backend, tmp_path):
     job = embed_job.pump(timeout=120)
     assert job.state == embed_job.FAILED and "another file was opened" in job.message
     assert writeback.read_metadata(bpy.data.objects["Vase"]) == {}
+
+
+@pytest.mark.parametrize("error", [OSError(13, "Permission denied", "/tmp/asset2vec-embed"),
+                                   bundle.BundleError("asset name must not be empty")])
+def test_embed_operator_reports_file_and_bundle_errors(addon, backend, monkeypatch, error):
+    bpy = addon
+    configure(backend.url)
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(embed_job, "start", fail)
+    _select(bpy, box("Stool"))
+    with pytest.raises(RuntimeError) as caught:  # the operator's ERROR report, not a Python traceback
+        bpy.ops.asset2vec.embed()
+    assert "Traceback" not in str(caught.value)
+    assert ("Permission denied: /tmp/asset2vec-embed" if isinstance(error, OSError)
+            else "asset name must not be empty") in str(caught.value)

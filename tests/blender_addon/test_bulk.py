@@ -233,3 +233,44 @@ def test_bulk_all_objects_tags_unmarked_meshes_through_the_custom_property(blend
     loose = bpy.data.objects["Loose"]
     assert loose.asset_data is None, "an unmarked object is not marked by bulk-tag"
     assert len(writeback.read_metadata(loose)[M.CODE_SHAPE]) == 32
+
+
+def test_compressed_file_from_a_newer_blender_is_refused_after_opening(monkeypatch):
+    # A compressed file's header hides its version; the version Blender read must be checked after opening.
+    from types import SimpleNamespace
+
+    from blender_addon.headless import bulk as B
+
+    opened = []
+    fake = SimpleNamespace(
+        ops=SimpleNamespace(wm=SimpleNamespace(open_mainfile=lambda **kw: opened.append(kw))),
+        data=SimpleNamespace(version=(99, 1, 0)),
+        app=SimpleNamespace(version=(4, 2, 0), version_string="4.2.0"),
+    )
+    monkeypatch.setattr(B, "bpy", fake)
+    with pytest.raises(B.BulkFileError, match=r"saved by Blender 99\.1, newer than this Blender 4\.2\.0"):
+        B.open_file(Path("/lib/compressed.blend"))
+    assert opened
+    fake.data.version = (4, 2, 3)
+    B.open_file(Path("/lib/compressed.blend"))  # same major.minor: fine
+
+
+def test_safe_save_through_a_symlink_keeps_the_link(blender, tmp_path):
+    from blender_addon.headless import bulk as B
+
+    bpy = blender
+    real_dir, link_dir = tmp_path / "real", tmp_path / "links"
+    real_dir.mkdir()
+    link_dir.mkdir()
+    real = real_dir / "props.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(real))
+    link = link_dir / "props.blend"
+    link.symlink_to(real)
+    before = link.stat()
+    bpy.ops.wm.open_mainfile(filepath=str(link))
+    bpy.context.scene.collection.objects.link(bpy.data.objects.new("Added", None))
+    B.safe_save(link, before)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert (real_dir / "props.blend1").is_file() and not (link_dir / "props.blend1").exists()
+    bpy.ops.wm.open_mainfile(filepath=str(real))
+    assert "Added" in bpy.data.objects

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from blender_helpers import box
+
 from backend.cli import main
 from shared import bundle
 
@@ -80,3 +82,17 @@ def test_capture_command_on_a_folder_isolates_broken_files(blender, sample_libra
     captured = capsys.readouterr()
     assert "captured 1 asset(s), 0 up to date, 1 failed" in captured.out
     assert "broken.blend" in captured.err and "Traceback" not in captured.err
+
+
+def test_capture_folder_names_assets_uniquely_across_files(blender, tmp_path, capsys):
+    bpy = blender
+    lib = tmp_path / "lib"
+    (lib / "sub").mkdir(parents=True)
+    for path in (lib / "a.blend", lib / "sub" / "b.blend"):
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        box("Chair").asset_mark()
+        bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    out = tmp_path / "views"
+    assert main(["capture", str(lib), "--out", str(out), "--size", "32", "--samples", "1"]) == 0
+    names = sorted(bundle.read_bundle(f).asset.name for f in out.iterdir())
+    assert names == ["a/Chair", "sub/b/Chair"]

@@ -44,6 +44,15 @@ def test_info(backend: Service, engine: Engine) -> None:
     assert info["api_version"] == api.API_VERSION and info["model_id"] == engine.model_id
 
 
+def test_system_proxies_are_ignored(backend: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A proxy nobody listens on: a client honouring it (or NO_PROXY missing it) would fail to connect.
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, f"http://127.0.0.1:{support.free_port()}")
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    assert Client(backend.url).info()["api_version"] == api.API_VERSION
+
+
 def test_embed_reports_progress_and_returns_codes_tags_neighbours(backend: Service) -> None:
     seen: list[tuple[float, str]] = []
     client = Client(backend.url)

@@ -98,3 +98,28 @@ def test_unmarked_object_keeps_data_in_custom_property_unless_marking_is_asked(b
 
     with pytest.raises(W.WritebackError, match="embed it first"):
         W.accept_tag(box("Fresh"), "swivel")
+
+
+def test_tag_deleted_by_hand_is_rejected_and_not_sent_back_as_the_artists(blender):
+    from blender_addon.capture import asset_tags as artist_tags
+
+    obj = _asset()
+    W.write_result(obj, _result({"swivel": 0.8, "legs": 0.9}))
+    assert W.asset_tags(obj) == ["wood", "armrests", "legs", "swivel"]
+    # What goes to the backend as the artist's tags leaves out what Asset2Vec added.
+    assert artist_tags(obj) == ["wood", "armrests"]
+
+    obj.asset_data.tags.remove(obj.asset_data.tags["swivel"])  # the artist deletes a tag we added
+    report = W.write_result(obj, _result({"swivel": 0.9, "legs": 0.9}))
+    assert report.added == [] and "swivel" not in W.asset_tags(obj)
+    data = W.read_metadata(obj)
+    assert data[M.REJECTED_TAGS] == ["swivel"] and data[M.ADDED_TAGS] == ["legs"]
+    assert artist_tags(obj) == ["wood", "armrests"]
+
+
+def test_family_members_kept_when_embedded_again_as_a_single_asset(blender):
+    obj = _asset()
+    members = [{"name": "Chair__v000", "parameters": {"a2v_width": 1.0}}]
+    W.write_result(obj, _result({"swivel": 0.8}), family_members=members)
+    W.write_result(obj, _result({"swivel": 0.8}))
+    assert W.read_metadata(obj)[M.FAMILY_MEMBERS] == members

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from backend.library.catalogue import SCHEMA_VERSION, Catalogue, import_run
+from backend.library.catalogue import MIGRATIONS, SCHEMA_VERSION, Catalogue, _statements, import_run
 from backend.library.errors import LibraryError
 from shared.bundle import AssetInfo
 
@@ -47,6 +48,48 @@ def test_schema_wal_and_version(tmp_path: Path) -> None:
     raw.close()
     with pytest.raises(LibraryError, match="newer than this Asset2Vec"):
         Catalogue(path)
+
+
+def test_migration_applied_meanwhile_by_another_process_is_skipped(tmp_path: Path) -> None:
+    """Two processes opening a new catalogue at once: the second must not run the migrations again."""
+    path = tmp_path / "c.sqlite"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode = WAL")
+    other.execute("BEGIN IMMEDIATE")  # "the other process" holds the write lock while migrating
+    opened: list[object] = []
+    worker = threading.Thread(target=lambda: opened.append(_open_or_error(path)))
+    worker.start()
+    time.sleep(0.5)  # let the catalogue read user_version 0 and wait for the write lock
+    for script in MIGRATIONS:
+        for statement in _statements(script):
+            other.execute(statement)
+    other.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    other.execute("COMMIT")
+    other.close()
+    worker.join(timeout=60)
+    assert len(opened) == 1 and isinstance(opened[0], Catalogue), opened
+    assert opened[0].schema_version == SCHEMA_VERSION
+    opened[0].close()
+
+
+def _open_or_error(path: Path) -> object:
+    try:
+        return Catalogue(path)
+    except Exception as e:  # noqa: BLE001 - reported by the assertion
+        return e
+
+
+def test_artist_tags_replaced_on_reembed_predictions_untouched(tmp_path: Path) -> None:
+    with Catalogue(tmp_path / "c.sqlite") as cat:
+        import_run(cat, fake_run())
+        cat.set_predicted_tags("model-a", {"chair_1": {"swivel": 0.9}})
+        assert cat.tags_of("chair_1")["artist"] == ["armrests", "seat"]
+        cat.set_artist_tags("chair_1", ["seat", "wood"])  # the artist deleted "armrests" and added "wood"
+        tags = cat.tags_of("chair_1")
+        assert tags["artist"] == ["seat", "wood"] and tags["predicted"] == {"swivel": pytest.approx(0.9)}
+        assert cat.tags_of("chair_3")["artist"] == ["armrests", "seat"]  # other assets untouched
+        cat.set_artist_tags("chair_1", [])
+        assert cat.tags_of("chair_1")["artist"] == [] and cat.tags_of("chair_1")["predicted"]
 
 
 def test_not_a_database(tmp_path: Path) -> None:

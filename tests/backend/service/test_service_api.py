@@ -163,7 +163,8 @@ def test_oversized_upload_is_refused_while_reading(http: httpx.Client, service: 
     # A declared 1 GB body is refused from its headers alone, before any of it is read (raw socket: no client
     # library sends a Content-Length it does not mean).
     with socket.create_connection(("127.0.0.1", service.port), timeout=10) as s:
-        s.sendall(f"POST {P}/embed HTTP/1.1\r\nHost: x\r\nContent-Length: {10**9}\r\n\r\n".encode())
+        s.sendall(f"POST {P}/embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/zip\r\n"
+                  f"Content-Length: {10**9}\r\n\r\n".encode())
         reply = b""
         while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
             part = s.recv(65536)
@@ -193,8 +194,9 @@ def test_cancel_queued_and_running_embeds(engine: Engine, tmp_path) -> None:
     slow = Engine(engine.run, engine.catalogue, invert_steps=100_000)
     with Service(slow, port=0, advertise=False) as svc, httpx.Client(base_url=svc.url, timeout=60) as http:
         data = support.upload_bundle("pillar", "blue")
-        first = http.post(f"{P}/embed", content=data).json()["job"]
-        second = http.post(f"{P}/embed", content=data).json()["job"]
+        zipped = {"Content-Type": "application/zip"}
+        first = http.post(f"{P}/embed", content=data, headers=zipped).json()["job"]
+        second = http.post(f"{P}/embed", content=data, headers=zipped).json()["job"]
         deadline = time.monotonic() + 60
         while http.get(f"{P}/jobs/{first}").json()["progress"] <= 0.02:
             assert time.monotonic() < deadline
@@ -235,3 +237,22 @@ def test_unexpected_errors_become_500_and_serving_continues(engine: Engine) -> N
         r = http.get(f"{P}/assets/ball_red/neighbours")
         assert r.status_code == 500 and "internal error" in r.json()["detail"]
         assert http.get(f"{P}/info").status_code == 200
+
+
+def test_embed_needs_a_bundle_content_type(http: httpx.Client) -> None:
+    data = support.upload_bundle("pillar", "blue")
+    r = http.post(f"{P}/embed", content=data, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and "Content-Type 'text/plain'" in r.json()["detail"]
+    r = http.post(f"{P}/embed", content=data)
+    assert r.status_code == 415 and "application/zip" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost:x"])
+def test_loopback_service_refuses_foreign_host_headers(http: httpx.Client, host: str) -> None:
+    r = http.get(f"{P}/info", headers={"Host": host})
+    assert r.status_code == 400 and "is not this machine" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost:5000", "[::1]", "[::1]:8080", "LOCALHOST"])
+def test_loopback_service_accepts_loopback_host_headers(http: httpx.Client, host: str) -> None:
+    assert http.get(f"{P}/info", headers={"Host": host}).status_code == 200

@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Embedding quality: Asset2Vec codes vs pixel / silhouette / size baselines, on the same assets and splits.
+
+    .venv/bin/python bench/quality.py [--run RUN --bundles DIR [--ground-truth GT.json|none] [--label NAME]]...
+                                      [--encoder-minutes 0.5] [--psnr-assets 8] [--threads 1]
+
+Each ``--run`` pairs with the ``--bundles`` (and ``--ground-truth``, ``--label``) at the same position;
+without any, the sample library (/tmp/demo1) and the Sweet Home 3D catalogue (/tmp/sh3d_bench) are used.
+For every library, on the assets whose category is shared by 2+ assets:
+
+* category accuracy (5-fold stratified CV, logistic regression on standardised features),
+  same-category precision@10 (and @1), tag mAP (per-tag AP of out-of-fold linear scores, tags with
+  >= 3 positives), for: the codes (shape, texture, both; +log size; both without standardisation),
+  PCA-64 of raw pixels of the 18 views (32 px, on white), PCA-64 of silhouettes, size alone,
+  pixels + size, silhouettes + size;
+* with ``--encoder-minutes > 0``: the instant encoder's codes, out of fold (5 encoders, each trained on
+  4/5 of the assets and applied to the rest), scored the same way; and PSNR of renders of
+  ``--psnr-assets`` out-of-fold assets from encoder codes, trained codes, inverted codes (mean start)
+  and inverted codes started from the encoder (refine);
+* with ground truth: disentanglement probes, every shape attribute and colour/material from the shape
+  half and the texture half.
+
+Prints, writes ``bench/results/quality.json`` and the markdown report ``docs/quality.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.library import quality as Q  # noqa: E402
+from bench.machine import machine_info  # noqa: E402
+
+DEFAULTS = [
+    ("sample library", "/tmp/demo1/run", "/tmp/demo1/bundles", "/tmp/demo1/library/ground_truth.json"),
+    ("Sweet Home 3D", "/tmp/sh3d_bench/run", "/tmp/sh3d_bench/bundles", "none"),
+]
+SIZE_WEIGHT = 1.0  # the size block weighs as much as a whole code block in retrieval (unit-RMS blocks)
+BASELINES_WITH_SIZE = ("pixels_pca64_size", "silhouettes_pca64_size", "size")
+
+
+def feature_sets(shape: np.ndarray, texture: np.ndarray, size: np.ndarray, pixels: np.ndarray,
+                 silhouettes: np.ndarray) -> dict[str, tuple[np.ndarray, bool]]:
+    """``{name: (features [N, D], standardise before the linear model)}`` for codes and baselines."""
+    ls = Q.log_size(size)
+    both = np.concatenate([shape, texture], axis=1)
+    px, sil = Q.pca_features(pixels), Q.pca_features(silhouettes)
+    def b(parts: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
+        return Q.blocks(parts, weights, per_dim=False)  # block RMS only: per-dim z-scores amplify noisy dimensions
+
+    return {
+        "codes_shape": (b([shape]), True),
+        "codes_texture": (b([texture]), True),
+        "codes_both": (b([shape, texture]), True),
+        "codes_both_raw": (both, False),  # ablation: no normalisation at all
+        "codes_shape_size": (b([shape, ls], [1.0, SIZE_WEIGHT]), True),
+        "codes_both_size": (b([shape, texture, ls], [1.0, 1.0, SIZE_WEIGHT]), True),
+        # ablations of the retrieval normalisation: per-dimension z-scores, PCA whitening of each half
+        "codes_both_size_perdim": (Q.blocks([shape, texture, ls], [1.0, 1.0, SIZE_WEIGHT]), True),
+        "codes_both_size_whitened": (b([Q.whiten(shape), Q.whiten(texture), ls], [1.0, 1.0, SIZE_WEIGHT]), True),
+        "pixels_pca64": (b([px]), True),
+        "silhouettes_pca64": (b([sil]), True),
+        "size": (b([ls]), True),
+        "pixels_pca64_size": (b([px, ls], [1.0, SIZE_WEIGHT]), True),
+        "silhouettes_pca64_size": (b([sil, ls], [1.0, SIZE_WEIGHT]), True),
+    }
+
+
+def render_psnr(run: Any, codes: np.ndarray, views: Any) -> np.ndarray:
+    """PSNR ``[M]`` of renders of ``codes [M, 64]`` against ``views [M, V, S, S, 4]`` uint8 premultiplied, on white."""
+    sd = run.shape_codes.shape[1]
+    size = views.shape[2]
+    out = run.render(codes[:, :sd], codes[:, sd:], image_size=size)  # straight RGBA
+    pred = out[..., :3] * out[..., 3:] + (1 - out[..., 3:])
+    gt = views.numpy().astype(np.float32) / 255.0
+    gt = gt[..., :3] + (1 - gt[..., 3:])
+    mse = ((pred - gt) ** 2).reshape(len(codes), -1).mean(1)
+    return -10 * np.log10(np.maximum(mse, 1e-10))
+
+
+def encoder_oof(run: Any, bundles: list, codes: np.ndarray, minutes: float, psnr_assets: int,
+                folds: int = 5) -> tuple[np.ndarray, dict[str, Any]]:
+    """Out-of-fold encoder codes ``[N, 64]`` and a PSNR comparison on a few out-of-fold assets."""
+    from sklearn.model_selection import KFold
+
+    from backend.training.encoder import fit_encoder, views_tensor
+
+    views = views_tensor(bundles)
+    pred = np.zeros_like(codes)
+    info: dict[str, Any] = {"minutes_per_fold": minutes, "folds": folds, "fit_seconds": [], "steps": []}
+    first_test = None
+    for k, (tr, te) in enumerate(KFold(folds, shuffle=True, random_state=0).split(codes)):
+        t0 = time.perf_counter()
+        enc, steps, _ = fit_encoder(views[tr], codes[tr], run.shape_codes.shape[1], minutes=minutes, seed=k)
+        info["fit_seconds"].append(time.perf_counter() - t0)
+        info["steps"].append(steps)
+        pred[te] = enc.encode(views[te])
+        if first_test is None:
+            first_test = te
+            t0 = time.perf_counter()
+            enc.encode(views[te[:1]])
+            info["encode_one_asset_seconds"] = time.perf_counter() - t0
+    info["nearest_own_code_oof"] = _nearest_own(pred, codes)
+    if psnr_assets > 0 and first_test is not None:
+        te = first_test[:psnr_assets]
+        sub = [bundles[i] for i in te]
+        v32 = views_tensor(sub, run.config.train.image_size)
+        t0 = time.perf_counter()
+        inv = run.invert(sub)
+        inv_s = time.perf_counter() - t0
+        refine = run.invert(sub, init=pred[te])
+        z_inv = np.stack([np.concatenate([r.shape, r.texture]) for r in inv])
+        z_ref = np.stack([np.concatenate([r.shape, r.texture]) for r in refine])
+        info["psnr"] = {
+            "assets": len(te),
+            "encoder": float(render_psnr(run, pred[te], v32).mean()),
+            "trained_codes": float(render_psnr(run, codes[te], v32).mean()),
+            "inverted_mean_start": float(render_psnr(run, z_inv, v32).mean()),
+            "inverted_encoder_start": float(render_psnr(run, z_ref, v32).mean()),
+            "mean_code": float(render_psnr(run, np.repeat(codes.mean(0, keepdims=True), len(te), 0), v32).mean()),
+            "inversion_seconds_per_asset": inv_s / len(te),
+            "note": "assets out of the encoder's fold; the decoder was trained on them (no decoder-unseen assets)",
+        }
+    return pred, info
+
+
+def _nearest_own(pred: np.ndarray, codes: np.ndarray) -> float:
+    from backend.training.encoder import nearest_own
+
+    return nearest_own(pred, codes)
+
+
+def disentanglement(shape: np.ndarray, texture: np.ndarray, names: list[str], gt_path: Path) -> dict[str, Any]:
+    """Probes of every ground-truth attribute from each code half, and their summaries."""
+    truth = {a["name"]: a for a in json.loads(gt_path.read_text())["assets"]}
+    rows = [i for i, n in enumerate(names) if n in truth]
+    t = [truth[names[i]] for i in rows]
+    attrs: dict[str, list] = {}
+    for group in ("shape", "texture"):
+        for key in t[0][group]:
+            attrs[f"{group}.{key}"] = [a[group].get(key) for a in t]
+    attrs["family"] = [a.get("family") for a in t]
+    probes = Q.probe_attributes({"shape_half": shape[rows], "texture_half": texture[rows]}, attrs)
+
+    def mean(prefix: str, col: str) -> float:
+        vals = [p[col] for a, p in probes.items() if a.startswith(prefix)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    summary = {f"{g}_attributes": {c: mean(f"{g}.", c) for c in ("shape_half", "texture_half", "chance")}
+               for g in ("shape", "texture")}
+    return {"assets": len(rows), "probes": probes, "summary": summary}
+
+
+def evaluate_library(label: str, run_dir: Path, bundles_dir: Path, gt: Path | None, encoder_minutes: float,
+                     psnr_assets: int) -> dict[str, Any]:
+    from backend.training.data import find_bundles, read_bundles
+    from backend.training.run import load_run
+
+    run = load_run(run_dir)
+    found = {b.asset.name: b for b in read_bundles(find_bundles(bundles_dir))}
+    cats = [a.category for a in run.assets]
+    keep = Q.usable_labels(cats) & np.array([n in found for n in run.names])
+    idx = np.flatnonzero(keep)
+    names = [run.names[i] for i in idx]
+    y = [cats[i] for i in idx]
+    tags = [list(run.assets[i].tags) for i in idx]
+    size = np.array([run.assets[i].size for i in idx], np.float64)
+    shape, texture = run.shape_codes[idx], run.texture_codes[idx]
+    bundles = [found[n] for n in names]
+    print(f"[{label}] {len(idx)} assets, {len(set(y))} categories, run {run_dir} ({run.metrics.get('step')} steps, "
+          f"held-out {run.heldout_psnr:.1f} dB)", flush=True)
+    pixels, sil = Q.view_arrays(bundles, 32)
+    feats = feature_sets(shape, texture, size, pixels, sil)
+    res: dict[str, Any] = {"label": label, "run": str(run_dir), "bundles": str(bundles_dir), "model_id": run.model_id,
+                           "preset": run.preset, "steps": run.metrics.get("step"), "heldout_psnr": run.heldout_psnr,
+                           "assets": len(idx), "categories": len(set(y)), "chance_accuracy": Q.chance(y),
+                           "features": {}}
+    if encoder_minutes > 0:
+        codes = np.concatenate([shape, texture], axis=1)
+        pred, info = encoder_oof(run, bundles, codes, encoder_minutes, psnr_assets)
+        res["encoder"] = info
+        ls = Q.log_size(size)
+        feats["encoder_both"] = (Q.blocks([pred[:, :32], pred[:, 32:]], per_dim=False), True)
+        feats["encoder_both_size"] = (Q.blocks([pred[:, :32], pred[:, 32:], ls], [1.0, 1.0, SIZE_WEIGHT],
+                                               per_dim=False), True)
+    for name, (x, std) in feats.items():
+        s = Q.score(x, y, tags, standardise_linear=std)
+        res["features"][name] = s
+        print(f"  {name:24s} acc {s['category_accuracy']:.3f}  p@10 {s['precision_at_10']:.3f}  "
+              f"p@1 {s['precision_at_1']:.3f}  tag mAP {s['tag_map']:.3f} ({s['tags_scored']} tags)", flush=True)
+    res["chance_tag_map"] = Q.tag_map(feats["size"][0], tags)["chance_map"]
+    f = res["features"]
+    best = {m: max(f[b][m] for b in BASELINES_WITH_SIZE) for m in ("category_accuracy", "precision_at_10", "tag_map")}
+    res["targets"] = {m: {"codes_both_size": f["codes_both_size"][m], "best_baseline_with_size": best[m],
+                          "margin_points": 100 * (f["codes_both_size"][m] - best[m])} for m in best}
+    if gt is not None:
+        res["disentanglement"] = disentanglement(shape, texture, names, gt)
+        print(f"  disentanglement: {json.dumps(res['disentanglement']['summary'])}", flush=True)
+    return res
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The report: one table per library, targets, disentanglement, encoder, ablation across runs."""
+    m = result["machine"]
+    lines = ["# Embedding quality", "",
+             f"Measured {result['time']} on {m['machine']} ({m['cpu']}, {m['cores']} cores, device {result['device']}, "
+             f"{result['threads']} torch thread(s)) with `bench/quality.py`.", "",
+             "Category accuracy: 5-fold stratified CV, logistic regression on standardised features. p@10 / p@1: "
+             "fraction of an asset's nearest others (Euclidean; each feature block centred and scaled to unit RMS, "
+             "size block weighted like a code block) sharing its category. Tag mAP: per-tag AP of out-of-fold linear scores, "
+             "tags with >= 3 positives. Rows `*_size` add log bounding-box size (3 numbers). "
+             "`codes_both_raw`: no normalisation at all. `encoder_*`: instant-encoder codes, out of fold.", ""]
+    for lib in result["libraries"]:
+        lines += [f"## {lib['label']}", "",
+                  f"{lib['assets']} assets, {lib['categories']} categories (chance {lib['chance_accuracy']:.2f}, tag "
+                  f"mAP chance {lib['chance_tag_map']:.2f}); run `{lib['run']}`: {lib['preset']}, {lib['steps']} "
+                  f"steps, held-out {lib['heldout_psnr']:.1f} dB.", "",
+                  "| features | category acc. | p@10 | p@1 | tag mAP |", "|---|---|---|---|---|"]
+        for name, s in lib["features"].items():
+            lines.append(f"| {name} | {s['category_accuracy']:.3f} | {s['precision_at_10']:.3f} | "
+                         f"{s['precision_at_1']:.3f} | {s['tag_map']:.3f} |")
+        lines += ["", "Target (codes + size vs best baseline + size, >= +10 points):", "",
+                  "| metric | codes_both_size | best baseline | margin (points) | met |", "|---|---|---|---|---|"]
+        for metric, t in lib["targets"].items():
+            lines.append(f"| {metric} | {t['codes_both_size']:.3f} | {t['best_baseline_with_size']:.3f} | "
+                         f"{t['margin_points']:+.1f} | {'yes' if t['margin_points'] >= 10 else 'no'} |")
+        if "disentanglement" in lib:
+            d = lib["disentanglement"]
+            lines += ["", f"Disentanglement on the ground truth ({d['assets']} assets; mean probe accuracy; target: "
+                      ">= 0.95 from the own half, near chance from the other):", "",
+                      "| attributes | shape half | texture half | chance |", "|---|---|---|---|"]
+            for g, s in d["summary"].items():
+                lines.append(f"| {g} | {s['shape_half']:.3f} | {s['texture_half']:.3f} | {s['chance']:.3f} |")
+            lines += ["", "| attribute | n | classes | shape half | texture half | chance |", "|---|---|---|---|---|---|"]
+            for a, p in d["probes"].items():
+                lines.append(f"| {a} | {p['n']} | {p['classes']} | {p['shape_half']:.3f} | {p['texture_half']:.3f} | "
+                             f"{p['chance']:.3f} |")
+        if "encoder" in lib:
+            e = lib["encoder"]
+            lines += ["", f"Instant encoder: {e['folds']} folds x {e['minutes_per_fold']} min "
+                      f"({int(np.mean(e['steps']))} steps each); out-of-fold codes nearest their own trained code: "
+                      f"{e['nearest_own_code_oof']:.2f}; encode one asset (views decoded): "
+                      f"{1000 * e.get('encode_one_asset_seconds', float('nan')):.0f} ms."]
+            if "psnr" in e:
+                p = e["psnr"]
+                lines += ["", f"PSNR (dB, 18 views on white) of renders of {p['assets']} out-of-fold assets:", "",
+                          "| codes | PSNR |", "|---|---|"]
+                for k in ("mean_code", "encoder", "inverted_mean_start", "inverted_encoder_start", "trained_codes"):
+                    lines.append(f"| {k} | {p[k]:.2f} |")
+                lines += ["", f"({p['note']}; inversion {p['inversion_seconds_per_asset']:.1f} s/asset.)"]
+        lines.append("")
+    lines += ["## Ablation", "",
+              "What each change bought, codes + size unless stated (category acc. / p@10 / tag mAP):", "",
+              "| library | run | change | category acc. | p@10 | tag mAP |", "|---|---|---|---|---|---|"]
+    for lib in result["libraries"]:
+        f = lib["features"]
+        rows = [("codes_both_raw", "no normalisation, no size"), ("codes_both", "block-normalised codes, no size"),
+                ("codes_both_size_perdim", "per-dimension z-scored codes + size (retrieval)"),
+                ("codes_both_size", "block-normalised codes + size"),
+                ("codes_shape_size", "shape half only + size"),
+                ("codes_both_size_whitened", "whitened code halves + size"),
+                ("encoder_both_size", "instant encoder + size (out of fold)")]
+        for key, what in rows:
+            if key in f:
+                s = f[key]
+                lines.append(f"| {lib['label']} | {lib['steps']} steps | {what} | {s['category_accuracy']:.3f} | "
+                             f"{s['precision_at_10']:.3f} | {s['tag_map']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, action="append", default=[])
+    ap.add_argument("--bundles", type=Path, action="append", default=[])
+    ap.add_argument("--ground-truth", action="append", default=[], help="ground_truth.json, or 'none'")
+    ap.add_argument("--label", action="append", default=[])
+    ap.add_argument("--encoder-minutes", type=float, default=0.5, help="per fold; 0 skips the encoder")
+    ap.add_argument("--skip-encoder", action="append", default=[], help="label of a library without encoder runs")
+    ap.add_argument("--psnr-assets", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--append", action="store_true",
+                    help="add these libraries to the existing --out JSON (same label: replaced) and report them all")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
+    ap.add_argument("--markdown", type=Path, default=ROOT / "docs" / "quality.md")
+    args = ap.parse_args()
+    if args.run and len(args.bundles) != len(args.run):
+        ap.error("give one --bundles per --run")
+    if args.run:
+        libs = [(args.label[i] if i < len(args.label) else r.name, str(r), str(args.bundles[i]),
+                 args.ground_truth[i] if i < len(args.ground_truth) else "none") for i, r in enumerate(args.run)]
+    else:
+        libs = DEFAULTS
+    import torch
+
+    torch.set_num_threads(args.threads)
+    result: dict[str, Any] = {"benchmark": "quality", "machine": machine_info(), "device": "cpu",
+                              "threads": args.threads,
+                              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "libraries": []}
+    for label, run, bundles, gt in libs:
+        g = None if gt in ("", "none") else Path(gt)
+        minutes = 0.0 if label in args.skip_encoder else args.encoder_minutes
+        result["libraries"].append(evaluate_library(label, Path(run), Path(bundles), g, minutes, args.psnr_assets))
+    if args.append and args.out.is_file():
+        new = {lib["label"] for lib in result["libraries"]}
+        old = [lib for lib in json.loads(args.out.read_text())["libraries"] if lib["label"] not in new]
+        result["libraries"] = old + result["libraries"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(markdown(result))
+    print(f"wrote {args.out} and {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""Bulk Tag Folder from the add-on: run ``asset2vec bulk-tag --progress-json`` as a subprocess and follow it.
+
+The add-on never imports the backend (the extension ships only ``blender_addon/`` and ``shared/``), so the
+panel launches the installed ``asset2vec`` command. A :class:`BulkJob` owns that process:
+
+- a reader thread parses its stdout, one JSON object per line (``progress`` events, then ``summary`` or
+  ``error``; see ``backend/commands/bulk.py``) into :attr:`BulkJob.progress` / :attr:`BulkJob.summary`;
+- its stderr (tracebacks of a broken install, Blender's messages) goes to a temporary log file, never a
+  pipe that could fill up and block it; the last lines explain an unexpected exit;
+- :meth:`BulkJob.step` (called from a ``bpy.app.timers`` callback in :mod:`blender_addon.bulk_ui`, or
+  :func:`pump` in tests) notices the end and escalates a Cancel from SIGTERM to SIGKILL.
+
+Cancel is safe at any moment: bulk-tag journals every step and saves each .blend atomically (temporary file
++ rename), and its Blender workers die with it, so every file is either untouched or fully updated, and
+the next run continues where this one stopped. This module has no ``bpy``: plain functions and a class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
+FINAL = (DONE, FAILED, CANCELLED)
+#: The environment variable that carries the backend token to the subprocess (never its command line,
+#: which other users of the machine can read in the process list).
+TOKEN_ENV = "ASSET2VEC_BULK_TOKEN"
+#: Seconds between SIGTERM and SIGKILL when cancelling.
+GRACE_S = 5.0
+
+
+class BulkJobError(ValueError):
+    """The bulk run cannot start; the message says what to fix."""
+
+
+@dataclass
+class BulkRequest:
+    """What to run: the library folder, the backend and the options shown in the panel."""
+
+    folder: str
+    url: str
+    token: str | None = None
+    dry_run: bool = False
+    threshold: float | None = None  # None: the backend's own threshold
+    workers: int = 1
+    size: int = 64
+    samples: int = 8
+
+
+def find_command(configured: str = "") -> str:
+    """The ``asset2vec`` executable: the preference when set, else the one on PATH. Raises BulkJobError."""
+    if configured:
+        path = Path(os.path.expanduser(configured))
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+        raise BulkJobError(f"the asset2vec command set in the add-on's preferences does not exist or cannot run: "
+                           f"{configured}. Fix the path (e.g. .venv/bin/asset2vec of your Asset2Vec checkout) or "
+                           f"clear it to use the one on PATH")
+    found = shutil.which("asset2vec")
+    if found:
+        return found
+    raise BulkJobError("the asset2vec command was not found: install the backend (`python build.py demo` sets it up "
+                       "in .venv/bin/asset2vec) and set its path in the add-on's preferences ('asset2vec Command')")
+
+
+def build_command(executable: str, req: BulkRequest) -> list[str]:
+    """The argument list of ``asset2vec bulk-tag`` for ``req`` (the token travels in :data:`TOKEN_ENV`)."""
+    cmd = [executable, "bulk-tag", req.folder, "--backend", req.url, "--token-env", TOKEN_ENV,
+           "--workers", str(req.workers), "--size", str(req.size), "--samples", str(req.samples), "--progress-json"]
+    if req.threshold is not None:
+        cmd += ["--threshold", f"{req.threshold:g}"]
+    if req.dry_run:
+        cmd.append("--dry-run")
+    return cmd
+
+
+def parse_line(line: str) -> dict[str, Any] | None:
+    """One stdout line as an event dict, or None for anything that is not a JSON object with an ``event``."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def format_eta(seconds: float | None) -> str:
+    """``"ETA 1 h 05 min"`` / ``"ETA 3 min 20 s"`` / ``"ETA 12 s"``; ``"ETA ..."`` while unknown."""
+    if seconds is None:
+        return "ETA ..."
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"ETA {s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"ETA {s // 60} min {s % 60:02d} s"
+    return f"ETA {s} s"
+
+
+class BulkJob:
+    """One ``asset2vec bulk-tag`` subprocess and what it has reported so far."""
+
+    def __init__(self, executable: str, req: BulkRequest) -> None:
+        if not Path(req.folder).is_dir():
+            raise BulkJobError(f"{req.folder or 'no folder'} is not a folder: pick the library folder that holds "
+                               f"the .blend files")
+        self.request = req
+        self.command = build_command(executable, req)
+        self.state, self.message = RUNNING, "starting asset2vec bulk-tag ..."
+        self.progress: dict[str, Any] = {}
+        self.summary: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.returncode: int | None = None
+        self.started = time.monotonic()
+        self._cancel_at: float | None = None
+        self._lock = threading.Lock()
+        env = dict(os.environ)
+        env.pop("PYTHONHOME", None)  # Blender's own Python home would break the backend's interpreter
+        env.pop(TOKEN_ENV, None)
+        if req.token:
+            env[TOKEN_ENV] = req.token
+        self._log_dir = Path(tempfile.mkdtemp(prefix="asset2vec-bulkui-"))
+        self.log_path = self._log_dir / "stderr.log"
+        self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
+        try:
+            # Its own session: Cancel can finally kill the whole group, so nothing it started outlives it.
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=self._log, env=env, text=True, encoding="utf-8", errors="replace",
+                                         start_new_session=os.name == "posix")
+        except OSError as e:
+            self._log.close()
+            raise BulkJobError(f"could not start {executable}: {e.strerror or e}. Check the asset2vec command in "
+                               f"the add-on's preferences") from None
+        self._reader = threading.Thread(target=self._read, name="asset2vec-bulk-reader", daemon=True)
+        self._reader.start()
+
+    # -- reader thread ----------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            event = parse_line(line)
+            if event is None:
+                continue
+            with self._lock:
+                kind = event["event"]
+                if kind == "progress":
+                    self.progress = event
+                    if self._cancel_at is None:
+                        self.message = event.get("message") or self.message
+                elif kind == "summary":
+                    self.summary = event
+                elif kind == "error":
+                    self.error = str(event.get("message", ""))
+
+    # -- main thread --------------------------------------------------------------------------------
+
+    @property
+    def fraction(self) -> float:
+        """Files done / total, 0..1 (0 until the first progress event)."""
+        total = self.progress.get("files_total") or 0
+        return min(1.0, self.progress.get("files_done", 0) / total) if total else 0.0
+
+    def status_line(self) -> str:
+        """``"3/10 files, 5 assets, 1 failed, 120/h, ETA 1 min 05 s"`` from the last progress event."""
+        p = self.progress
+        if not p:
+            return self.message
+        return (f"{p.get('files_done', 0)}/{p.get('files_total', 0)} files, {p.get('assets_done', 0)} assets, "
+                f"{p.get('failed', 0)} failed, {p.get('rate_per_hour', 0):.0f}/h, {format_eta(p.get('eta_s'))}")
+
+    def step(self) -> bool:
+        """Check on the process (escalate a Cancel, notice the end); True while it still runs. Never raises."""
+        if self.state in FINAL:
+            return False
+        code = self.proc.poll()
+        if code is None:
+            if self._cancel_at is not None and time.monotonic() - self._cancel_at > GRACE_S:
+                self._signal(signal.SIGKILL if os.name == "posix" else None)
+            return True
+        self._reader.join(5.0)  # the rest of stdout (the summary line) after the exit
+        self._finish(code)
+        return False
+
+    def request_cancel(self) -> None:
+        """Ask the process to stop (SIGTERM now, SIGKILL after :data:`GRACE_S` seconds)."""
+        if self.state in FINAL or self._cancel_at is not None:
+            return
+        self._cancel_at = time.monotonic()
+        self.message = "stopping ..."
+        try:
+            self.proc.terminate()
+        except OSError:
+            pass
+
+    def _signal(self, sig: int | None) -> None:
+        """SIGKILL the process group (POSIX) or kill the process; what has already exited is skipped."""
+        try:
+            if sig is not None:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.kill()
+        except OSError:
+            pass
+
+    def _finish(self, code: int) -> None:
+        self.returncode = code
+        if self._cancel_at is not None and os.name == "posix":
+            self._signal(signal.SIGKILL)  # anything left in its group (a worker whose parent just died)
+        self._log.close()
+        with self._lock:
+            summary, error = self.summary, self.error
+        if self._cancel_at is not None and summary is None:
+            self.state = CANCELLED
+            p = self.progress
+            done = f" after {p.get('files_done', 0)} of {p.get('files_total', 0)} files" if p else ""
+            self.message = (f"stopped{done}: every file is either untouched or fully tagged; "
+                            f"run again to continue")
+        elif summary is not None:
+            self.state = DONE
+            self.message = describe(summary)
+        else:
+            self.state = FAILED
+            self.message = error or self._stderr_tail() or f"asset2vec bulk-tag exited with code {code}"
+        shutil.rmtree(self._log_dir, ignore_errors=True)
+
+    def _stderr_tail(self, lines: int = 3) -> str:
+        """The last lines of the process's stderr (the reason it failed), without the tqdm noise."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        kept = [ln.strip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
+        errors = [ln for ln in kept if ln.startswith("asset2vec: error:")]
+        return errors[-1].removeprefix("asset2vec: error:").strip() if errors else " ".join(kept[-lines:])
+
+    @property
+    def report_html(self) -> str:
+        """Path of the report's index.html ("" until the run has finished with a summary)."""
+        return str((self.summary or {}).get("report", {}).get("html", ""))
+
+    @property
+    def failures(self) -> list[dict[str, str]]:
+        return list((self.summary or {}).get("failures", []))
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """One line about a finished run, from its summary object."""
+    verb = "would change" if summary.get("dry_run") else "wrote"
+    changed = (summary.get("files", 0) - summary.get("files_skipped", 0) - summary.get("files_failed", 0)
+               if summary.get("dry_run") else summary.get("files_written", 0))
+    return (f"{summary.get('files', 0)} files: {verb} {changed}, {summary.get('files_skipped', 0)} skipped, "
+            f"{summary.get('files_failed', 0)} failed; {summary.get('assets', 0)} assets, "
+            f"{summary.get('tags_added', 0)} tags {'proposed' if summary.get('dry_run') else 'added'}; "
+            f"{summary.get('seconds', 0):.0f} s")
+
+
+current: BulkJob | None = None
+
+
+def start(executable: str, req: BulkRequest) -> BulkJob:
+    """Start a bulk run (one at a time). Raises BulkJobError."""
+    global current
+    if current is not None and current.state not in FINAL:
+        raise BulkJobError("a bulk run is already going: wait for it or press Cancel")
+    current = BulkJob(executable, req)
+    return current
+
+
+def cancel() -> bool:
+    """Cancel the running job; False when none runs."""
+    if current is None or current.state in FINAL:
+        return False
+    current.request_cancel()
+    return True
+
+
+def pump(timeout: float = 120.0, interval: float = 0.05) -> BulkJob | None:
+    """Step the current job until it ends (what the timer does; for tests and headless use)."""
+    deadline = time.monotonic() + timeout
+    while current is not None and current.step():
+        if time.monotonic() > deadline:
+            current.request_cancel()
+            raise TimeoutError(f"the bulk run did not finish within {timeout:.0f} s")
+        time.sleep(interval)
+    return current
+
+
+def clear() -> None:
+    """Forget the last job, stopping it first if it still runs (add-on unregister)."""
+    global current
+    if current is not None and current.state not in FINAL:
+        current.request_cancel()
+        deadline = time.monotonic() + GRACE_S + 5.0
+        while current.step() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    current = None
+
+
+__all__ = ["BulkJob", "BulkJobError", "BulkRequest", "build_command", "cancel", "describe", "find_command",
+           "format_eta", "parse_line", "pump", "start"]

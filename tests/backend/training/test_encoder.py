@@ -1,0 +1,83 @@
+"""The instant encoder on a tiny real run: it learns its training assets' codes, is fast, and its codes are usable."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from backend.library.catalogue import Catalogue
+from backend.model.errors import ModelError
+from backend.training.data import find_bundles, read_bundles
+from backend.training.encoder import ENCODER_FILE, encode_bundles, load_encoder, train_encoder
+from backend.training.run import load_run
+
+
+@pytest.fixture(scope="module")
+def encoded(trained, library, tmp_path_factory):
+    """A copy of the shared run (so its folder stays as other tests expect) with a trained encoder."""
+    run_dir = tmp_path_factory.mktemp("encoder-run") / "run"
+    shutil.copytree(trained[0], run_dir)
+    summary = train_encoder(run_dir, library, minutes=1.0, steps=300, show_progress=False)
+    return run_dir, summary
+
+
+def test_encoder_codes_land_nearest_their_own_asset(encoded, library) -> None:
+    run_dir, summary = encoded
+    assert summary.path == run_dir / ENCODER_FILE and summary.path.is_file()
+    assert summary.steps == 300 and np.isfinite(summary.loss)
+    run = load_run(run_dir)
+    bundles = read_bundles(find_bundles(library))
+    shape, texture = encode_bundles(run, bundles)
+    assert shape.shape == (len(bundles), 32) and texture.shape == (len(bundles), 32)
+    learned = np.concatenate([run.shape_codes, run.texture_codes], axis=1)
+    got = np.concatenate([shape, texture], axis=1)
+    order = [run.index(b.asset.name) for b in bundles]
+    d = ((got[:, None, :] - learned[None, order, :]) ** 2).sum(-1)  # [bundle, asset in bundle order]
+    own = np.diag(d)
+    others = np.where(np.eye(len(d), dtype=bool), np.inf, d).min(1)
+    assert (own < others).all(), f"own-code distances {own} vs nearest other {others}"
+    assert summary.nearest_own == 1.0
+
+
+def test_encode_time_for_one_bundle(encoded, library) -> None:
+    run_dir, _ = encoded
+    path = find_bundles(library)[0]
+    encode_bundles(run_dir, [path])  # loads and caches the encoder
+    t0 = time.perf_counter()
+    shape, _ = encode_bundles(run_dir, [path])
+    seconds = time.perf_counter() - t0
+    print(f"\nencode one bundle (read + decode 18 views + forward): {seconds * 1000:.0f} ms")
+    assert shape.shape == (1, 32)
+
+
+def test_encoder_codes_go_into_the_catalogue_and_seed_inversion(encoded, library, tmp_path) -> None:
+    run_dir, _ = encoded
+    run = load_run(run_dir)
+    bundles = read_bundles(find_bundles(library))[:2]
+    shape, texture = encode_bundles(run, bundles)
+    with Catalogue(tmp_path / "c.sqlite") as cat:
+        ids = [cat.upsert_asset(b.asset) for b in bundles]
+        cat.set_codes(run.model_id, {i: (s, t, None) for i, s, t in zip(ids, shape, texture, strict=True)},
+                      source="encoder")
+        table = cat.codes(run.model_id)
+        assert np.allclose(table.shape[table.index_of(bundles[0].asset.name)], shape[0], atol=1e-6)
+    init = np.concatenate([shape, texture], axis=1)
+    refined = run.invert(bundles, steps=5, init=init)
+    assert len(refined) == 2 and all(np.isfinite(r.psnr) for r in refined)
+    # Five small steps from the encoder's code stay near it; from the default start they would start at the mean.
+    moved = np.abs(np.concatenate([refined[0].shape, refined[0].texture]) - init[0]).max()
+    mean_gap = np.abs(init[0] - np.concatenate([run.shape_codes, run.texture_codes], axis=1).mean(0)).max()
+    assert moved < mean_gap
+    with pytest.raises(ModelError, match="init codes must be"):
+        run.invert(bundles, steps=1, init=init[:1])
+
+
+def test_missing_encoder_is_a_clear_error(trained, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained[0], run_dir)
+    (run_dir / ENCODER_FILE).unlink(missing_ok=True)
+    with pytest.raises(ModelError, match="no instant encoder"):
+        load_encoder(run_dir)
