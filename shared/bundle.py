@@ -23,7 +23,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rig
+from .atomic import atomic_write
 
 BUNDLE_VERSION = 1
 TRANSFORMS = "transforms.json"
@@ -156,7 +156,7 @@ def write_transforms(folder: str | os.PathLike[str], image_size: int, asset: Ass
     """
     folder = Path(folder)
     bundle = Bundle(image_size=image_size, frames=rig_frames(), asset=asset)
-    _atomic_write(folder / TRANSFORMS, json.dumps(bundle.transforms(), indent=1).encode())
+    atomic_write(folder / TRANSFORMS, json.dumps(bundle.transforms(), indent=1).encode())
     return folder / TRANSFORMS
 
 
@@ -167,7 +167,7 @@ def write_archive(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
         zf.writestr(TRANSFORMS, json.dumps(bundle.transforms(), indent=1))
         for i, fr in enumerate(bundle.frames):
             zf.writestr(fr.file_path, bundle.image_bytes(i))
-    _atomic_write(Path(path), buf.getvalue())
+    atomic_write(Path(path), buf.getvalue())
     return Path(path)
 
 
@@ -357,18 +357,3 @@ def _vector(v: Any, n: int, name: str) -> tuple[float, ...]:
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

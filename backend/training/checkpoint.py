@@ -7,14 +7,13 @@ the asset names, a model id (uuid, stable across resumes) and a format version.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from backend.model.errors import ModelError
+from shared.atomic import atomic_file
 
 FORMAT_VERSION = 1
 CHECKPOINT = "checkpoint.pt"
@@ -23,18 +22,8 @@ REQUIRED = ("format_version", "model_id", "preset", "config", "names", "field", 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: a kill at any moment leaves the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        torch.save({"format_version": FORMAT_VERSION, **state}, f)
 
 
 def load_checkpoint(path: Path, expected_preset: str | None = None, map_location: Any = "cpu") -> dict[str, Any]:

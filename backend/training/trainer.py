@@ -238,7 +238,7 @@ def train(
             elapsed += dt
             run_seconds += dt
             run_samples += samples_per_step
-            if step % 10 == 0 or step == 1:
+            if step % 10 == 0 or step == 1 or step == stop:  # the last step of a session too
                 history.append([step, loss_v, psnr_v])
                 bar.set_postfix(loss=f"{loss_v:.4f}", psnr=f"{psnr_v:.1f}dB")
             bar.update(1)
