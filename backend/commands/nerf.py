@@ -1,10 +1,12 @@
-"""``asset2vec train | embed | render | codes``: the NeRF engine from the command line (thin over plain functions)."""
+"""``asset2vec train | embed | train-encoder | render | codes``: the NeRF engine from the command line (thin over plain functions)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
 from pathlib import Path
 
 from backend.cli import CommandError
@@ -26,8 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, required=True, help="trained run folder")
     p.add_argument("--out", type=Path, default=None, help="write the codes to this JSON file")
     p.add_argument("--steps", type=int, default=None, help="inversion steps (default: the preset's)")
+    p.add_argument("--encoder", action="store_true",
+                   help="instant codes from the run's encoder (train it with `asset2vec train-encoder`)")
+    p.add_argument("--refine", action="store_true", help="with --encoder: refine its codes by inversion")
     _device_args(p)
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("train-encoder", help="train the run's instant encoder (18 views -> code in milliseconds)")
+    p.add_argument("bundles", type=Path, help="the bundle folder the run was trained on")
+    p.add_argument("--run", type=Path, required=True, help="trained run folder (encoder.pt is written into it)")
+    p.add_argument("--minutes", type=float, default=2.0, help="training time (default 2)")
+    p.add_argument("--steps", type=int, default=None, help="stop after this many steps instead")
+    _device_args(p)
+    p.set_defaults(func=cmd_train_encoder)
 
     p = sub.add_parser("render", help="render the shape of one asset with the texture of another")
     p.add_argument("--run", type=Path, required=True, help="trained run folder")
@@ -84,9 +97,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     _setup(args)
+    import numpy as np
     from tqdm import tqdm
 
     from backend.training.data import read_bundles
+    from backend.training.inversion import InversionResult
     from backend.training.run import load_run
 
     try:
@@ -99,7 +114,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(msg)
                 bar.refresh()
 
-            results = run.invert(bundles, args.steps, progress=progress)
+            if args.refine and not args.encoder:
+                raise CommandError("--refine refines the encoder's codes: pass --encoder too")
+            if args.encoder:
+                from backend.training.encoder import encode_bundles
+
+                t0 = time.perf_counter()
+                shape, texture = encode_bundles(run, bundles)
+                seconds = (time.perf_counter() - t0) / len(bundles)
+                if args.refine:
+                    init = np.concatenate([shape, texture], axis=1)
+                    results = run.invert(bundles, args.steps, progress=progress, init=init)
+                else:
+                    results = [InversionResult(shape=a, texture=b, psnr=float("nan"), seconds=seconds)
+                               for a, b in zip(shape, texture, strict=True)]
+            else:
+                results = run.invert(bundles, args.steps, progress=progress)
     except _errors() as e:
         raise CommandError(str(e)) from None
     out = {
@@ -109,20 +139,34 @@ def cmd_embed(args: argparse.Namespace) -> int:
                 "name": b.asset.name,
                 "shape": [round(float(x), 6) for x in r.shape],
                 "texture": [round(float(x), 6) for x in r.texture],
-                "psnr": round(r.psnr, 3),
+                "psnr": None if math.isnan(r.psnr) else round(r.psnr, 3),  # None: an encoder code, not fitted
                 "seconds": round(r.seconds, 3),
             }
             for b, r in zip(bundles, results, strict=True)
         ],
     }
     for a in out["assets"]:
-        print(f"{a['name']}: {a['psnr']:.2f} dB in {a['seconds']:.1f} s")
+        quality = "instant encoder code" if a["psnr"] is None else f"{a['psnr']:.2f} dB"
+        print(f"{a['name']}: {quality} in {a['seconds']:.3f} s")
         print(f"  shape   {' '.join(f'{x:+.3f}' for x in a['shape'])}")
         print(f"  texture {' '.join(f'{x:+.3f}' for x in a['texture'])}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1))
         print(f"codes written to {args.out}")
+    return 0
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> int:
+    _setup(args)
+    from backend.training.encoder import train_encoder
+
+    try:
+        summary = train_encoder(args.run, args.bundles, minutes=args.minutes, steps=args.steps)
+    except _errors() as e:
+        raise CommandError(str(e)) from None
+    print(f"encoder trained for {summary.steps} steps in {summary.seconds:.0f} s (loss {summary.loss:.4f}); "
+          f"{summary.nearest_own:.0%} of training assets' codes land nearest their own -> {summary.path}")
     return 0
 
 

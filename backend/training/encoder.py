@@ -217,7 +217,7 @@ def load_encoder(run_dir: str | Path, model_id: str | None = None) -> Encoder:
     path = Path(run_dir) / ENCODER_FILE
     if not path.is_file():
         raise ModelError(f"{run_dir}: this run has no instant encoder ({ENCODER_FILE}); train one with "
-                         "backend.training.encoder.train_encoder(run_dir, bundles_dir)")
+                         "`asset2vec train-encoder BUNDLES --run RUN_DIR`")
     mtime = path.stat().st_mtime
     hit = _CACHE.get(str(path))
     if hit and hit[0] == mtime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -81,3 +82,29 @@ def test_missing_encoder_is_a_clear_error(trained, tmp_path) -> None:
     (run_dir / ENCODER_FILE).unlink(missing_ok=True)
     with pytest.raises(ModelError, match="no instant encoder"):
         load_encoder(run_dir)
+
+
+def test_cli_train_encoder_then_instant_and_refined_embed(trained, library, tmp_path, capsys) -> None:
+    from backend.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained[0], run_dir)
+    (run_dir / ENCODER_FILE).unlink(missing_ok=True)
+    bundle_dirs = [str(p) for p in find_bundles(library)[:2]]
+    assert main(["embed", *bundle_dirs, "--run", str(run_dir), "--encoder"]) == 2
+    assert "no instant encoder" in capsys.readouterr().err
+    assert main(["train-encoder", str(library), "--run", str(run_dir), "--steps", "40"]) == 0
+    assert (run_dir / ENCODER_FILE).is_file()
+    out_json = tmp_path / "codes.json"
+    assert main(["embed", *bundle_dirs, "--run", str(run_dir), "--encoder", "--out", str(out_json)]) == 0
+    assert "instant encoder code" in capsys.readouterr().out
+    instant_assets = json.loads(out_json.read_text())["assets"]  # strict JSON: no NaN for the missing PSNR
+    assert all(a["psnr"] is None for a in instant_assets)
+    instant = [a["shape"] + a["texture"] for a in instant_assets]
+    assert main(["embed", *bundle_dirs, "--run", str(run_dir), "--encoder", "--refine", "--steps", "3",
+                 "--out", str(out_json)]) == 0
+    refined = json.loads(out_json.read_text())["assets"]
+    assert all(a["psnr"] is not None and np.isfinite(a["psnr"]) for a in refined)
+    assert np.abs(np.array([a["shape"] + a["texture"] for a in refined]) - np.array(instant)).max() > 0
+    assert main(["embed", *bundle_dirs, "--run", str(run_dir), "--refine"]) == 2
+    assert "pass --encoder too" in capsys.readouterr().err
