@@ -66,7 +66,22 @@ def pins() -> dict:
 
 
 def ensure_venv() -> None:
-    """Create or reuse ``.venv``; (re)install only when the pins changed or the install is broken."""
+    """Create or reuse ``.venv``; (re)install only when the pins changed or the install is broken.
+
+    Holds a lock while it looks and installs, so two commands started together (tests and demo)
+    never install into, or rebuild, the same venv at once.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; run one build.py command at a time there
+        _ensure_venv_locked()
+        return
+    with open(ROOT / ".venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _ensure_venv_locked()
+
+
+def _ensure_venv_locked() -> None:
     want = pins()
     if STAMP.is_file() and VENV_PY.exists():
         have = json.loads(STAMP.read_text())
@@ -74,16 +89,25 @@ def ensure_venv() -> None:
             log(f"reusing {VENV.relative_to(ROOT)} (pins unchanged)")
             return
         log("pins changed or install incomplete: updating the venv")
-    else:
+    if not _venv_python_ok():
         log(f"creating {VENV.relative_to(ROOT)} with {find_python()} (first run downloads several GB)")
         if VENV.exists():
-            shutil.rmtree(VENV)
+            shutil.rmtree(VENV)  # only a venv whose interpreter is missing or of another Python version
         run([find_python(), "-m", "venv", str(VENV)])
     STAMP.unlink(missing_ok=True)  # written only after a complete install
     run([str(VENV_PY), "-m", "pip", "install", "--upgrade", "pip"])
     run([str(VENV_PY), "-m", "pip", "install", "-e", f"{ROOT}[dev]"])
     STAMP.write_text(json.dumps(want, indent=1))
     log("venv ready")
+
+
+def _venv_python_ok() -> bool:
+    """The venv's interpreter exists and is the required Python version (pip can then repair the rest)."""
+    if not VENV_PY.exists():
+        return False
+    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
+    out = subprocess.run([str(VENV_PY), "-c", probe], capture_output=True, text=True)
+    return out.returncode == 0 and out.stdout.strip() == f"{PY_VERSION[0]}.{PY_VERSION[1]}"
 
 
 def _project_importable() -> bool:
