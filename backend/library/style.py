@@ -100,8 +100,14 @@ def save_grid(
 
 
 def _fit(text: str, width_px: int) -> str:
-    """Trim a label to roughly fit ``width_px`` with Pillow's default 6 px-wide font."""
+    """Trim a label to roughly fit ``width_px`` with Pillow's default 6 px-wide font.
+
+    Catalogue names are ``<file>/<asset>``: when the whole name does not fit, the asset part is what tells
+    the rows apart, so the file part goes first.
+    """
     n = max(1, width_px // 6)
+    if len(text) > n and "/" in text:
+        text = text.rsplit("/", 1)[1]
     return text if len(text) <= n else text[: max(1, n - 1)] + "~"
 
 
