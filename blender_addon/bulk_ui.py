@@ -14,7 +14,7 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import bulk_job, preferences
+from . import bulk_job, embed_job, preferences
 from .panels import _Asset2VecPanel, _wrap
 
 TIMER_INTERVAL = 0.25
@@ -93,16 +93,8 @@ def _tick() -> float | None:
     """The ``bpy.app.timers`` callback: check on the job, redraw the sidebar, come back while it runs."""
     job = bulk_job.current
     running = job is not None and job.step()
-    _redraw()
+    embed_job.redraw_sidebar()
     return TIMER_INTERVAL if running else None
-
-
-def _redraw() -> None:
-    wm = getattr(bpy.context, "window_manager", None)
-    for window in getattr(wm, "windows", []):
-        for area in window.screen.areas:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
 
 
 class ASSET2VEC_OT_bulk_tag(bpy.types.Operator):

@@ -342,11 +342,12 @@ def pump(timeout: float = 120.0, interval: float = 0.05) -> EmbedJob | None:
 def _tick() -> float | None:
     """The ``bpy.app.timers`` callback: one step, redraw the sidebar, come back while running."""
     running = current is not None and current.step()
-    _redraw()
+    redraw_sidebar()
     return TIMER_INTERVAL if running else None
 
 
-def _redraw() -> None:
+def redraw_sidebar() -> None:
+    """Ask Blender to redraw the 3D viewports (the sidebar) and the preferences window."""
     wm = getattr(bpy.context, "window_manager", None)
     for window in getattr(wm, "windows", []):
         for area in window.screen.areas:
