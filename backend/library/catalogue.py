@@ -89,6 +89,23 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (asset_id, model_id, space, rank)
     );
     """,
+    # 2: the tag review queue's answers (kept apart from the artist rows that re-embedding replaces),
+    # and the history of active models (what "restore the previous model" goes back to).
+    """
+    CREATE TABLE reviews (
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        accepted INTEGER NOT NULL CHECK (accepted IN (0, 1)),
+        answered TEXT NOT NULL,
+        PRIMARY KEY (asset_id, tag)
+    );
+    CREATE TABLE activations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        model_id TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    ALTER TABLE models ADD COLUMN info TEXT NOT NULL DEFAULT '{}';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -277,8 +294,9 @@ class Catalogue:
 
     # -- models -------------------------------------------------------------------------------
 
-    def register_model(self, model_id: str, preset: str = "", active: bool = True) -> None:
-        """Record a model; ``active`` makes it the (only) active one."""
+    def register_model(self, model_id: str, preset: str = "", active: bool = True,
+                       info: Mapping[str, Any] | None = None) -> None:
+        """Record a model; ``active`` makes it the (only) active one; ``info`` is stored as JSON (merged)."""
         if not model_id:
             raise LibraryError("a model id must be a non-empty string")
         with self.transaction() as db:
@@ -288,16 +306,48 @@ class Catalogue:
                 "THEN excluded.preset ELSE models.preset END",
                 (model_id, preset, _now()),
             )
+            if info:
+                old = json.loads(db.execute("SELECT info FROM models WHERE model_id = ?", (model_id,)).fetchone()[0])
+                db.execute("UPDATE models SET info = ? WHERE model_id = ?", (json.dumps({**old, **info}), model_id))
             if active:
-                db.execute("UPDATE models SET active = (model_id = ?)", (model_id,))
+                self._activate(db, model_id)
+
+    def activate_model(self, model_id: str) -> None:
+        """Make a registered model the active one (one transaction: readers see the old or the new one)."""
+        with self.transaction() as db:
+            if not db.execute("SELECT 1 FROM models WHERE model_id = ?", (model_id,)).fetchone():
+                known = ", ".join(m["model_id"] for m in self.models()) or "none"
+                raise LibraryError(f"no model {model_id!r} in {self.path} (known: {known})")
+            self._activate(db, model_id)
+
+    @staticmethod
+    def _activate(db: sqlite3.Connection, model_id: str) -> None:
+        current = db.execute("SELECT model_id FROM models WHERE active = 1").fetchone()
+        db.execute("UPDATE models SET active = (model_id = ?)", (model_id,))
+        if current is None or current[0] != model_id:
+            db.execute("INSERT INTO activations(model_id, at) VALUES (?, ?)", (model_id, _now()))
+
+    def activation_history(self) -> list[dict[str, str]]:
+        """Every switch of the active model, oldest first: ``[{"model_id", "at"}]``."""
+        return [dict(model_id=r[0], at=r[1]) for r in self._query("SELECT model_id, at FROM activations ORDER BY seq")]
+
+    def previous_model(self) -> str | None:
+        """The model that was active before the current one (still registered), or None."""
+        current = self.active_model()
+        known = {m["model_id"] for m in self.models()}
+        for entry in reversed(self.activation_history()):
+            if entry["model_id"] != current and entry["model_id"] in known:
+                return entry["model_id"]
+        return None
 
     def models(self) -> list[dict[str, Any]]:
-        """All models with their number of codes."""
+        """All models with their number of codes and stored ``info``."""
         rows = self._query(
-            "SELECT m.model_id, m.preset, m.created, m.active, COUNT(c.asset_id) FROM models m "
+            "SELECT m.model_id, m.preset, m.created, m.active, COUNT(c.asset_id), m.info FROM models m "
             "LEFT JOIN codes c ON c.model_id = m.model_id GROUP BY m.model_id ORDER BY m.created"
         )
-        return [dict(model_id=r[0], preset=r[1], created=r[2], active=bool(r[3]), codes=r[4]) for r in rows]
+        return [dict(model_id=r[0], preset=r[1], created=r[2], active=bool(r[3]), codes=r[4], info=json.loads(r[5]))
+                for r in rows]
 
     def active_model(self) -> str | None:
         rows = self._query("SELECT model_id FROM models WHERE active = 1")
@@ -555,11 +605,14 @@ def import_run(
     run: Any,
     thumbnails: Mapping[str, bytes] | None = None,
     source: str = "training",
+    activate: bool = True,
 ) -> CodeTable:
     """Fill the catalogue from a trained run: assets, their training codes and the artists' tags.
 
     ``run`` is a :class:`backend.training.run.TrainedRun` (fields ``model_id``, ``preset``, ``names``,
     ``shape_codes [N, D]``, ``texture_codes [N, D]``, ``assets``). One transaction: all or nothing.
+    ``activate=False`` stores the codes without making the model the active one (a retrain that
+    switches later).
     """
     names = list(run.names)
     if not names:
@@ -567,7 +620,7 @@ def import_run(
     infos = {a.name: a for a in run.assets}
     thumbnails = thumbnails or {}
     with catalogue.transaction():
-        catalogue.register_model(run.model_id, preset=getattr(run, "preset", ""), active=True)
+        catalogue.register_model(run.model_id, preset=getattr(run, "preset", ""), active=activate)
         ids = {}
         for name in names:
             info = infos.get(name) or AssetInfo(name=name)

@@ -240,3 +240,18 @@ def test_kill_during_batch_is_all_or_nothing(tmp_path: Path) -> None:
         assert by_family["batch3"] == 400
         table = cat.codes("m")
         assert len(table) == sum(by_family.values()) and np.all(np.isfinite(table.shape))
+
+
+def test_activation_history_and_restore(tmp_path: Path) -> None:
+    """Switching models is recorded; the previous model is what a restore goes back to."""
+    cat = Catalogue(tmp_path / "c.sqlite")
+    cat.register_model("m1", "cpu-small", info={"generic": True})
+    cat.register_model("m2", "cpu-small", active=False, info={"trained_on": 3})
+    assert cat.active_model() == "m1" and cat.previous_model() is None
+    cat.activate_model("m2")
+    assert cat.active_model() == "m2" and cat.previous_model() == "m1"
+    assert [h["model_id"] for h in cat.activation_history()] == ["m1", "m2"]
+    assert {m["model_id"]: m["info"] for m in cat.models()} == {"m1": {"generic": True}, "m2": {"trained_on": 3}}
+    with pytest.raises(LibraryError, match="no model 'm3'"):
+        cat.activate_model("m3")
+    assert cat.active_model() == "m2"

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from backend.cli import main
-from backend.library.catalogue import Catalogue
+from backend.library.catalogue import SCHEMA_VERSION, Catalogue
 from shared.bundle import AssetInfo
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -45,7 +45,7 @@ def test_catalogue_similar_tags(run_dir: Path, capsys) -> None:
     code, out, err = cli(capsys, "catalogue", "info", "--run", run_dir, "--json")
     assert code == 0 and "importing the run's 8 training codes" in err
     info = json.loads(out)
-    assert info["assets"] == 8 and info["models"][0]["codes"] == 8 and info["schema_version"] == 1
+    assert info["assets"] == 8 and info["models"][0]["codes"] == 8 and info["schema_version"] == SCHEMA_VERSION
 
     code, out, _ = cli(capsys, "similar", "ball_red", "--run", run_dir, "--space", "texture", "-k", "3", "--json")
     got = json.loads(out)
