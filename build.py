@@ -7,6 +7,8 @@
 
 Set-up creates ``.venv`` in the repository (Python 3.11) and installs the pinned stack and this
 project into it. The venv is reused as long as the pins in ``pyproject.toml`` are unchanged.
+``demo`` and ``test`` then build the starter model (``asset2vec starter-model``, a few minutes the
+first time) unless it was already built from ``backend/starter/recipe.json`` as it is now.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -27,6 +30,9 @@ VENV = ROOT / ".venv"
 STAMP = VENV / "asset2vec-pins.json"
 PY_VERSION = (3, 11)
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+#: The starter model's recipe (committed) and where ``asset2vec starter-model`` builds it (ignored by git).
+STARTER_RECIPE = ROOT / "backend" / "starter" / "recipe.json"
+STARTER_MODEL = ROOT / "backend" / "starter" / "model"
 VENV_PY = BIN / "python"
 #: Wheels the add-on needs inside Blender (which ships numpy but not these).
 ADDON_WHEELS = ("zeroconf", "ifaddr")
@@ -131,16 +137,57 @@ def venv_env() -> dict[str, str]:
     return env
 
 
+def starter_recipe_digest() -> str:
+    """sha256 of the starter recipe's canonical JSON: ``backend.lifecycle.starter.recipe_digest`` (a test checks)."""
+    recipe = json.loads(STARTER_RECIPE.read_text())
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def ensure_starter_model() -> None:
+    """Build the starter model into ``backend/starter/model`` unless it was built from the current recipe.
+
+    Locked like the venv, so ``test`` and ``demo`` started together never build it twice at once.
+    """
+    lock_dir = ROOT / ".cache"
+    lock_dir.mkdir(exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks
+        _ensure_starter_locked()
+        return
+    with open(lock_dir / "starter.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _ensure_starter_locked()
+
+
+def _ensure_starter_locked() -> None:
+    want = starter_recipe_digest()
+    try:
+        have = json.loads((STARTER_MODEL / "MANIFEST.json").read_text()).get("recipe_digest")
+    except (OSError, ValueError):
+        have = None
+    if have == want and (STARTER_MODEL / "checkpoint.pt").is_file():
+        log(f"starter model up to date ({STARTER_MODEL.relative_to(ROOT)}, recipe {want[:12]})")
+        return
+    log(f"building the starter model: asset2vec starter-model -> {STARTER_MODEL.relative_to(ROOT)} "
+        f"({'first build' if have is None else 'recipe changed'}; a few minutes, cached steps are skipped)")
+    t0 = time.perf_counter()
+    run([str(BIN / "asset2vec"), "starter-model"], cwd=ROOT, env=venv_env())
+    log(f"starter model built in {time.perf_counter() - t0:.0f} s")
+
+
 def cmd_test(args: argparse.Namespace) -> None:
     ensure_venv()
     log("ruff check")
     run([str(BIN / "ruff"), "check", "."], cwd=ROOT, env=venv_env())
+    ensure_starter_model()  # the tests load it
     log("pytest")
     run([str(VENV_PY), "-m", "pytest", "-q", *args.pytest_args], cwd=ROOT, env=venv_env())
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     ensure_venv()
+    ensure_starter_model()
     out = Path(args.out).resolve()
     run([str(BIN / "asset2vec"), "demo", "--out", str(out)], cwd=ROOT, env=venv_env())
 

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: Modules under backend.commands that contribute subcommands via ``register(subparsers)``.
-COMMAND_MODULES = ("blender", "demo", "service", "nerf", "library", "bulk")
+COMMAND_MODULES = ("blender", "demo", "service", "nerf", "library", "bulk", "lifecycle", "starter")
 
 
 class CommandError(Exception):

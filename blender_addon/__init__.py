@@ -9,7 +9,7 @@ import importlib
 
 #: Submodules with Blender classes; each exposes ``classes`` (registered in order) and may
 #: define ``register()``/``unregister()`` hooks for extra set-up (properties, handlers).
-_UI_MODULES = ("properties", "preferences", "operators", "panels", "bulk_ui")
+_UI_MODULES = ("properties", "preferences", "operators", "panels", "library_ui", "review_ui", "bulk_ui")
 
 
 def _modules():

@@ -9,6 +9,8 @@ update the add-on, capture smaller views...).
     client.info()                                   # {"api_version", "model_id", "preset", "device", ...}
     result = client.embed(zip_bytes, progress_cb=lambda f, msg: ..., cancel=threading.Event())
     client.neighbours("chair_03", space="shape", k=10)
+    job_id = client.start_index("/studio/library")  # build a model from a library folder (background job)
+    client.models(); client.restore_model()         # the backend's models; switch back to the previous one
     png = client.thumbnail("chair_03")
     discover(timeout=2.0)                           # [(name, url, txt), ...] of backends on the network
 """
@@ -169,6 +171,28 @@ class Client:
         """Run a training job on the backend and return its report."""
         return self.wait(self.start_train(what), progress_cb, cancel)
 
+    def start_index(self, folder: str) -> str:
+        """Build a new model from the library ``folder`` (a path on the backend's machine) in the background:
+        capture, train, embed, tags, neighbours; the backend switches to it when done. Returns the job id."""
+        self._ensure_checked()
+        body = json.dumps({"folder": folder}).encode()
+        return str(self._call_json("POST", "/index", body=body, content_type="application/json")["job"])
+
+    def start_retrain(self) -> str:
+        """Retrain the decoder on every asset the backend has stored, in the background; returns the job id."""
+        return self.start_train("decoder")
+
+    def models(self) -> dict[str, Any]:
+        """The backend's models: ``{"active": id, "models": [{"model_id", "created", "active", "codes", "info"}]}``."""
+        self._ensure_checked()
+        return self._call_json("GET", "/models")
+
+    def restore_model(self, model_id: str | None = None) -> dict[str, Any]:
+        """Switch the backend back to ``model_id`` (None: the previously active model); returns the new info."""
+        self._ensure_checked()
+        body = json.dumps({"model_id": model_id} if model_id else {}).encode()
+        return self._call_json("POST", "/models/restore", body=body, content_type="application/json")
+
     def neighbours(self, name: str, space: str = "both", k: int = 10) -> dict[str, Any]:
         """The ``k`` nearest assets to ``name`` in ``shape``, ``texture`` or ``both`` spaces."""
         self._ensure_checked()
@@ -179,6 +203,19 @@ class Client:
         """The PNG thumbnail of a catalogued asset."""
         self._ensure_checked()
         return self._call("GET", f"/assets/{quote(name, safe='')}/thumbnail")[1]
+
+    def review_queue(self, limit: int = 10) -> dict[str, Any]:
+        """The tag predictions the backend is least sure of: ``{"items": [{"name", "tag", "probability",
+        "source_file", "asset_name", "thumbnail_url"}], "message"}`` (``message`` says why it is empty)."""
+        self._ensure_checked()
+        return self._call_json("GET", f"/review?{urlencode({'limit': limit})}")
+
+    def review_answer(self, name: str, tag: str, accept: bool, limit: int = 10) -> dict[str, Any]:
+        """Answer one review question; the backend stores it, retrains its tag classifiers and returns
+        the asset's new ``probability`` for the tag, a ``message`` and the next ``queue`` items."""
+        self._ensure_checked()
+        body = json.dumps({"name": name, "tag": tag, "accept": bool(accept), "limit": limit}).encode()
+        return self._call_json("POST", "/review", body=body, content_type="application/json")
 
     # -- plumbing ----------------------------------------------------------------------------
 

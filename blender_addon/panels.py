@@ -18,6 +18,8 @@ from .operators import active_target
 #: Predicted tags less likely than this are only counted, not listed (the list stays short).
 MIN_SHOWN_PROBABILITY = 0.05
 _TAG_ICONS = {"added": "CHECKMARK", "artist": "USER", "rejected": "X", "proposed": "QUESTION"}
+#: Shown while the backend has no tag to predict (its info has ``tags_help``): how tags start, in sidebar-short lines.
+NO_TAGS_LINES = ("No tags yet. Tags start two ways:", "review a few (Review Tags), or", "asset2vec tags import FILE.csv")
 
 
 def _target(context: Any) -> Any:
@@ -40,6 +42,10 @@ def draw_backend(context: Any, layout: Any) -> None:
         row.label(text=f"Model {info.get('model_id', '?')} ({info.get('device', '?')})", icon="LINKED")
         if info.get("generic"):
             layout.label(text="Generic model: not trained on your library", icon="INFO")
+        if info.get("tags_help") and not info.get("tags"):
+            col = layout.column(align=True)
+            for i, line in enumerate(NO_TAGS_LINES):
+                col.label(text=line, icon="INFO" if i == 0 else "BLANK1")
     else:
         row.label(text=url, icon="UNLINKED")
     row.operator("asset2vec.check_backend", text="", icon="FILE_REFRESH")

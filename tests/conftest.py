@@ -28,6 +28,8 @@ atexit.register(shutil.rmtree, _BLENDER_HOME, ignore_errors=True)
 for _var, _sub in (("BLENDER_USER_CONFIG", "config"), ("BLENDER_USER_SCRIPTS", "scripts"),
                    ("BLENDER_USER_EXTENSIONS", "extensions"), ("BLENDER_USER_DATAFILES", "datafiles")):
     os.environ[_var] = os.path.join(_BLENDER_HOME, _sub)  # always: never the developer's own folders
+# The backend's library home: never the developer's ~/.asset2vec.
+os.environ["ASSET2VEC_HOME"] = os.path.join(_BLENDER_HOME, "asset2vec-home")
 # Test clients talk to servers on this machine; a developer's proxy settings must not intercept them.
 for _var in ("NO_PROXY", "no_proxy"):
     os.environ[_var] = "127.0.0.1,localhost"

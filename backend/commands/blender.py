@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -129,63 +131,112 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def cmd_capture(args: argparse.Namespace) -> int:
+@dataclass
+class CaptureSummary:
+    """What :func:`capture_library` did: counts and one message per failed file or asset."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def capture_library(
+    src: Path,
+    out: Path,
+    size: int = 128,
+    samples: int = 16,
+    device: str = "AUTO",
+    force: bool = False,
+    asset: str | None = None,
+    on_file: Callable[[Path], None] | None = None,
+    on_asset: Callable[[int, int], None] | None = None,
+    skip_files: Collection[str] = (),
+) -> CaptureSummary:
+    """Capture every marked asset of a .blend file, or of every .blend under a folder, into ``out``.
+
+    Assets whose bundle is up to date (same content hash and name) are skipped, so a second call
+    continues an interrupted one. ``on_file(path)`` is called before a file is opened (a pipeline
+    records it to notice a file that crashes Blender); ``on_asset(done, total)`` after each asset.
+    ``skip_files`` are paths not to open (reported as failed).
+    """
     from blender_addon.capture import CaptureError, capture_asset, evaluated_parts
     from blender_addon.content_hash import hash_parts
     from shared.bundle import BundleError, read_bundle
     from shared.naming import asset_key
 
-    src, out = Path(args.blend), Path(args.out)
     if src.is_dir():
-        blends = sorted(p for p in src.rglob("*.blend") if not p.name.startswith("."))
+        blends = sorted(p for p in src.rglob("*.blend") if not any(part.startswith(".") for part in
+                                                                    p.relative_to(src).parts))
         if not blends:
             raise CommandError(f"no .blend files under {src}")
     else:
         blends = [src]
-    done = skipped = 0
-    failed: list[str] = []
-    bar = None  # created after the first file opens, so an early error prints alone
-    try:
-        for blend in blends:
+    summary = CaptureSummary()
+    count = total = 0
+    for blend in blends:
+        if str(blend) in skip_files:
+            summary.failed.append(f"{blend}: skipped, Blender crashed on it before")
+            continue
+        if on_file is not None:
+            on_file(blend)
+        try:
+            open_blend(blend)
+        except CommandError as e:
+            if len(blends) == 1:
+                raise
+            summary.failed.append(str(e))
+            continue
+        targets = marked_assets(asset)
+        if not targets and len(blends) == 1:
+            raise CommandError(f"{blend} has no marked assets: mark some (Mark as Asset) or pass --asset NAME")
+        total += len(targets)
+        for target in targets:
+            folder = out / (f"{blend.stem}__{_safe(target.name)}" if src.is_dir() else _safe(target.name))
+            # Names unique across the files of a folder (one file: the bare name).
+            name = asset_key(str(blend), target.name, root=str(src)) if src.is_dir() else target.name
             try:
-                open_blend(blend)
-            except CommandError as e:
-                if len(blends) == 1:
-                    raise
-                failed.append(str(e))
-                continue
-            targets = marked_assets(args.asset)
-            if not targets and len(blends) == 1:
-                raise CommandError(f"{blend} has no marked assets: mark some (Mark as Asset) or pass --asset NAME")
-            bar = bar or _progress(0, "capture", "asset")
-            bar.total += len(targets)
-            bar.refresh()
-            for target in targets:
-                folder = out / (f"{blend.stem}__{_safe(target.name)}" if src.is_dir() else _safe(target.name))
-                # Names unique across the files of a folder (one file: the bare name).
-                name = asset_key(str(blend), target.name, root=str(src)) if src.is_dir() else target.name
-                try:
-                    if not args.force and (folder / "transforms.json").is_file():
-                        with evaluated_parts(target) as parts:
-                            current = hash_parts(parts)
-                        try:
-                            old = read_bundle(folder, expected_size=args.size).asset
-                            if old.content_hash == current and old.name == name:
-                                skipped += 1
-                                bar.update(1)
-                                continue
-                        except BundleError:
-                            pass  # incomplete or stale: render again
-                    capture_asset(target, folder, size=args.size, samples=args.samples, device=args.device,
-                                  category=asset_category(target, blend), source_blend=str(blend.resolve()),
-                                  name=name)
-                    done += 1
-                except CaptureError as e:
-                    failed.append(f"{blend.name}: {e}")
-                bar.update(1)
+                if not force and (folder / "transforms.json").is_file():
+                    with evaluated_parts(target) as parts:
+                        current = hash_parts(parts)
+                    try:
+                        old = read_bundle(folder, expected_size=size).asset
+                        if old.content_hash == current and old.name == name:
+                            summary.skipped += 1
+                            count += 1
+                            if on_asset is not None:
+                                on_asset(count, total)
+                            continue
+                    except BundleError:
+                        pass  # incomplete or stale: render again
+                capture_asset(target, folder, size=size, samples=samples, device=device,
+                              category=asset_category(target, blend), source_blend=str(blend.resolve()), name=name)
+                summary.done += 1
+            except CaptureError as e:
+                summary.failed.append(f"{blend.name}: {e}")
+            count += 1
+            if on_asset is not None:
+                on_asset(count, total)
+    return summary
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    src, out = Path(args.blend), Path(args.out)
+    bar = None  # created after the first file opens, so an early error prints alone
+
+    def on_asset(done: int, total: int) -> None:
+        nonlocal bar
+        bar = bar or _progress(0, "capture", "asset")
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        summary = capture_library(src, out, size=args.size, samples=args.samples, device=args.device,
+                                  force=args.force, asset=args.asset, on_asset=on_asset)
     finally:
         if bar is not None:
             bar.close()
+    done, skipped, failed = summary.done, summary.skipped, summary.failed
     print(f"captured {done} asset(s), {skipped} up to date, {len(failed)} failed -> {out}")
     for msg in failed:
         print(f"  failed: {msg}", file=sys.stderr)

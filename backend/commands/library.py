@@ -48,6 +48,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(q)
     _tag_model_arg(q)
     q.set_defaults(func=cmd_tags_report)
+    q = tsub.add_parser("review", help="answer the tag predictions the classifiers are least sure of (y/n/s/q); "
+                                       "each answer is stored as an artist tag and retrains the classifiers")
+    _common(q)
+    _tag_model_arg(q)
+    q.add_argument("-n", type=int, default=10, help="ask at most this many questions (default 10)")
+    q.set_defaults(func=cmd_tags_review)
+    q = tsub.add_parser("import", help="add artist tags from a tag list (CSV name,tag rows or JSON {name: [tags]})")
+    q.add_argument("file", type=Path, help="CSV (name,tag or name,tag1;tag2; header optional) or JSON {name: [tags]}")
+    q.add_argument("--run", type=Path, default=None, help="run folder whose catalogue receives the tags")
+    q.add_argument("--catalogue", type=Path, default=None, help=f"catalogue file (default RUN_DIR/{CATALOGUE_NAME})")
+    q.add_argument("--skip-unknown", action="store_true",
+                   help="import the names the catalogue knows and report the others (default: import nothing)")
+    q.add_argument("--json", action="store_true", help="print the result as JSON")
+    q.set_defaults(func=cmd_tags_import)
 
     p = sub.add_parser("similar", help="nearest assets in shape, texture or both")
     _common(p)
@@ -105,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", type=Path, required=True, help="trained run folder (its model id keys the codes)")
+    p.add_argument("--run", type=Path, required=True, help="trained run folder (its model id keys the codes), or a library home from `asset2vec index` (its active model)")
     p.add_argument("--catalogue", type=Path, default=None, help=f"catalogue file (default RUN_DIR/{CATALOGUE_NAME})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -129,8 +143,18 @@ def _errors():
 
 
 def _load_run(args: argparse.Namespace) -> Any:
+    from backend.lifecycle.home import HomeError, resolve_run
     from backend.training.run import load_run
 
+    try:
+        # A library home (from `asset2vec index`) stands for its active model and its catalogue.
+        run_dir, home_catalogue = resolve_run(args.run)
+    except HomeError as e:
+        raise CommandError(str(e)) from None
+    if home_catalogue is not None:
+        args.run = run_dir
+        if getattr(args, "catalogue", None) is None:
+            args.catalogue = home_catalogue
     if not args.run.is_dir():
         raise CommandError(f"{args.run}: no such run folder (train one with: asset2vec train BUNDLES --out RUN_DIR)")
     with _errors():
@@ -201,13 +225,19 @@ def cmd_catalogue_import(args: argparse.Namespace) -> int:
 
 
 def cmd_catalogue_info(args: argparse.Namespace) -> int:
+    from backend.library.tags import tag_status
+
     run, cat, _ = _open(args, need_codes=False)
     with cat:
         data = {"catalogue": str(cat.path), "schema_version": cat.schema_version, "models": cat.models(),
-                "assets": cat.count("assets"), "tags": cat.count("tags"), "neighbours": cat.count("neighbours")}
-    lines = [f"{cat.path} (schema v{data['schema_version']}): {data['assets']} assets, {data['tags']} tag rows"]
+                "assets": cat.count("assets"), "tags": cat.count("tags"), "neighbours": cat.count("neighbours"),
+                "tag_status": tag_status(cat)}
+    lines = [f"{cat.path} (schema v{data['schema_version']}): {data['assets']} assets, {data['tags']} tag rows, "
+             f"{data['tag_status']['tagged_assets']} assets with artist tags"]
     for m in data["models"]:
         lines.append(f"  model {m['model_id']} ({m['preset']}){' [active]' if m['active'] else ''}: {m['codes']} codes")
+    if data["tag_status"]["message"]:
+        lines.append(data["tag_status"]["message"])
     _emit(args, data, "\n".join(lines))
     return 0
 
@@ -215,22 +245,33 @@ def cmd_catalogue_info(args: argparse.Namespace) -> int:
 # -- tags ---------------------------------------------------------------------------------------
 
 def cmd_tags_train(args: argparse.Namespace) -> int:
-    from backend.library.tags import TagModel
+    from backend.library.tags import TagModel, few_tags_help
 
     run, cat, table = _open(args)
     with cat, _errors():
-        tag_sets = cat.artist_tag_sets(table.ids)
+        from backend.library.review import training_labels
+
+        labels = training_labels(cat, table.ids)  # artist tags + review answers (rejections are negatives)
         model = TagModel(run.model_id, use_size=not args.no_size)
-        report = model.fit(table.shape, table.texture, tag_sets, table.size, min_examples=args.min_examples)
+        report = model.fit(table.shape, table.texture, labels.tag_sets, table.size, min_examples=args.min_examples,
+                           **labels.fit_kwargs())
+        if not model.classifiers:
+            # Nothing learnt: keep any earlier tag model rather than replace it by an empty one.
+            _emit(args, {"tag_model": None, "report": report, "trained": []}, _report_text(report))
+            raise CommandError(few_tags_help(args.min_examples))
         path = model.save(_tag_model_path(args))
-    _emit(args, {"tag_model": str(path), "report": report}, _report_text(report) + f"\nsaved {path}")
+    _emit(args, {"tag_model": str(path), "report": report, "trained": model.tags},
+          _report_text(report) + f"\nsaved {path}")
     return 0
 
 
 def _report_text(report: dict[str, dict[str, Any]]) -> str:
     lines = [f"{'tag':24s} {'pos':>4s} {'neg':>4s} {'prec':>5s} {'recall':>6s} {'AP':>5s}"]
     for tag, r in sorted(report.items()):
-        if r["status"] == "trained":
+        if r["status"] == "trained" and "precision" not in r:  # retrained after a review answer: no CV scores
+            lines.append(f"{tag:24s} {r['positives']:4d} {r['negatives']:4d}  trained (not cross-validated: "
+                         f"run asset2vec tags train for scores)")
+        elif r["status"] == "trained":
             lines.append(f"{tag:24s} {r['positives']:4d} {r['negatives']:4d} {r['precision']:5.2f} {r['recall']:6.2f} "
                          f"{r['average_precision']:5.2f}")
         else:
@@ -245,6 +286,7 @@ def cmd_tags_predict(args: argparse.Namespace) -> int:
         raise CommandError(f"--threshold must be in (0, 1], got {args.threshold}")
     run, cat, table = _open(args)
     with cat, _errors():
+        _no_tags_check(cat, _tag_model_path(args))
         model = TagModel.load(_tag_model_path(args), expect_model=run.model_id)
         rows = [table.index_of(a) for a in args.assets] if args.assets else list(range(len(table)))
         sub = table.subset(rows)
@@ -264,9 +306,128 @@ def cmd_tags_report(args: argparse.Namespace) -> int:
 
     run = _load_run(args)
     with _errors():
+        if not _tag_model_path(args).is_file():
+            run, cat, _ = _open(args, need_codes=False)
+            with cat:
+                _no_tags_check(cat, _tag_model_path(args))
         model = TagModel.load(_tag_model_path(args), expect_model=run.model_id)
     _emit(args, model.report, _report_text(model.report))
     return 0
+
+
+def _no_tags_check(cat: Any, tag_model: Path) -> None:
+    """No tag model and no tagged asset: say how tags start (instead of "train one first")."""
+    from backend.library.tags import NoTagsError, tag_status
+
+    if not tag_model.is_file() and tag_status(cat)["message"]:
+        raise NoTagsError()
+
+
+def cmd_tags_import(args: argparse.Namespace) -> int:
+    from backend.library.catalogue import Catalogue
+    from backend.library.tag_lists import import_tag_list, read_tag_list
+
+    if args.run is None and args.catalogue is None:
+        raise CommandError("say which catalogue gets the tags: --run RUN_DIR or --catalogue FILE")
+    with _errors():
+        tags = read_tag_list(args.file)  # a bad file fails before any catalogue is opened or created
+        if args.run is not None:
+            _, cat, _ = _open(args, need_codes=False)
+        else:
+            cat = Catalogue(args.catalogue, create=False)
+        with cat:
+            result = import_tag_list(cat, tags, skip_unknown=args.skip_unknown)
+    lines = [f"added {result['added']} artist tags to {result['assets']} assets"
+             + (f" ({result['already']} they already had)" if result["already"] else "")
+             + f"; {result['tagged_assets']} assets have tags now"]
+    if result["tags"]:
+        lines.append("tags: " + ", ".join(f"{t} ({n})" for t, n in result["tags"].items()))
+    if result["unknown"]:
+        shown = ", ".join(result["unknown"][:5]) + (" ..." if len(result["unknown"]) > 5 else "")
+        lines.append(f"skipped {len(result['unknown'])} names not in the catalogue: {shown}")
+    where = f"--run {args.run}" if args.run is not None else "--run RUN_DIR"
+    lines.append(f"next: asset2vec tags train {where}" + (f" --catalogue {args.catalogue}" if args.catalogue else ""))
+    _emit(args, result, "\n".join(lines))
+    return 0
+
+
+#: Answers ``asset2vec tags review`` understands (first letter is enough).
+_REVIEW_KEYS = {"y": "y", "yes": "y", "n": "n", "no": "n", "s": "s", "skip": "s", "q": "q", "quit": "q"}
+
+
+def cmd_tags_review(args: argparse.Namespace) -> int:
+    """Interactive review: one question at a time, retraining and saving the tag model after every answer."""
+    from backend.library import review
+    from backend.library.tags import TagModel, few_tags_help
+
+    if args.n < 1:
+        raise CommandError(f"-n must be at least 1, got {args.n}")
+    run, cat, table = _open(args)
+    path = _tag_model_path(args)
+    out = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the final JSON only
+    answered: list[dict[str, Any]] = []
+    skipped: list[tuple[int, str]] = []
+    with cat, _errors():
+        if path.is_file():
+            model = TagModel.load(path, expect_model=run.model_id)
+        else:
+            _no_tags_check(cat, path)
+            _say(args, f"no tag model yet: training one from the artists' tags ({path})")
+            model, _ = review.fit_tag_model(cat, run.model_id, table)
+            if not model.classifiers:
+                raise CommandError(few_tags_help())
+            model.save(path)
+        review.predict_catalogue(cat, model)  # every asset gets this tag model's current predictions
+        end = ""
+        while len(answered) + len(skipped) < args.n:
+            queue = review.review_queue(cat, run.model_id, 1, exclude=skipped)
+            if not queue:
+                end = ("nothing (more) to review: every prediction of this tag model is answered, skipped or "
+                       "already an artist tag")
+                break
+            item = queue[0]
+            print(_question(item, len(answered) + len(skipped) + 1, args.n), file=out, flush=True)
+            key = _ask(out)
+            if key == "q":
+                end = "stopped"
+                break
+            if key == "s":
+                skipped.append((item["asset_id"], item["tag"]))
+                continue
+            new_model, summary = review.answer_and_retrain(cat, run.model_id, item["name"], item["tag"], key == "y",
+                                                           use_size=model.use_size, seed=model.seed)
+            if new_model is not None:
+                model = new_model
+                model.save(path)
+            answered.append(summary)
+            print(f"  {summary['message']}", file=out, flush=True)
+    accepted = sum(a["accepted"] for a in answered)
+    text = (f"{end + '; ' if end else ''}answered {len(answered)} ({accepted} accepted, {len(answered) - accepted} "
+            f"rejected), skipped {len(skipped)}; tag model {path}")
+    _emit(args, {"answered": answered, "skipped": len(skipped), "tag_model": str(path), "end": end}, text)
+    return 0
+
+
+def _question(item: dict[str, Any], i: int, n: int) -> str:
+    where = ", ".join(x for x in (item.get("source_file"), item.get("asset_name")) if x)
+    return (f"[{i}/{n}] does {item['name']}{f' ({where})' if where else ''} have the tag {item['tag']!r}? "
+            f"predicted {item['probability']:.0%}"
+            + ("" if item.get("learnt", True) else " (a new tag: this asset is like the ones that have it)"))
+
+
+def _ask(out: Any) -> str:
+    """One answer from stdin (a terminal or a pipe): ``y``, ``n``, ``s`` or ``q`` (end of input is ``q``)."""
+    while True:
+        print("  [y]es / [n]o / [s]kip / [q]uit: ", end="", file=out, flush=True)
+        line = sys.stdin.readline()
+        if not sys.stdin.isatty():  # piped answers: echo them, so the transcript reads like a terminal session
+            print(line.strip(), file=out, flush=True)
+        if not line:
+            return "q"
+        key = _REVIEW_KEYS.get(line.strip().lower())
+        if key:
+            return key
+        print(f"  {line.strip()!r}: answer y, n, s or q", file=out, flush=True)
 
 
 # -- similarity ---------------------------------------------------------------------------------
@@ -304,7 +465,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     with cat, _errors():
         summary = explore_library(run, cat, table, args.out, method=args.method, image_size=args.image_size,
                                   progress=lambda msg: _say(args, msg))
-    _emit(args, summary, f"wrote {args.out / 'index.html'} ({len(summary['files'])} files)")
+    note = (summary.get("tags") or {}).get("message")
+    _emit(args, summary, f"wrote {args.out / 'index.html'} ({len(summary['files'])} files)" + (f"\n{note}" if note else ""))
     return 0
 
 

@@ -25,7 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--run", default=os.environ.get(RUN_ENV),
-                   help=f"trained run folder (from `asset2vec train`; default: ${RUN_ENV})")
+                   help=f"serve this one trained run folder (from `asset2vec train`; default: ${RUN_ENV}); without "
+                        "it the backend serves a library home (--home)")
+    p.add_argument("--home", help="library home to serve (default: $ASSET2VEC_HOME, else ~/.asset2vec): its active "
+                                  "model, or the generic starter model until one is built with `asset2vec index` "
+                                  "or the add-on's Build Model button")
     p.add_argument("--catalogue", help="catalogue file (default: RUN_DIR/catalogue.sqlite)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 = the LAN)")
     p.add_argument("--port", type=int, default=api.DEFAULT_PORT, help=f"TCP port (default {api.DEFAULT_PORT})")
@@ -63,27 +67,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # Refuse an unsafe bind before the (slow) model load.
     token, generated = resolve_token(args.host, args.token_env, args.generate_token)
-    if not args.run:
-        raise CommandError(f"which run should be served? pass --run RUN_DIR (or set ${RUN_ENV}); "
-                           "train one with `asset2vec train BUNDLES --out RUN_DIR` or `python build.py demo`")
     if args.invert_steps is not None and args.invert_steps < 1:
         raise CommandError("--invert-steps must be at least 1")
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    from backend.lifecycle.home import HomeError, LibraryHome
     from backend.model.errors import ModelError
     from backend.service.engine import Engine
     from backend.service.server import Service
 
-    print(f"loading run {args.run} ...", file=sys.stderr, flush=True)
+    print(f"loading {'run ' + args.run if args.run else 'library home'} ...", file=sys.stderr, flush=True)
     try:
-        engine = Engine.open(args.run, args.catalogue, invert_steps=args.invert_steps, device=args.device,
-                             generic=args.generic)
+        if args.run:
+            engine = Engine.open(args.run, args.catalogue, invert_steps=args.invert_steps, device=args.device,
+                                 generic=args.generic)
+        else:
+            engine = Engine.open_home(LibraryHome.at(args.home), invert_steps=args.invert_steps, device=args.device)
         service = Service(engine, host=args.host, port=args.port, token=token, advertise=not args.no_zeroconf,
                           log_level=args.log_level)
-    except (AuthError, ServiceError, LibraryError, ModelError) as e:
+    except (AuthError, ServiceError, LibraryError, ModelError, HomeError) as e:
         raise CommandError(str(e)) from None
     info = engine.info()
+    if info.get("generic"):
+        print("serving the generic starter model (trained on the sample library): build one from your own library "
+              "with `asset2vec index FOLDER` or the add-on's Build Model from Library button", file=sys.stderr)
     print(f"Asset2Vec backend: model {info['model_id']} ({info['preset']}, {info['device']}), "
           f"{info['assets']} assets, serving at {service.url}{api.API_PREFIX}"
           + ("" if args.host == "127.0.0.1" else f" (bound to {args.host}:{service.port})"), file=sys.stderr)

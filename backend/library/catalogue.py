@@ -482,8 +482,15 @@ class Catalogue:
             psnr=np.array([np.nan if r[9] is None else r[9] for r in rows], dtype=np.float32),
         )
 
+    def inversion_psnrs(self, model_id: str, limit: int = 50) -> list[float]:
+        """PSNRs of the assets that got codes of ``model_id`` by inversion, most recent first."""
+        rows = self._query(
+            "SELECT psnr FROM codes WHERE model_id = ? AND source = 'inversion' AND psnr IS NOT NULL "
+            "ORDER BY updated DESC LIMIT ?", (model_id, int(limit)))
+        return [float(r[0]) for r in rows]
+
     def count(self, table: str = "assets") -> int:
-        if table not in ("assets", "codes", "tags", "neighbours", "models"):
+        if table not in ("assets", "codes", "tags", "neighbours", "models", "reviews"):
             raise ValueError(table)
         return int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
 
@@ -503,7 +510,8 @@ class Catalogue:
         """Replace the artist's tags of ``asset`` with ``tags`` (a re-embedded asset's current tags).
 
         Only artist rows of that asset change, so a tag the artist deleted in Blender goes away;
-        predicted rows are untouched.
+        predicted rows are untouched. Tags the artist accepted in the review queue stay (the answers
+        live in ``reviews``, so they are never lost when Blender sends the asset again).
         """
         aid = self._asset_id(asset)
         clean = sorted({t.strip() for t in tags if t and t.strip()})
@@ -512,6 +520,11 @@ class Catalogue:
             db.executemany(
                 "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) VALUES (?, ?, 'artist', NULL, '')",
                 [(aid, t) for t in clean],
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) "
+                "SELECT asset_id, tag, 'artist', NULL, '' FROM reviews WHERE asset_id = ? AND accepted = 1",
+                (aid,),
             )
 
     def set_predicted_tags(self, model_id: str, predictions: Mapping[int | str, Mapping[str, float]]) -> None:
@@ -566,6 +579,91 @@ class Catalogue:
         for aid, tag in self._query("SELECT asset_id, tag FROM tags WHERE source = 'artist'"):
             by_id.setdefault(aid, set()).add(tag)
         return [by_id.get(int(a)) for a in asset_ids]
+
+    def artist_tags(self) -> dict[int, set[str]]:
+        """Every tagged asset's artist tags: ``{asset_id: {tags}}`` (untagged assets are absent)."""
+        by_id: dict[int, set[str]] = {}
+        for aid, tag in self._query("SELECT asset_id, tag FROM tags WHERE source = 'artist'"):
+            by_id.setdefault(int(aid), set()).add(tag)
+        return by_id
+
+    # -- tag review answers -------------------------------------------------------------------
+
+    def record_review(self, asset: int | str, tag: str, accepted: bool) -> None:
+        """Store the artist's answer to "does ``asset`` have ``tag``?" (a new answer replaces an older one).
+
+        An accepted tag is also added as an artist tag (one transaction). A rejection never removes
+        an artist tag: it only makes the asset a known negative for ``tag`` when training.
+        """
+        aid = self._asset_id(asset)
+        tag = (tag or "").strip()
+        if not tag:
+            raise LibraryError("a reviewed tag must be a non-empty string")
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO reviews(asset_id, tag, accepted, answered) VALUES (?, ?, ?, ?) ON CONFLICT(asset_id, tag) "
+                "DO UPDATE SET accepted = excluded.accepted, answered = excluded.answered",
+                (aid, tag, int(bool(accepted)), _now()),
+            )
+            if accepted:
+                db.execute(
+                    "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) "
+                    "VALUES (?, ?, 'artist', NULL, '')",
+                    (aid, tag),
+                )
+
+    def reviews(self) -> list[dict[str, Any]]:
+        """Every review answer, oldest first: ``[{"name", "asset_id", "tag", "accepted", "answered"}]``."""
+        rows = self._query(
+            "SELECT a.name, r.asset_id, r.tag, r.accepted, r.answered FROM reviews r JOIN assets a ON a.id = r.asset_id "
+            "ORDER BY r.answered, a.name, r.tag"
+        )
+        return [dict(name=r[0], asset_id=r[1], tag=r[2], accepted=bool(r[3]), answered=r[4]) for r in rows]
+
+    def review_answers(self, asset_ids: Iterable[int]) -> list[dict[str, bool]]:
+        """Review answers per asset id, row-aligned: ``{tag: accepted}`` (empty when never asked)."""
+        by_id: dict[int, dict[str, bool]] = {}
+        for aid, tag, accepted in self._query("SELECT asset_id, tag, accepted FROM reviews"):
+            by_id.setdefault(int(aid), {})[tag] = bool(accepted)
+        return [dict(by_id.get(int(a), {})) for a in asset_ids]
+
+    def rejected_tag_sets(self, asset_ids: Iterable[int]) -> list[set[str]]:
+        """Tags the artist rejected in the review queue, per asset id (empty sets where none)."""
+        return [{t for t, ok in answers.items() if not ok} for answers in self.review_answers(asset_ids)]
+
+    def uncertain_predictions(self, model_id: str, limit: int = 10, exclude: Iterable[tuple[int, str]] = ()
+                              ) -> list[dict[str, Any]]:
+        """Predicted ``(asset, tag)`` pairs of ``model_id``, least sure first (probability closest to 0.5).
+
+        Leaves out pairs the artist already answered, tags the asset already has as artist tags, and
+        ``exclude`` (``(asset_id, tag)`` pairs, e.g. skipped in this session). Items: ``name``,
+        ``asset_id``, ``tag``, ``probability``, ``source_file``, ``asset_name``.
+        """
+        skip = {(int(a), t) for a, t in exclude}
+        rows = self._query(
+            "SELECT a.name, t.asset_id, t.tag, t.probability, a.source_blend, a.asset_name FROM tags t "
+            "JOIN assets a ON a.id = t.asset_id WHERE t.source = 'predicted' AND t.model_id = ? "
+            "AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.asset_id = t.asset_id AND r.tag = t.tag) "
+            "AND NOT EXISTS (SELECT 1 FROM tags x WHERE x.asset_id = t.asset_id AND x.tag = t.tag "
+            "AND x.source = 'artist') ORDER BY ABS(t.probability - 0.5), a.name, t.tag LIMIT ?",
+            (model_id, max(0, int(limit)) + len(skip)),
+        )
+        out = [dict(name=r[0], asset_id=r[1], tag=r[2], probability=float(r[3]), source_file=r[4], asset_name=r[5])
+               for r in rows if (r[1], r[2]) not in skip]
+        return out[: max(0, int(limit))]
+
+    def predicted_tag_names(self, model_id: str) -> set[str]:
+        """The tags ``model_id``'s tag classifiers have predicted for at least one asset."""
+        return {r[0] for r in self._query(
+            "SELECT DISTINCT tag FROM tags WHERE source = 'predicted' AND model_id = ?", (model_id,))}
+
+    def unpredicted_ids(self, model_id: str) -> list[int]:
+        """Assets with a code of ``model_id`` but no tag prediction of that model yet."""
+        return [int(r[0]) for r in self._query(
+            "SELECT c.asset_id FROM codes c WHERE c.model_id = ? AND NOT EXISTS (SELECT 1 FROM tags t "
+            "WHERE t.asset_id = c.asset_id AND t.source = 'predicted' AND t.model_id = c.model_id) ORDER BY c.asset_id",
+            (model_id,),
+        )]
 
     # -- neighbours ---------------------------------------------------------------------------
 

@@ -101,13 +101,18 @@ def embed_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.nda
     return np.asarray(out, np.float64)
 
 
-def clusters(features: np.ndarray, names: list[str], k_max: int = 10, seed: int = 0) -> dict[str, Any]:
-    """KMeans with k in 2..k_max chosen by silhouette; each cluster named after its most central asset."""
+def clusters(features: np.ndarray, names: list[str], k_max: int = 10, seed: int = 0, n_typical: int = 3
+             ) -> dict[str, Any]:
+    """KMeans with k in 2..k_max chosen by silhouette; each cluster named after its most central asset.
+
+    ``features [N, F]``. Each cluster lists ``typical``: its ``n_typical`` members closest to the
+    cluster centre, most typical first (the first is the cluster's ``name``), so a library without
+    any tags still gets readable clusters.
+    """
     n = len(features)
-    if n < 3:
-        labels = np.zeros(n, int)
-        return {"k": 1, "silhouette": None, "labels": labels.tolist(),
-                "clusters": [{"id": 0, "name": names[0] if names else "", "size": n, "members": names}]}
+    if n == 0:
+        return {"k": 0, "silhouette": None, "labels": [], "clusters": []}
+    features = np.asarray(features, np.float64)
     best = None
     for k in range(2, min(k_max, n - 1) + 1):
         km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(features)
@@ -116,17 +121,19 @@ def clusters(features: np.ndarray, names: list[str], k_max: int = 10, seed: int 
         s = float(silhouette_score(features, km.labels_))
         if best is None or s > best[0]:
             best = (s, k, km)
-    if best is None:
-        labels = np.zeros(n, int)
-        return {"k": 1, "silhouette": None, "labels": labels.tolist(),
-                "clusters": [{"id": 0, "name": names[0], "size": n, "members": names}]}
-    s, k, km = best
+    if best is None:  # fewer than 3 assets, or no split at all: one cluster around the mean
+        labels, centres, k, s = np.zeros(n, int), features.mean(0, keepdims=True), 1, None
+    else:
+        s, k, km = best
+        labels, centres = km.labels_, km.cluster_centers_
     out = []
     for c in range(k):
-        rows = np.flatnonzero(km.labels_ == c)
-        central = rows[np.argmin(((features[rows] - km.cluster_centers_[c]) ** 2).sum(1))]
-        out.append({"id": c, "name": names[central], "size": int(len(rows)), "members": [names[r] for r in rows]})
-    return {"k": k, "silhouette": s, "labels": km.labels_.tolist(), "clusters": out}
+        rows = np.flatnonzero(labels == c)
+        order = rows[np.argsort(((features[rows] - centres[c]) ** 2).sum(1), kind="stable")]
+        typical = [names[r] for r in order[:n_typical]]
+        out.append({"id": c, "name": typical[0] if typical else "", "size": int(len(rows)),
+                    "typical": typical, "members": [names[r] for r in rows]})
+    return {"k": k, "silhouette": s, "labels": np.asarray(labels).tolist(), "clusters": out}
 
 
 def plot_map(

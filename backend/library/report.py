@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from . import explore, style
 from .catalogue import Catalogue, CodeTable
+from .tags import tag_status
 
 THUMB_SIZE = 32
 RENDER_BATCH = 8
@@ -57,6 +58,8 @@ def explore_library(
     say = progress or (lambda msg: None)
     files: list[dict[str, str]] = []
     data: dict[str, Any] = {"model_id": table.model_id, "assets": len(table)}
+    # Nothing here needs tags; the page says how tags start when there are none.
+    data["tags"] = tag_status(cat) if cat is not None else None
 
     say("thumbnails")
     thumbs = thumbnails(renderer, cat, table)
@@ -88,7 +91,8 @@ def explore_library(
                          [c["name"] for c in cl["clusters"]], thumbs, title=f"{space} space ({method})")
         files.append({"png": f"map_{space}.png", "title": f"Map of {space} space",
                       "caption": f"{cl['k']} clusters (silhouette {cl['silhouette'] or 0:.2f}), "
-                                 "each named after its most central asset."})
+                                 "each named after its most central asset (its most typical members are "
+                                 "listed under Clusters)."})
         if space == "shape":
             central = [c["name"] for c in cl["clusters"]][:5]
 
@@ -116,12 +120,16 @@ def explore_library(
 
     data["files"] = [f["png"] for f in files] + ["explore.json", "index.html"]
     _write(out / "explore.json", json.dumps(data, indent=1))
-    write_index_html(out, files, data)
+    typical = {n for sp in ("shape", "texture") for c in data[f"clusters_{sp}"]["clusters"] for n in c["typical"]}
+    write_index_html(out, files, data, {n: style.png_bytes(t) for n, t in zip(table.names, thumbs, strict=True)
+                                        if n in typical})
     return data
 
 
-def write_index_html(out: Path, files: list[dict[str, str]], data: dict[str, Any]) -> Path:
-    """A single static page showing every PNG with its caption, plus duplicates as a list."""
+def write_index_html(out: Path, files: list[dict[str, str]], data: dict[str, Any],
+                     thumbs: dict[str, bytes] | None = None) -> Path:
+    """A single static page: the tag status, every PNG with its caption, clusters with their most typical
+    assets (``thumbs``: PNG bytes by asset name, shown inline) and duplicates as a list."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Asset2Vec library exploration</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%;"
@@ -129,15 +137,53 @@ def write_index_html(out: Path, files: list[dict[str, str]], data: dict[str, Any
         f"<h1>Library exploration</h1><p>Model <code>{html.escape(str(data.get('model_id')))}</code>, "
         f"{data.get('assets')} assets. Data: <a href='explore.json'>explore.json</a>.</p>",
     ]
+    parts.append(_tags_html(data.get("tags")))
     for f in files:
         parts.append(f"<figure><h2>{html.escape(f['title'])}</h2><img src='{html.escape(f['png'])}' alt=''>"
                      f"<figcaption>{html.escape(f['caption'])}</figcaption></figure>")
+    parts.append(_clusters_html(data, thumbs or {}))
     dups = data.get("duplicates") or []
     parts.append("<h2>Near-duplicates</h2>")
     parts.append("<ul>" + "".join(f"<li>{html.escape(' = '.join(g['assets']))}</li>" for g in dups) + "</ul>"
                  if dups else "<p>None found.</p>")
     parts.append("</body></html>")
     return _write(out / "index.html", "\n".join(parts))
+
+
+def _tags_html(status: dict[str, Any] | None) -> str:
+    """The tag status: how tags start when there are none, else how many assets are tagged with what."""
+    if status is None:
+        return ""
+    if status.get("message"):
+        return (f"<div class='tags-help' style='background:#fff6d5;border:1px solid #e0c060;padding:0.6em 1em'>"
+                f"<h2>Tags</h2><p>{html.escape(status['message'])}</p></div>")
+    tags = ", ".join(f"{html.escape(t)} ({n})" for t, n in status.get("tags", {}).items())
+    return f"<h2>Tags</h2><p>{status.get('tagged_assets', 0)} assets have artist tags: {tags}.</p>"
+
+
+def _clusters_html(data: dict[str, Any], thumbs: dict[str, bytes]) -> str:
+    """Each space's clusters: name, size and the most typical members (with thumbnails when given)."""
+    import base64
+
+    def asset(name: str) -> str:
+        img = ""
+        if name in thumbs:
+            src = "data:image/png;base64," + base64.b64encode(thumbs[name]).decode("ascii")
+            img = f"<img src='{src}' alt='' style='width:48px;border:none;vertical-align:middle'> "
+        return f"<span style='margin-right:1em'>{img}{html.escape(name)}</span>"
+
+    parts = []
+    for space in ("shape", "texture"):
+        cl = data.get(f"clusters_{space}")
+        if not cl:
+            continue
+        parts.append(f"<h2>Clusters in {space} space</h2><p>Named after their most typical asset (closest to the "
+                     "cluster centre); the most typical members are shown.</p><table>")
+        for c in cl["clusters"]:
+            parts.append(f"<tr><td><b>{html.escape(c['name'])}</b><br>{c['size']} assets</td>"
+                         f"<td>{''.join(asset(n) for n in c.get('typical', []))}</td></tr>")
+        parts.append("</table>")
+    return "\n".join(parts)
 
 
 def _write(path: Path, text: str) -> Path:

@@ -7,13 +7,15 @@ precision / recall / average precision per tag are reported so a TD can see whic
 really carry. Tags with too few positives or negatives are reported as skipped, never guessed.
 
 Only assets the artists tagged at all are training examples (an untagged asset is unlabelled,
-not a negative for every tag).
+not a negative for every tag). Review answers (:mod:`.review`) add labels: an accepted tag is a
+positive, a rejected one a negative even on an otherwise untagged asset (see :func:`tag_labels`).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,74 @@ MIN_EXAMPLES = 3  # per class (positives and negatives) to train a tag at all
 CALIBRATE_EXAMPLES = 10  # per class to afford a calibrated classifier (3-fold)
 DEFAULT_THRESHOLD = 0.5
 FORMAT_VERSION = 1
+
+#: What every surface (CLI, service info, add-on panel, exploration page) says while no asset has a tag.
+NO_TAGS_HELP = (
+    "No asset has tags yet, so there are no tag predictions (neighbours, clusters and the exploration page "
+    "work without them). Tags start two ways: review a few suggestions (asset2vec tags review, or Review Tags "
+    "in the Blender panel), or import a tag list (asset2vec tags import FILE.csv with name,tag rows); "
+    "then train the classifiers (asset2vec tags train)."
+)
+
+
+def few_tags_help(min_examples: int = MIN_EXAMPLES) -> str:
+    """Said when assets are tagged but no tag has enough examples to learn yet."""
+    return (
+        f"No tag has enough examples to learn yet (each needs at least {min_examples} assets with it and "
+        f"{min_examples} without). Tag more assets: review a few suggestions (asset2vec tags review, or Review "
+        "Tags in the Blender panel), or import a tag list (asset2vec tags import FILE.csv); then asset2vec tags train."
+    )
+
+
+FEW_TAGS_HELP = few_tags_help()
+
+
+class NoTagsError(LibraryError):
+    """Nothing to learn from: no asset has artist tags (the message is :data:`NO_TAGS_HELP`)."""
+
+    def __init__(self, message: str = NO_TAGS_HELP) -> None:
+        super().__init__(message)
+
+
+def tag_status(catalogue: Any, trained_tags: list[str] | None = None) -> dict[str, Any]:
+    """How far the library's tags are: ``{"tagged_assets": n, "tags": {tag: assets}, "message": str | None}``.
+
+    ``message`` explains how tags start when no asset has an artist tag (:data:`NO_TAGS_HELP`); when
+    ``trained_tags`` (a tag model's tags) is given and empty although assets are tagged, it says more
+    examples are needed (:data:`FEW_TAGS_HELP`). ``catalogue``: a :class:`~.catalogue.Catalogue`.
+    """
+    by_asset = catalogue.artist_tags()
+    counts: dict[str, int] = {}
+    for tags in by_asset.values():
+        for t in tags:
+            counts[t] = counts.get(t, 0) + 1
+    message = None
+    if not by_asset:
+        message = NO_TAGS_HELP
+    elif trained_tags is not None and not trained_tags:
+        message = FEW_TAGS_HELP
+    return {"tagged_assets": len(by_asset), "tags": dict(sorted(counts.items())), "message": message}
+
+
+def tag_labels(
+    tag: str, tag_sets: Sequence[set[str] | None], rejected: Sequence[set[str]], partial: Sequence[bool]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The assets labelled for ``tag`` and their labels: ``(rows [M] int64, y [M] int 0/1)``.
+
+    Positive: ``tag`` is an artist tag of the asset (review acceptances included). Negative: the
+    artist rejected it in review, or the asset is fully tagged (artist tags not only from review
+    answers) without it. Any other asset is unlabelled for ``tag`` and left out. An artist tag wins
+    over a rejection (artist tags are never overruled).
+    """
+    rows, y = [], []
+    for i, (s, rej, part) in enumerate(zip(tag_sets, rejected, partial, strict=True)):
+        if s is not None and tag in s:
+            rows.append(i)
+            y.append(1)
+        elif tag in rej or (s is not None and not part):
+            rows.append(i)
+            y.append(0)
+    return np.asarray(rows, dtype=np.int64), np.asarray(y, dtype=int)
 
 
 def features(shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None = None) -> np.ndarray:
@@ -74,26 +144,38 @@ class TagModel:
         tag_sets: list[set[str] | None],
         size: np.ndarray | None = None,
         min_examples: int = MIN_EXAMPLES,
+        rejected: Sequence[set[str] | None] | None = None,
+        partial: Sequence[bool] | None = None,
+        cross_validate: bool = True,
     ) -> dict[str, dict[str, Any]]:
-        """Train one classifier per tag on the tagged assets; returns the per-tag report.
+        """Train one classifier per tag on the labelled assets; returns the per-tag report.
 
-        ``tag_sets[i]`` is asset i's artist tags, or ``None`` if it was never tagged (ignored).
-        Report entries: ``status`` ("trained" | "skipped"), ``positives``, ``negatives``, and for
-        trained tags cross-validated ``precision``, ``recall``, ``average_precision``, ``calibrated``.
+        ``tag_sets[i]`` is asset i's artist tags, or ``None`` if it was never tagged. ``rejected[i]``:
+        tags the artist said asset i does not have (review answers). ``partial[i]``: asset i's tags
+        are only confirmed review answers, not a full tagging. Labels per tag: see :func:`tag_labels`.
+        ``cross_validate=False`` skips the out-of-fold scores (10x faster; for retraining after each
+        review answer). Report entries: ``status`` ("trained" | "skipped"), ``positives``,
+        ``negatives``, ``cross_validated``, and for trained tags ``calibrated`` and (when cross-validated)
+        ``precision``, ``recall``, ``average_precision``, ``cv_accuracy``.
         """
-        labelled = np.array([s is not None for s in tag_sets])
-        if labelled.sum() == 0:
-            raise LibraryError("no asset has artist tags: tag some assets in Blender first, then train")
-        x = self._x(shape, texture, size)[labelled]
-        sets = [s for s in tag_sets if s is not None]
-        all_tags = sorted(set().union(*sets))
+        n = len(tag_sets)
+        rejected_sets = [set(r or ()) for r in rejected] if rejected is not None else [set() for _ in range(n)]
+        partial_flags = [bool(f) for f in partial] if partial is not None else [False] * n
+        if len(rejected_sets) != n or len(partial_flags) != n:
+            raise LibraryError(f"tag labels of {n} assets, but {len(rejected_sets)} rejection sets and "
+                               f"{len(partial_flags)} partial flags")
+        if all(s is None for s in tag_sets) and not any(rejected_sets):
+            raise NoTagsError()
+        x_all = self._x(shape, texture, size)
+        all_tags = sorted(set().union(*(s for s in tag_sets if s is not None), *rejected_sets))
         if not all_tags:
             raise LibraryError("the tagged assets have no tags to learn")
         self.classifiers, self.report = {}, {}
         for tag in all_tags:
-            y = np.array([tag in s for s in sets], dtype=int)
+            rows, y = tag_labels(tag, tag_sets, rejected_sets, partial_flags)
+            x = x_all[rows]
             pos, neg = int(y.sum()), int(len(y) - y.sum())
-            entry: dict[str, Any] = {"positives": pos, "negatives": neg}
+            entry: dict[str, Any] = {"positives": pos, "negatives": neg, "cross_validated": cross_validate}
             if min(pos, neg) < min_examples:
                 entry.update(status="skipped", reason=f"needs at least {min_examples} assets with and without "
                                                       f"the tag ({pos} with, {neg} without)")
@@ -103,10 +185,16 @@ class TagModel:
             with warnings.catch_warnings(), threadpool_limits(1):
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 model = self._make(min(pos, neg))
-                # Honest quality: out-of-fold probabilities of the same recipe.
-                folds = StratifiedKFold(n_splits=min(5, pos, neg), shuffle=True, random_state=self.seed)
-                p = cross_val_predict(clone(model), x, y, cv=folds, method="predict_proba")[:, 1]
+                if cross_validate:
+                    # Honest quality: out-of-fold probabilities of the same recipe.
+                    folds = StratifiedKFold(n_splits=min(5, pos, neg), shuffle=True, random_state=self.seed)
+                    p = cross_val_predict(clone(model), x, y, cv=folds, method="predict_proba")[:, 1]
                 model.fit(x, y)
+            if not cross_validate:
+                entry.update(status="trained", calibrated=isinstance(model, CalibratedClassifierCV))
+                self.classifiers[tag] = model
+                self.report[tag] = entry
+                continue
             pred = p >= DEFAULT_THRESHOLD
             entry.update(
                 status="trained",

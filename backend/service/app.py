@@ -8,16 +8,26 @@ Endpoints (all under ``/v1``; all need the token when one is configured)::
 
     GET  /info                          api version, model id, preset, device, generic?, token required
     POST /embed                         body: a bundle .zip (raw or multipart) -> 202 {"job": id, ...}
-    POST /train                         JSON {"what": "tags"} -> 202 {"job": id, ...}
+    POST /train                         JSON {"what": "tags" | "decoder"} -> 202 {"job": id, ...}
+    POST /index                         JSON {"folder": path on the backend's machine} -> 202 (background)
+    GET  /models                        {"active", "previous", "models": [...]} (library homes)
+    POST /models/restore                JSON {} (the previous model) or {"model_id": id} -> the new info
     GET  /jobs/{id}                     status queued|running|done|failed|cancelled, progress, message
     POST /jobs/{id}/cancel
     GET  /jobs/{id}/result              the job's result (409 until it is done)
     GET  /assets/{name}/neighbours      ?space=shape|texture|both&k=10
     GET  /assets/{name}/thumbnail       PNG
+    GET  /review                        ?limit=10: tag predictions least sure first {"items": [...], "message"}
+    POST /review                        JSON {"name", "tag", "accept": bool[, "limit"]} -> stored, tag classifiers
+                                        retrained: {"probability" (new), "queue": next items, ...}
 
 Without a token (loopback only) a request whose Host header is not 127.0.0.1, localhost or [::1]
 is refused with 400 (DNS-rebinding guard). ``POST /embed`` needs Content-Type ``application/zip``,
 ``application/octet-stream`` or ``multipart/form-data`` (415 otherwise).
+
+Building a model (``/index``, ``/train`` with ``decoder``) runs in a second, one-slot background
+queue beside the embed queue: the current model keeps serving and the backend switches to the new
+one atomically when it is ready (``GET /info`` shows the running build under ``background``).
 
 Every error is JSON ``{"detail": "..."}`` with a 4xx status naming what is wrong; an unexpected
 exception becomes a logged 500 with a message and the server keeps serving.
@@ -31,6 +41,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -45,7 +56,7 @@ from shared.bundle import Bundle, BundleError, parse_archive
 
 from . import auth
 from .errors import ServiceError
-from .jobs import DONE, JobQueue
+from .jobs import DONE, FINAL_STATES, JobError, JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +105,8 @@ def create_app(
     the queue is shut down after ``on_shutdown``.
     """
     jobs = queue or JobQueue()
+    # Model building runs beside the embed queue (hours on a CPU; the old model keeps serving meanwhile).
+    background = JobQueue(max_queued=1, keep_finished=16)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -106,11 +119,28 @@ def create_app(
             if on_shutdown is not None:
                 await asyncio.to_thread(on_shutdown)
             await asyncio.to_thread(jobs.shutdown)
+            await asyncio.to_thread(background.shutdown)
 
     app = FastAPI(
         title="Asset2Vec backend", version=str(api.API_VERSION), docs_url=None, redoc_url=None, lifespan=lifespan
     )
     app.state.queue, app.state.engine, app.state.token = jobs, engine, token
+    app.state.background = background
+
+    def queue_of(job_id: str) -> JobQueue:
+        try:
+            background.get(job_id)
+            return background
+        except JobError:
+            return jobs
+
+    def submit_background(kind: str, fn: Any) -> dict[str, Any]:
+        running = background.latest()
+        if running and running["status"] not in FINAL_STATES:
+            raise ServiceError(f"a model is already being built (job {running['id']}: {running['message']}); "
+                               "wait for it or cancel it first", 409)
+        job = background.submit(kind, fn)
+        return _accepted(job.id, "building a new model in the background; the current one keeps serving")
 
     def require_token(request: Request) -> None:
         if not auth.token_ok(token, request.headers.get(api.TOKEN_HEADER)):
@@ -138,6 +168,7 @@ def create_app(
             "token_required": token is not None,
             "max_upload_bytes": max_upload_bytes,
             "queue": jobs.stats(),
+            "background": background.latest(),
         }
 
     @router.post("/embed", status_code=202)
@@ -169,20 +200,53 @@ def create_app(
                 f"train the decoder with `asset2vec train BUNDLES --out RUN_DIR` and serve the new run",
                 400,
             )
+        if what == "decoder":
+            return submit_background("train", lambda progress, cancel: engine.train(options, progress, cancel))
         job = jobs.submit("train", lambda progress, cancel: engine.train(options, progress, cancel))
         return _accepted(job.id, "training")
 
+    @router.post("/index", status_code=202)
+    async def index(request: Request) -> dict[str, Any]:
+        options = await _read_json(request)
+        folder = options.get("folder")
+        if not hasattr(engine, "rebuild") or "decoder" not in tuple(getattr(engine, "trainable", ())):
+            raise ServiceError("this backend serves a single run (started with --run); start it with a library "
+                               "home (asset2vec serve --home DIR) to build models from a library", 400)
+        if not isinstance(folder, str) or not folder.strip():
+            raise ServiceError('give the library folder: {"folder": "/path/to/library"}', 422)
+        if not Path(folder).expanduser().is_dir():
+            raise ServiceError(f"{folder}: no such folder on the backend's machine (the backend reads the library "
+                               "from its own disk)", 422)
+        return submit_background(
+            "index", lambda progress, cancel: engine.rebuild(folder, options, progress, cancel))
+
+    @router.get("/models")
+    def models() -> dict[str, Any]:
+        if not hasattr(engine, "models"):
+            raise ServiceError("this backend has no model list", 400)
+        return engine.models()
+
+    @router.post("/models/restore")
+    async def restore(request: Request) -> dict[str, Any]:
+        options = await _read_json(request)
+        model_id = options.get("model_id")
+        if model_id is not None and not isinstance(model_id, str):
+            raise ServiceError("model_id must be a string", 422)
+        if not hasattr(engine, "restore"):
+            raise ServiceError("this backend cannot switch models", 400)
+        return await asyncio.to_thread(engine.restore, model_id)
+
     @router.get("/jobs/{job_id}")
     def job_status(job_id: str) -> dict[str, Any]:
-        return jobs.snapshot(job_id)
+        return queue_of(job_id).snapshot(job_id)
 
     @router.post("/jobs/{job_id}/cancel")
     def job_cancel(job_id: str) -> dict[str, Any]:
-        return jobs.cancel(job_id)
+        return queue_of(job_id).cancel(job_id)
 
     @router.get("/jobs/{job_id}/result")
     def job_result(job_id: str) -> dict[str, Any]:
-        job = jobs.get(job_id)
+        job = queue_of(job_id).get(job_id)
         if job.status != DONE:
             why = f": {job.error}" if job.error else ""
             raise ServiceError(f"job {job_id} has no result: it is {job.status}{why}", 409)
@@ -199,6 +263,31 @@ def create_app(
         if not 1 <= k_int <= MAX_K:
             raise ServiceError(f"k must be between 1 and {MAX_K}, got {k_int}", 400)
         return _with_thumbnail_urls(engine.neighbours(name, space, k_int))
+
+    @router.get("/review")
+    def review_queue(limit: str = "10") -> dict[str, Any]:
+        if not hasattr(engine, "review_queue"):
+            raise ServiceError("this backend has no tag review", 400)
+        result = engine.review_queue(_review_limit(limit))
+        return {**result, "items": [_nb_with_url(i) for i in result["items"]]}
+
+    @router.post("/review")
+    async def review_answer(request: Request) -> dict[str, Any]:
+        body = await _read_json(request)
+        name, tag, accept = body.get("name"), body.get("tag"), body.get("accept")
+        if not isinstance(name, str) or not name.strip():
+            raise ServiceError('give the asset: {"name": "<catalogue name>", "tag": "...", "accept": true}', 422)
+        if not isinstance(tag, str) or not tag.strip():
+            raise ServiceError('give the tag: {"name": "...", "tag": "<tag>", "accept": true}', 422)
+        if not isinstance(accept, bool):
+            raise ServiceError(f'"accept" must be true or false, got {accept!r}', 422)
+        limit = _review_limit(body.get("limit", 10))
+        if not hasattr(engine, "review_answer"):
+            raise ServiceError("this backend has no tag review", 400)
+        # Retraining the tag classifiers takes a moment: off the event loop.
+        result = await asyncio.to_thread(engine.review_answer, name, tag.strip(), accept, limit)
+        return {**_with_thumbnail_urls({k: v for k, v in result.items() if k != "queue"}),
+                "queue": [_nb_with_url(i) for i in result["queue"]]}
 
     @router.get("/assets/{name:path}/thumbnail")
     def thumbnail(name: str) -> Response:
@@ -225,6 +314,19 @@ def _with_thumbnail_urls(result: dict[str, Any]) -> dict[str, Any]:
     elif isinstance(nb, list):
         out["neighbours"] = [_nb_with_url(n) for n in nb]
     return out
+
+
+def _review_limit(raw: Any) -> int:
+    """The ``limit`` of a review request: a whole number in 1..MAX_K (422 otherwise)."""
+    try:
+        limit = int(raw)
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ServiceError(f"limit must be a whole number between 1 and {MAX_K}, got {raw!r}", 422) from None
+    if not 1 <= limit <= MAX_K:
+        raise ServiceError(f"limit must be between 1 and {MAX_K}, got {limit}", 422)
+    return limit
 
 
 def _nb_with_url(n: dict[str, Any]) -> dict[str, Any]:

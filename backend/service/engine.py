@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ import numpy as np
 
 from backend.library.catalogue import Catalogue, CodeTable, import_run
 from backend.library.errors import LibraryError
+from backend.library.review import answer_and_retrain, ensure_predictions, review_queue, training_labels
 from backend.library.similarity import SimilarityIndex
-from backend.library.tags import DEFAULT_THRESHOLD, TagModel
+from backend.library.tags import DEFAULT_THRESHOLD, TagModel, tag_status
 from shared import rig
 from shared.bundle import Bundle, read_bundle
 
@@ -44,8 +46,23 @@ CATALOGUE_FILE = "catalogue.sqlite"
 TAG_MODEL_FILE = "tags.joblib"
 #: What ``POST /v1/train`` can train on a serving backend (decoder training is ``asset2vec train``).
 TRAINABLE = ("tags",)
+#: ... and on a backend serving a library home (a new decoder, built in the background, then switched to).
+TRAINABLE_HOME = ("tags", "decoder")
 
 ProgressFn = Callable[[float, str], None]
+
+
+@dataclass
+class _Served:
+    """Everything that depends on the served model. A model switch replaces this one object, and every
+    query reads it once, so no answer ever mixes two models' codes."""
+
+    run: Any
+    model_id: str
+    generic: bool
+    tag_model_path: Path | None
+    tag_model: TagModel | None = None
+    indexes: dict[str, SimilarityIndex] = field(default_factory=dict)
 
 
 class Engine:
@@ -66,18 +83,46 @@ class Engine:
         neighbours_k: int = 10,
         device: str | None = None,
         generic: bool = False,
+        home: Any = None,
     ) -> None:
-        self.run, self.catalogue = run, catalogue
+        self.catalogue, self.home = catalogue, home
         self.trainable = TRAINABLE  # what POST /v1/train may ask for
-        self.model_id: str = run.model_id
-        self.invert_steps, self.neighbours_k, self.generic = invert_steps, neighbours_k, generic
+        if home is not None:
+            self.trainable = TRAINABLE_HOME
+        self.invert_steps, self.neighbours_k = invert_steps, neighbours_k
         self.device = device or str(getattr(run, "device", "") or _default_device())
-        self.tag_model_path = Path(tag_model_path) if tag_model_path else None
+        self._state = _Served(run, str(run.model_id), generic, Path(tag_model_path) if tag_model_path else None)
+        self._swap_lock = threading.RLock()  # a model switch vs. an embed storing its code
         self._model_lock = threading.Lock()  # the decoder: inversion and rendering, one at a time
         self._index_lock = threading.Lock()
-        self._indexes: dict[str, SimilarityIndex] = {}
+        self._review_lock = threading.Lock()  # one review answer retrains the tag classifiers at a time
         self._ensure_catalogue()
         self.tag_model = self._load_or_train_tags()
+
+    # The served model's parts, read from the current state (a switch replaces them all at once).
+    @property
+    def run(self) -> Any:
+        return self._state.run
+
+    @property
+    def model_id(self) -> str:
+        return self._state.model_id
+
+    @property
+    def generic(self) -> bool:
+        return self._state.generic
+
+    @property
+    def tag_model_path(self) -> Path | None:
+        return self._state.tag_model_path
+
+    @property
+    def tag_model(self) -> TagModel | None:
+        return self._state.tag_model
+
+    @tag_model.setter
+    def tag_model(self, model: TagModel | None) -> None:
+        self._state.tag_model = model
 
     @classmethod
     def open(
@@ -124,9 +169,9 @@ class Engine:
 
     def _fit_tags(self) -> tuple[TagModel, dict[str, Any]]:
         table = self._codes()
-        tag_sets = self.catalogue.artist_tag_sets(table.ids)
+        labels = training_labels(self.catalogue, table.ids)  # artist tags + review answers (rejections: negatives)
         model = TagModel(self.model_id)
-        report = model.fit(table.shape, table.texture, tag_sets, table.size)
+        report = model.fit(table.shape, table.texture, labels.tag_sets, table.size, **labels.fit_kwargs())
         if not model.classifiers:
             raise LibraryError("no tag has enough examples to learn yet (see the report)")
         if self.tag_model_path is not None:
@@ -136,7 +181,8 @@ class Engine:
     # -- queries ------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        """What the backend serves (JSON-able)."""
+        """What the backend serves (JSON-able). ``tags_help``: how tags start, while there is no tag to predict."""
+        tags = self.tag_model.tags if self.tag_model else []
         return {
             "model_id": self.model_id,
             "preset": str(getattr(self.run, "preset", "")),
@@ -144,36 +190,47 @@ class Engine:
             "generic": self.generic,
             "heldout_psnr": _finite_or_none(getattr(self.run, "heldout_psnr", None)),
             "assets": self._code_count(),
-            "tags": self.tag_model.tags if self.tag_model else [],
-            "trainable": list(TRAINABLE),
+            "tags": tags,
+            "tags_help": None if tags else tag_status(self.catalogue, trained_tags=tags)["message"],
+            "trainable": list(self.trainable),
+            "model": self._model_info(),
+            "previous_model": self.catalogue.previous_model(),
+            "retrain_advice": self.retrain_advice(),
         }
+
+    def _model_info(self) -> dict[str, Any]:
+        row = next((m for m in self.catalogue.models() if m["model_id"] == self.model_id), None)
+        return {"model_id": self.model_id, "created": row["created"] if row else None,
+                "info": row["info"] if row else {}}
 
     def _code_count(self) -> int:
         return next((m["codes"] for m in self.catalogue.models() if m["model_id"] == self.model_id), 0)
 
-    def _codes(self) -> CodeTable:
-        return self.catalogue.codes(self.model_id)
+    def _codes(self, state: _Served | None = None) -> CodeTable:
+        return self.catalogue.codes((state or self._state).model_id)
 
-    def _index(self, space: str) -> SimilarityIndex:
+    def _index(self, space: str, state: _Served | None = None) -> SimilarityIndex:
+        state = state or self._state
         with self._index_lock:
-            index = self._indexes.get(space)
+            index = state.indexes.get(space)
             if index is None:
-                index = self._indexes[space] = SimilarityIndex(self._codes(), space)
+                index = state.indexes[space] = SimilarityIndex(self._codes(state), space)
             return index
 
-    def _invalidate(self) -> None:
+    def _invalidate(self, state: _Served | None = None) -> None:
         with self._index_lock:
-            self._indexes.clear()
+            (state or self._state).indexes.clear()
 
     def neighbours(self, name: str, space: str = "both", k: int = 10) -> dict[str, Any]:
         """The ``k`` nearest catalogued assets to ``name`` in one space, with distances."""
         if space not in SPACES:
             raise ServiceError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+        state = self._state
         try:
-            found = self._index(space).similar(name, k=k, exclude_self=True)
+            found = self._index(space, state).similar(name, k=k, exclude_self=True)
         except LibraryError as e:
             raise NotFound(str(e)) from None
-        return {"name": name, "space": space, "model_id": self.model_id, "neighbours": self._describe(found)}
+        return {"name": name, "space": space, "model_id": state.model_id, "neighbours": self._describe(found)}
 
     def _describe(self, found: list[Any]) -> list[dict[str, Any]]:
         """Neighbours as JSON: name, source .blend and asset name (for linking), distance, rank, family."""
@@ -199,13 +256,14 @@ class Engine:
             raise NotFound(str(e)) from None
         if png:
             return png
-        table = self._codes()
+        state = self._state
+        table = self._codes(state)
         try:
             row = table.index_of(name)
         except LibraryError as e:
-            raise NotFound(f"{name!r} has no thumbnail and no code of model {self.model_id} to render one") from e
+            raise NotFound(f"{name!r} has no thumbnail and no code of model {state.model_id} to render one") from e
         with self._model_lock:
-            rgba = self.run.render(
+            rgba = state.run.render(
                 table.shape[row : row + 1], table.texture[row : row + 1], views=[rig.views()[THUMBNAIL_VIEW]],
                 image_size=THUMBNAIL_SIZE,
             )[0, 0]
@@ -216,7 +274,12 @@ class Engine:
     # -- jobs ---------------------------------------------------------------------------------
 
     def embed(self, upload: bytes, bundle: Bundle, progress: ProgressFn, cancel: threading.Event) -> dict[str, Any]:
-        """Invert the code of an uploaded (already validated) bundle, tag it, find its neighbours, store it."""
+        """Invert the code of an uploaded (already validated) bundle, tag it, find its neighbours, store it.
+
+        With a library home the views are also kept in ``HOME/bundles`` (the next model trains on them).
+        If the served model is switched while the code is being fitted, it is fitted again with the new
+        model, so the answer and the stored code always belong to the model that serves.
+        """
         t0 = time.perf_counter()
         info = bundle.asset
         with tempfile.TemporaryDirectory(prefix="asset2vec-upload-") as tmp:
@@ -225,37 +288,46 @@ class Engine:
             path.write_bytes(upload)
             local = read_bundle(path)
             thumb = local.image_bytes(THUMBNAIL_VIEW)
-            progress(0.02, f"fitting the code of {info.name!r}")
-            with self._model_lock:
-                inverted = self.run.invert(
-                    [local],
-                    steps=self.invert_steps,
-                    progress=lambda f, m: progress(0.02 + 0.88 * float(f), m or "fitting the code"),
-                    cancel=cancel,
-                )[0]
-        if cancel.is_set():
-            raise JobCancelled()
-        progress(0.92, "storing the code and finding similar assets")
-        shape = np.asarray(inverted.shape, np.float32).reshape(-1)
-        texture = np.asarray(inverted.texture, np.float32).reshape(-1)
-        with self.catalogue.transaction():
-            aid = self.catalogue.upsert_asset(info, thumbnail=thumb)
-            self.catalogue.set_artist_tags(aid, info.tags)  # the bundle's tags replace the stored ones
-            self.catalogue.set_codes(self.model_id, {aid: (shape, texture, float(inverted.psnr))}, source="inversion")
-        self._invalidate()
+            if self.home is not None:
+                store_bundle(path, self.home.bundles, info.name)
+            while True:
+                state = self._state
+                progress(0.02, f"fitting the code of {info.name!r}")
+                with self._model_lock:
+                    inverted = state.run.invert(
+                        [local],
+                        steps=self.invert_steps,
+                        progress=lambda f, m: progress(0.02 + 0.88 * float(f), m or "fitting the code"),
+                        cancel=cancel,
+                    )[0]
+                if cancel.is_set():
+                    raise JobCancelled()
+                progress(0.92, "storing the code and finding similar assets")
+                shape = np.asarray(inverted.shape, np.float32).reshape(-1)
+                texture = np.asarray(inverted.texture, np.float32).reshape(-1)
+                with self._swap_lock:
+                    if state is not self._state:
+                        continue  # the model was switched meanwhile: fit again with the new one
+                    with self.catalogue.transaction():
+                        aid = self.catalogue.upsert_asset(info, thumbnail=thumb)
+                        self.catalogue.set_artist_tags(aid, info.tags)  # the bundle's tags replace the stored ones
+                        self.catalogue.set_codes(state.model_id, {aid: (shape, texture, float(inverted.psnr))},
+                                                 source="inversion")
+                    self._invalidate(state)
+                break
 
         predicted: dict[str, float] = {}
         proposed: dict[str, float] = {}
-        if self.tag_model is not None:
+        if state.tag_model is not None:
             size = np.asarray(info.size, np.float32).reshape(1, 3)
-            predicted = self.tag_model.predict(shape[None], texture[None], size)[0]
+            predicted = state.tag_model.predict(shape[None], texture[None], size)[0]
             proposed = TagModel.proposals(predicted, set(info.tags), DEFAULT_THRESHOLD)
-            self.catalogue.set_predicted_tags(self.model_id, {aid: predicted})
+            self.catalogue.set_predicted_tags(state.model_id, {aid: predicted})
 
         neighbours = {}
         for space in SPACES:
-            found = self._index(space).similar(info.name, k=self.neighbours_k, exclude_self=True)
-            self.catalogue.set_neighbours(self.model_id, space, {aid: [(n.asset_id, n.distance) for n in found]})
+            found = self._index(space, state).similar(info.name, k=self.neighbours_k, exclude_self=True)
+            self.catalogue.set_neighbours(state.model_id, space, {aid: [(n.asset_id, n.distance) for n in found]})
             neighbours[space] = self._describe(found)
         progress(1.0, "done")
         return {
@@ -263,7 +335,7 @@ class Engine:
             "source_file": info.source_blend,
             "asset_name": info.asset_name,
             "content_hash": info.content_hash,
-            "model_id": self.model_id,
+            "model_id": state.model_id,
             "shape": [float(x) for x in shape],
             "texture": [float(x) for x in texture],
             "psnr": _finite_or_none(inverted.psnr),
@@ -272,11 +344,15 @@ class Engine:
             "proposed_tags": {t: round(p, 4) for t, p in proposed.items()},
             "threshold": DEFAULT_THRESHOLD,
             "neighbours": neighbours,
+            "retrain_advice": self.retrain_advice(state),
         }
 
     def train(self, options: dict[str, Any], progress: ProgressFn, cancel: threading.Event) -> dict[str, Any]:
-        """Retrain what can be retrained while serving: the tag classifiers (``{"what": "tags"}``)."""
+        """Retrain what can be retrained while serving: the tag classifiers (``{"what": "tags"}``), and
+        with a library home a new decoder on every stored asset (``{"what": "decoder"}``, see :meth:`rebuild`)."""
         what = options.get("what", "tags")
+        if what == "decoder" and self.home is not None:
+            return self.rebuild(None, options, progress, cancel)
         if what not in TRAINABLE:
             raise ServiceError(
                 f"cannot train {what!r} on a running backend (only {', '.join(TRAINABLE)}); train the decoder with "
@@ -293,6 +369,252 @@ class Engine:
         self.tag_model = model
         trained = [t for t, r in report.items() if r.get("status") == "trained"]
         return {"what": "tags", "model_id": self.model_id, "trained": trained, "assets": len(table), "report": report}
+
+
+    # -- tag review ---------------------------------------------------------------------------------
+
+    def review_queue(self, limit: int = 10) -> dict[str, Any]:
+        """The tag predictions the classifiers are least sure of, most uncertain first, for the artist to answer.
+
+        ``{"model_id", "items": [{"name", "asset_id", "tag", "probability", "source_file", "asset_name"}],
+        "message"}``; ``message`` says why the queue is empty (no tags yet, or everything answered).
+        """
+        state = self._state
+        with self._review_lock:
+            ensure_predictions(self.catalogue, state.tag_model)  # e.g. training assets, never predicted
+        items = review_queue(self.catalogue, state.model_id, limit)
+        return {"model_id": state.model_id, "items": items, "message": "" if items else self._review_empty(state)}
+
+    def _review_empty(self, state: _Served) -> str:
+        if state.tag_model is None or not state.tag_model.classifiers:
+            return tag_status(self.catalogue, trained_tags=[])["message"] or "no tag predictions yet"
+        return "nothing to review: every tag prediction is answered or already an artist tag"
+
+    def review_answer(self, name: str, tag: str, accept: bool, limit: int = 10) -> dict[str, Any]:
+        """Store the artist's answer, retrain the tag classifiers on it and refresh every prediction.
+
+        Returns the answer's summary (``probability``: the asset's new probability of the tag), the
+        next ``queue`` items and ``queue_message``. An unknown asset is :class:`NotFound`.
+        """
+        state = self._state
+        try:
+            self.catalogue.asset_by_name(name)
+        except LibraryError as e:
+            raise NotFound(str(e)) from None
+        with self._review_lock:
+            use_size = state.tag_model.use_size if state.tag_model is not None else True
+            try:
+                model, summary = answer_and_retrain(self.catalogue, state.model_id, name, tag, accept, use_size=use_size)
+            except LibraryError as e:
+                raise ServiceError(str(e), 422) from None
+            if model is not None:
+                if state.tag_model_path is not None:
+                    model.save(state.tag_model_path)
+                state.tag_model = model
+        queue = self.review_queue(limit)
+        return {**summary, "model_id": state.model_id, "queue": queue["items"], "queue_message": queue["message"]}
+
+    # -- model lifecycle (library homes) ------------------------------------------------------------
+
+    @classmethod
+    def open_home(cls, home: Any, invert_steps: int | None = None, device: str | None = None) -> Engine:
+        """Serve a library home's active model; a home without any model gets the generic starter model."""
+        from backend.lifecycle.home import catalogue_fields, install_run, read_model_file
+        from backend.training.run import load_run
+
+        home.create()
+        catalogue = Catalogue(home.catalogue)
+        try:
+            model_id = catalogue.active_model()
+            if model_id is None:
+                from backend.lifecycle.starter import starter_run_dir
+
+                starter = load_run(starter_run_dir(), device="cpu")
+                model_id = starter.model_id
+                log.info("no model in %s yet: installing the generic starter model %s", home.root, model_id)
+                install_run(home, starter.run_dir, model_id, {"model_id": model_id, "generic": True,
+                                                               "trained_on": len(starter.names),
+                                                               "folder": "the built-in sample library"})
+            run = load_run(home.run_dir(model_id), **({"device": device} if device else {}))
+            info = read_model_file(run.run_dir)
+            if not catalogue.models() or not any(m["model_id"] == model_id and m["codes"] for m in catalogue.models()):
+                import_run(catalogue, run)
+            catalogue.register_model(model_id, run.preset, active=True, info=catalogue_fields(info))
+        except BaseException:
+            catalogue.close()
+            raise
+        return cls(run, catalogue, run.run_dir / TAG_MODEL_FILE, invert_steps=invert_steps, device=device,
+                   generic=bool(info.get("generic")), home=home)
+
+    def models(self) -> dict[str, Any]:
+        """The models this backend knows (a home's): which is active, which the previous one."""
+        return {"active": self.model_id, "previous": self.catalogue.previous_model(), "models": self.catalogue.models()}
+
+    def retrain_advice(self, state: _Served | None = None) -> str | None:
+        from backend.lifecycle.advice import retrain_advice
+
+        return retrain_advice(self.catalogue, (state or self._state).run)
+
+    def switch(self, model_id: str, progress: ProgressFn | None = None, cancel: threading.Event | None = None
+               ) -> dict[str, Any]:
+        """Serve another model of the home, atomically: queries answer from the old model until the swap.
+
+        Assets embedded into the old model that the new one has no code for (uploads stored in the
+        home) are fitted with the new model first, while the old one keeps serving.
+        """
+        from backend.lifecycle.home import catalogue_fields, read_model_file
+        from backend.training.run import load_run
+
+        if self.home is None:
+            raise ServiceError("this backend serves a single run (--run); model switching needs a library home")
+        run_dir = self.home.run_dir(model_id)
+        if not (run_dir / "checkpoint.pt").is_file():
+            raise NotFound(f"no model {model_id!r} in {self.home.models}")
+        progress = progress or (lambda f, m: None)
+        if model_id == self.model_id:
+            return self.info()
+        run = load_run(run_dir, **({"device": self.device} if self.device else {}))
+        info = read_model_file(run_dir)
+        if not any(m["model_id"] == model_id and m["codes"] for m in self.catalogue.models()):
+            import_run(self.catalogue, run, activate=False)
+        unmovable: set[str] = set()
+        while True:
+            with self._swap_lock:
+                missing = [n for n in self._missing_codes(model_id) if n not in unmovable]
+                if not missing:
+                    path = run_dir / TAG_MODEL_FILE
+                    tags = TagModel.load(path, expect_model=model_id) if path.is_file() else None
+                    state = _Served(run, model_id, bool(info.get("generic")), path, tags)
+                    self.catalogue.register_model(model_id, run.preset, active=True, info=catalogue_fields(info))
+                    self._state = state  # the switch: one reference, read once per query
+                    break
+            unmovable |= self._fit_missing(run, missing, progress, cancel)
+        if self.tag_model is None:
+            self.tag_model = self._load_or_train_tags()
+        log.info("now serving model %s", model_id)
+        return self.info()
+
+    def restore(self, model_id: str | None = None) -> dict[str, Any]:
+        """Switch back to ``model_id`` (default: the model that was active before this one)."""
+        target = model_id or self.catalogue.previous_model()
+        if target is None:
+            raise ServiceError("there is no previous model to restore", 409)
+        return self.switch(target)
+
+    def _missing_codes(self, model_id: str) -> list[str]:
+        """Assets with a code of the served model but none of ``model_id``."""
+        have = set(self.catalogue.codes(model_id).names)
+        return [n for n in self._codes().names if n not in have]
+
+    def _fit_missing(self, run: Any, names: list[str], progress: ProgressFn, cancel: threading.Event | None
+                     ) -> set[str]:
+        """Fit codes of the new model for ``names`` from their stored views; returns the names that have none."""
+        from backend.lifecycle.home import safe_folder_name
+
+        assert self.home is not None
+        bundles = []
+        for name in names:
+            folder = self.home.bundles / safe_folder_name(name)
+            try:
+                bundles.append(read_bundle(folder))
+            except Exception as e:  # noqa: BLE001 - any unreadable bundle: that asset stays with the old model
+                log.warning("cannot fit %s with the new model: no readable stored views (%s)", name, e)
+        for start in range(0, len(bundles), 8):
+            batch = bundles[start : start + 8]
+            progress(start / max(len(bundles), 1), f"fitting {len(bundles)} recently embedded asset(s) to the new model")
+            results = run.invert(batch, steps=self.invert_steps, cancel=cancel)
+            with self.catalogue.transaction():
+                for b, r in zip(batch, results, strict=True):
+                    aid = self.catalogue.upsert_asset(b.asset)
+                    self.catalogue.set_codes(run.model_id, {aid: (np.asarray(r.shape), np.asarray(r.texture),
+                                                                  float(r.psnr))}, source="inversion")
+        # Assets without stored views cannot move; they get a code of the new model when next embedded.
+        return set(names) - {b.asset.name for b in bundles}
+
+    def rebuild(self, folder: str | None, options: dict[str, Any], progress: ProgressFn, cancel: threading.Event
+                ) -> dict[str, Any]:
+        """Build a new model (``asset2vec index`` in a child process) while this one serves, then switch to it.
+
+        ``folder``: a library folder on this machine to capture first (None: retrain on the stored assets).
+        """
+        import json
+        import os
+        import signal
+        import subprocess
+        import sys
+
+        if self.home is None:
+            raise ServiceError("this backend serves a single run (--run); building models needs a library home")
+        cmd = [sys.executable, "-m", "backend.cli", "index", *([folder] if folder else []), "--home",
+               str(self.home.root), "--no-activate", "--progress-json"]
+        if folder is None or options.get("retrain"):
+            cmd.append("--retrain")
+        for key in ("steps", "minutes", "size", "samples"):
+            if options.get(key) is not None:
+                cmd += [f"--{key}", str(options[key])]
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        progress(0.0, "starting")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root, env=env)
+
+        def stop_on_cancel() -> None:  # SIGTERM: the child stops at its next checkpoint, keeping its work
+            while proc.poll() is None:
+                if cancel.wait(0.5):
+                    proc.send_signal(signal.SIGTERM)
+                    return
+
+        threading.Thread(target=stop_on_cancel, daemon=True).start()
+        summary: dict[str, Any] | None = None
+        error = "the index process ended without a result"
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "progress":
+                eta = f", about {event['eta_s']:.0f} s left" if event.get("eta_s") else ""
+                progress(0.95 * float(event["fraction"]),
+                         f"[{event['stage_index']}/{event['stages']}] {event['stage']}: {event['message']}{eta}")
+            elif event.get("event") == "summary":
+                summary = event
+            elif event.get("event") == "error":
+                error = event.get("message", error)
+        code = proc.wait()
+        if cancel.is_set():
+            raise JobCancelled()
+        if code != 0 or summary is None:
+            raise ServiceError(f"building the model failed: {error}", 500)
+        progress(0.96, f"switching to model {summary['model_id']}")
+        self.switch(summary["model_id"], cancel=cancel)
+        return {k: v for k, v in summary.items() if k != "event"} | {"serving": self.model_id}
+
+
+def store_bundle(archive: Path, bundles_dir: Path, name: str) -> Path:
+    """Unpack a validated bundle archive into ``bundles_dir/<safe name>/`` (replacing an older copy atomically)."""
+    import os
+    import shutil
+    import zipfile
+
+    from backend.lifecycle.home import safe_folder_name
+
+    dest = bundles_dir / safe_folder_name(name)
+    tmp = bundles_dir / f".incoming-{dest.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            target = (tmp / member).resolve()
+            if not target.is_relative_to(tmp.resolve()) or member.endswith("/"):
+                continue  # validated archives hold only views/NN.png and transforms.json; never escape tmp
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(member))
+    old = bundles_dir / f".old-{dest.name}"
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 
 def _png(rgba: np.ndarray) -> bytes:

@@ -152,6 +152,12 @@ class JobQueue:
         self.get(job_id).done.wait(timeout)
         return self.snapshot(job_id)
 
+    def latest(self, kind: str | None = None) -> dict[str, Any] | None:
+        """The status dict of the most recent job (of ``kind``), or None."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if kind is None or j.kind == kind]
+            return max(jobs, key=lambda j: j.created).snapshot() if jobs else None
+
     def stats(self) -> dict[str, int]:
         """How many jobs are waiting and running."""
         with self._lock:

@@ -19,6 +19,7 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,10 @@ class TrainSummary:
     rays_kept_fraction: float
     dropped_alpha_fraction: float
     history: list[list[float]] = field(default_factory=list)
+
+
+class TrainingStopped(Exception):  # noqa: N818 - a request, not an error
+    """Raised by an ``on_step`` callback to stop training; the run is checkpointed first (resumable)."""
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -132,6 +137,7 @@ def train(
     show_progress: bool = True,
     overrides: dict[str, Any] | None = None,
     session_steps: int | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainSummary:
     """Train (or, with ``resume``, continue) a run on every bundle under ``bundles_dir``; writes ``out``.
 
@@ -139,7 +145,8 @@ def train(
     (earlier sessions of a resumed run count). Whichever comes first ends training; the
     learning rate decays over that horizon. ``overrides`` sets :class:`TrainConfig` fields of a
     new run (benchmarks). ``session_steps`` stops this call after that many steps while the
-    schedule still spans ``steps`` (train in chunks; ``resume`` continues). Returns a :class:`TrainSummary`.
+    schedule still spans ``steps`` (train in chunks; ``resume`` continues). ``on_step(step, total,
+    seconds_per_step)`` is called every 10 steps (progress/ETA for pipelines). Returns a :class:`TrainSummary`.
     """
     out = Path(out)
     ckpt_path = out / C.CHECKPOINT
@@ -241,10 +248,12 @@ def train(
             if step % 10 == 0 or step == 1 or step == stop:  # the last step of a session too
                 history.append([step, loss_v, psnr_v])
                 bar.set_postfix(loss=f"{loss_v:.4f}", psnr=f"{psnr_v:.1f}dB")
+                if on_step is not None:
+                    on_step(step, tc.steps, run_seconds / max(run_samples / samples_per_step, 1))
             bar.update(1)
             if step % tc.checkpoint_every == 0:
                 snapshot()
-    except KeyboardInterrupt:  # Ctrl-C: keep every finished step, then let the CLI report the interruption
+    except (KeyboardInterrupt, TrainingStopped):  # Ctrl-C / a pipeline's cancel: keep every finished step
         bar.close()
         snapshot()
         raise

@@ -103,3 +103,17 @@ def test_panels_after_an_embed_show_tags_and_similar_assets(addon):
     similar = _panels(bpy)["Similar Assets"]
     assert "Table" in similar.texts() and [b[1] for b in _buttons(similar) if b[3] == "asset2vec.append_neighbour"] \
         == ["Link"]
+
+
+def test_backend_without_tags_explains_how_tags_start(addon):
+    from blender_addon.panels import NO_TAGS_LINES
+
+    url = configure("http://127.0.0.1:8765").backend_url
+    embed_job.backend_info.clear()
+    embed_job.backend_info.update(url=url, model_id="model-8", device="cpu", tags=[],
+                                  tags_help="No asset has tags yet. Tags start two ways: ...")
+    texts = _panels(addon)["Asset2Vec"].texts()
+    assert "Model model-8 (cpu)" in texts and all(line in texts for line in NO_TAGS_LINES)
+    assert all(len(line) <= 40 for line in NO_TAGS_LINES)  # fits a narrow sidebar
+    embed_job.backend_info.update(tags=["chair"], tags_help=None)
+    assert not set(NO_TAGS_LINES) & set(_panels(addon)["Asset2Vec"].texts())

@@ -94,5 +94,5 @@ def test_save_load_refuses_other_model(tmp_path: Path) -> None:
 
 def test_no_tags_at_all() -> None:
     shape, texture, size, _ = synthetic(10)
-    with pytest.raises(LibraryError, match="no asset has artist tags"):
+    with pytest.raises(LibraryError, match="No asset has tags yet.*asset2vec tags import"):
         TagModel("m1").fit(shape, texture, [None] * 10, size)

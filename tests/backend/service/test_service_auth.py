@@ -62,8 +62,9 @@ def test_cli_refuses_lan_without_token(monkeypatch: pytest.MonkeyPatch, capsys: 
 def test_cli_errors_for_missing_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                                     tmp_path) -> None:
     monkeypatch.delenv("ASSET2VEC_RUN", raising=False)
-    assert main(["serve"]) == 2
-    assert "pass --run RUN_DIR" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
+    assert main(["serve", "--home", str(tmp_path / "a-file"), "--no-zeroconf"]) == 2  # without --run: a home
+    assert "the library home must be a folder" in capsys.readouterr().err
     assert main(["serve", "--run", str(tmp_path / "missing"), "--no-zeroconf"]) == 2
     err = capsys.readouterr().err
     assert "asset2vec: error:" in err and "no checkpoint.pt here" in err and "Traceback" not in err

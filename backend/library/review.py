@@ -1,0 +1,249 @@
+"""The tag review queue: ask the artist about the predictions the classifiers are least sure of.
+
+Every answer is stored in the catalogue (``reviews``; an accepted tag also becomes an artist tag)
+and the tag classifiers are retrained on it, so the next prediction, and the next question,
+already reflect it. A library thereby needs few hand-tagged assets to get good tags.
+
+Training labels (see :func:`training_labels` and :func:`backend.library.tags.tag_labels`):
+
+* positives: artist tags, accepted answers included;
+* negatives: explicit rejections (even on an asset with no other tag), and assets tagged by the
+  artist (tags not only from review answers) that lack the tag;
+* anything else is unlabelled (an asset known only through a few answers is not a negative for
+  every tag nobody asked about).
+
+The queue also asks about tags the artist uses that the classifiers cannot learn yet (fewer than
+``MIN_EXAMPLES`` assets with or without them), picking the assets most similar to the tag's examples
+(:func:`new_tag_questions`): answering them is how a new tag gets enough examples to be learnt.
+
+Plain functions (no bpy, no torch): the CLI (``asset2vec tags review``), the service
+(``/v1/review``) and the benchmark (``bench/lifecycle.py``) call them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .catalogue import Catalogue, CodeTable
+from .errors import LibraryError
+from .tags import MIN_EXAMPLES, TagModel, features, tag_labels
+
+#: Questions shown at once by default.
+DEFAULT_LIMIT = 10
+
+
+@dataclass
+class TrainingLabels:
+    """Row-aligned labels for :meth:`TagModel.fit`: ``tag_sets`` (None = never tagged), ``rejected``, ``partial``."""
+
+    tag_sets: list[set[str] | None]
+    rejected: list[set[str]]
+    partial: list[bool]  # True: the asset's tags are only accepted review answers (not a full tagging)
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        return {"rejected": self.rejected, "partial": self.partial}
+
+
+def training_labels(catalogue: Catalogue, asset_ids: np.ndarray | list[int]) -> TrainingLabels:
+    """Artist tags, review rejections and which assets are only partially labelled, per asset id."""
+    ids = [int(a) for a in asset_ids]
+    tag_sets = catalogue.artist_tag_sets(ids)
+    answers = catalogue.review_answers(ids)
+    rejected = [{t for t, ok in a.items() if not ok} for a in answers]
+    accepted = [{t for t, ok in a.items() if ok} for a in answers]
+    partial = [s is not None and s <= acc for s, acc in zip(tag_sets, accepted, strict=True)]
+    return TrainingLabels(tag_sets, rejected, partial)
+
+
+def fit_tag_model(
+    catalogue: Catalogue,
+    model_id: str,
+    table: CodeTable | None = None,
+    use_size: bool = True,
+    min_examples: int = MIN_EXAMPLES,
+    seed: int = 0,
+    cross_validate: bool = True,
+) -> tuple[TagModel, dict[str, dict[str, Any]]]:
+    """A new tag model trained on the catalogue's artist tags and review answers (codes of ``model_id``).
+
+    Raises :class:`LibraryError` when nothing is labelled; tags with too few examples are reported as skipped.
+    """
+    table = table if table is not None else catalogue.codes(model_id)
+    labels = training_labels(catalogue, table.ids)
+    model = TagModel(model_id, use_size=use_size, seed=seed)
+    report = model.fit(table.shape, table.texture, labels.tag_sets, table.size, min_examples=min_examples,
+                       cross_validate=cross_validate, **labels.fit_kwargs())
+    return model, report
+
+
+def predict_catalogue(catalogue: Catalogue, model: TagModel, asset_ids: list[int] | None = None) -> int:
+    """Predict tags for the catalogue's assets with codes of ``model.model_id`` (or only ``asset_ids``); store them.
+
+    Returns the number of assets predicted (0 when the model has no trained tag).
+    """
+    if not model.classifiers:
+        return 0
+    table = catalogue.codes(model.model_id)
+    if asset_ids is not None:
+        wanted = {int(a) for a in asset_ids}
+        table = table.subset([i for i, a in enumerate(table.ids) if int(a) in wanted])
+        if not len(table):
+            return 0
+    probs = model.predict(table.shape, table.texture, table.size if model.use_size else None)
+    catalogue.set_predicted_tags(model.model_id, {int(a): p for a, p in zip(table.ids, probs, strict=True)})
+    return len(table)
+
+
+def ensure_predictions(catalogue: Catalogue, model: TagModel | None) -> int:
+    """Predict the assets that have a code of the model but no prediction yet; returns how many."""
+    if model is None or not model.classifiers:
+        return 0
+    missing = catalogue.unpredicted_ids(model.model_id)
+    return predict_catalogue(catalogue, model, missing) if missing else 0
+
+
+def review_queue(catalogue: Catalogue, model_id: str, limit: int = DEFAULT_LIMIT,
+                 exclude: list[tuple[int, str]] | tuple = (), new_tags: bool = True) -> list[dict[str, Any]]:
+    """The ``(asset, tag)`` questions the tag model is least sure about, most uncertain first.
+
+    Two kinds, merged by ``|probability - 0.5|``: the classifiers' stored predictions (``learnt``
+    True), and, with ``new_tags``, questions about tags the artist uses that have too few examples to
+    learn yet (``learnt`` False; see :func:`new_tag_questions`), so that the queue also grows the tags
+    the model knows. Pairs already answered or already artist tags are left out, and ``exclude``
+    (``(asset_id, tag)``, e.g. skipped). Items: ``name``, ``asset_id``, ``tag``, ``probability``,
+    ``source_file``, ``asset_name``, ``learnt``.
+    """
+    if limit < 1:
+        raise LibraryError(f"the review queue needs a limit of at least 1, got {limit}")
+    items = [{**it, "learnt": True} for it in catalogue.uncertain_predictions(model_id, limit, exclude)]
+    if new_tags:
+        items += new_tag_questions(catalogue, model_id, exclude=exclude)
+    items.sort(key=lambda it: (abs(it["probability"] - 0.5), it["name"], it["tag"]))
+    return items[:limit]
+
+
+def new_tag_questions(catalogue: Catalogue, model_id: str, per_tag: int = 2, min_examples: int = MIN_EXAMPLES,
+                      exclude: list[tuple[int, str]] | tuple = ()) -> list[dict[str, Any]]:
+    """Questions about tags the artist uses but the classifiers cannot learn yet (too few examples).
+
+    For each such tag, the ``per_tag`` unlabelled assets most likely to be positives (or, when the
+    tag lacks negatives, most likely to be negatives), by a similarity vote of their ``k`` nearest
+    labelled assets in standardised code (+ log size) space: ``p = (sum w*y + 0.5) / (sum w + 1)``,
+    ``w = exp(-d^2 / 2 s^2)`` with ``s`` the library's median nearest-neighbour distance. This
+    provisional probability orders them among the classifiers' predictions.
+    """
+    try:
+        table = catalogue.codes(model_id)
+    except LibraryError:  # no codes of this model yet: nothing to compare
+        return []
+    labels = training_labels(catalogue, table.ids)
+    used = set().union(*(s for s in labels.tag_sets if s is not None))
+    cold = sorted(used - catalogue.predicted_tag_names(model_id))
+    if not cold or len(table) < 2:
+        return []
+    x = features(table.shape, table.texture, table.size)
+    x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
+    probe = np.random.default_rng(0).permutation(len(x))[:2000]  # a sample is plenty for a median
+    scale = float(np.median(_knn(x[probe], x, 2)[0][:, 1])) or 1.0
+    skip = {(int(a), t) for a, t in exclude}
+    out: list[dict[str, Any]] = []
+    for tag in cold:
+        rows, y = tag_labels(tag, labels.tag_sets, labels.rejected, labels.partial)
+        pos, neg = int(y.sum()), int(len(y) - y.sum())
+        if pos == 0 or min(pos, neg) >= min_examples:
+            continue
+        free = np.setdiff1d(np.arange(len(table)), rows)
+        free = np.array([i for i in free if (int(table.ids[i]), tag) not in skip], dtype=np.int64)
+        if not len(free):
+            continue
+        k = min(5, len(rows))
+        dist, idx = _knn(x[free], x[rows], k)
+        w = np.exp(-(dist**2) / (2 * scale**2))
+        p = ((w * y[idx]).sum(1) + 0.5) / (w.sum(1) + 1.0)
+        # Short of positives: ask the likeliest; short of negatives only: ask the least likely.
+        best = np.argsort(-p if pos < min_examples else p, kind="stable")[:per_tag]
+        for b in best:
+            row = catalogue.asset_by_name(table.names[free[b]])
+            out.append({"name": row.name, "asset_id": row.id, "tag": tag, "probability": float(p[b]),
+                        "source_file": row.source_blend, "asset_name": row.asset_name, "learnt": False})
+    return out
+
+
+def record_answer(catalogue: Catalogue, asset: int | str, tag: str, accepted: bool) -> None:
+    """Store an answer; an accepted tag becomes an artist tag, a rejection never removes one."""
+    catalogue.record_review(asset, tag, accepted)
+
+
+def probability_of(catalogue: Catalogue, model_id: str, asset: int | str, tag: str) -> float | None:
+    """The stored predicted probability of ``tag`` for ``asset`` under ``model_id`` (None if not predicted)."""
+    return catalogue.tags_of(asset, model_id)["probabilities"].get(tag)
+
+
+def answer_and_retrain(
+    catalogue: Catalogue,
+    model_id: str,
+    name: str,
+    tag: str,
+    accepted: bool,
+    use_size: bool = True,
+    min_examples: int = MIN_EXAMPLES,
+    seed: int = 0,
+) -> tuple[TagModel | None, dict[str, Any]]:
+    """Store an answer, retrain the tag classifiers and refresh every stored prediction of ``model_id``.
+
+    Returns ``(new tag model or None, summary)``; the summary has ``name``, ``tag``, ``accepted``,
+    ``previous_probability``, ``probability`` (after retraining; None if the tag is not learnt),
+    ``retrained`` and a ``message``. When retraining is not possible yet (too few examples) the answer
+    is still stored and the model is None. Retraining skips cross-validation (fast; see ``tags train``).
+    """
+    catalogue.asset_by_name(name)  # an unknown name raises LibraryError with close matches
+    tag = (tag or "").strip()
+    before = probability_of(catalogue, model_id, name, tag)
+    record_answer(catalogue, name, tag, accepted)
+    summary: dict[str, Any] = {"name": name, "tag": tag, "accepted": bool(accepted),
+                               "previous_probability": before, "probability": None, "retrained": False}
+    try:
+        model, _ = fit_tag_model(catalogue, model_id, use_size=use_size, min_examples=min_examples, seed=seed,
+                                 cross_validate=False)
+    except LibraryError as e:
+        summary["message"] = f"answer stored; the tag classifiers cannot be trained yet: {e}"
+        return None, summary
+    if not model.classifiers:
+        summary["message"] = "answer stored; no tag has enough examples to learn yet"
+        return None, summary
+    predict_catalogue(catalogue, model)
+    summary.update(retrained=True, probability=probability_of(catalogue, model_id, name, tag))
+    summary["message"] = _change_message(summary)
+    return model, summary
+
+
+def _change_message(summary: dict[str, Any]) -> str:
+    verb = "accepted" if summary["accepted"] else "rejected"
+    p0, p1 = summary["previous_probability"], summary["probability"]
+    return f"{verb} {summary['tag']!r} for {summary['name']}; retrained: probability {_pct(p0)} -> {_pct(p1)}"
+
+
+def _pct(p: float | None) -> str:
+    return "-" if p is None else f"{p:.0%}"
+
+
+def _knn(query: np.ndarray, points: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean ``k`` nearest ``points [M, D]`` of each ``query [Q, D]``: ``(dist [Q, k], index [Q, k])``, nearest first.
+
+    Plain numpy in chunks of queries (bounded memory; sklearn's per-call thread start-up costs more here).
+    """
+    k = min(k, len(points))
+    pp = (points**2).sum(1)
+    dists, idxs = [], []
+    for s0 in range(0, len(query), chunk):
+        q = query[s0 : s0 + chunk]
+        d2 = np.maximum((q**2).sum(1)[:, None] + pp[None, :] - 2.0 * q @ points.T, 0.0)
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < len(points) else np.tile(np.arange(k), (len(q), 1))
+        d = np.take_along_axis(d2, part, 1)
+        order = np.argsort(d, axis=1, kind="stable")
+        idxs.append(np.take_along_axis(part, order, 1))
+        dists.append(np.sqrt(np.take_along_axis(d, order, 1)))
+    return np.concatenate(dists), np.concatenate(idxs)

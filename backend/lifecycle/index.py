@@ -1,0 +1,409 @@
+"""``asset2vec index FOLDER``: from a folder of .blend files to a tagged, searchable library in one step.
+
+Stages, each resumable after a kill (the work is checkpointed where it is done):
+
+1. **capture** — every marked asset's 18 views into ``HOME/bundles`` (up-to-date bundles are
+   skipped by content hash; a file that crashed Blender twice is skipped and reported);
+2. **train** — a new decoder on every bundle of the home, in ``HOME/training`` (checkpoints;
+   resumed), renamed to ``HOME/models/<model_id>`` when done. Skipped when a library model is
+   active and no retrain is asked: new assets then get codes by inversion;
+3. **embed** — the run's training codes into the catalogue, then inversion (in committed batches)
+   of every bundle that has no code of the model yet or whose asset changed;
+4. **tags** — classifiers from the tags artists already gave (and their review answers);
+5. **neighbours** — stored suggestions in shape, texture and both spaces;
+6. **activate** — the new model becomes the active one (one transaction), the old one stays
+   restorable; then the exploration page is written.
+
+The catalogue is shared with a running backend; until step 6 nothing it serves changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .home import LibraryHome, catalogue_fields, read_model_file, write_model_file
+
+STAGES = ("capture", "train", "embed", "tags", "neighbours", "activate")
+#: Share of the whole run each stage takes (for one overall progress fraction).
+_WEIGHTS = {"capture": 0.25, "train": 0.55, "embed": 0.1, "tags": 0.03, "neighbours": 0.02, "activate": 0.05}
+#: Stored suggestions per asset and space.
+NEIGHBOURS_K = 10
+#: A file that was being captured when the process died this many times is skipped.
+MAX_CAPTURE_ATTEMPTS = 2
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+class PipelineError(Exception):
+    """The pipeline cannot go on; the message says what to do."""
+
+
+class PipelineCancelled(PipelineError):
+    """Stopped on request; everything done so far is kept and a new run continues from there."""
+
+
+@dataclass
+class IndexOptions:
+    """What ``asset2vec index`` does; see its ``--help`` for each option."""
+
+    preset: str = "cpu-small"
+    steps: int | None = None
+    minutes: float | None = None
+    size: int = 64
+    samples: int = 16
+    capture_device: str = "AUTO"
+    device: str | None = None
+    retrain: bool = False
+    activate: bool = True
+    invert_steps: int | None = None
+    batch: int = 8
+    checkpoint_every: int | None = None
+    explore: bool = True
+    on_progress: ProgressFn | None = None
+    cancel: threading.Event | None = None
+
+
+@dataclass
+class IndexSummary:
+    """What a run did (printed by the CLI, returned by the service's job)."""
+
+    home: str
+    folder: str | None = None
+    model_id: str = ""
+    previous_model: str | None = None
+    trained: bool = False
+    activated: bool = False
+    assets: int = 0
+    captured: int = 0
+    capture_up_to_date: int = 0
+    failures: list[str] = field(default_factory=list)
+    inverted: int = 0
+    heldout_psnr: float | None = None
+    tags: list[str] = field(default_factory=list)
+    tags_help: str | None = None
+    retrain_advice: str | None = None
+    explore: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Progress:
+    """Stage-aware progress events with an ETA per stage and one overall fraction."""
+
+    def __init__(self, stages: list[str], emit: ProgressFn | None, cancel: threading.Event | None) -> None:
+        self.stages, self.emit, self.cancel = stages, emit, cancel
+        total = sum(_WEIGHTS[s] for s in stages)
+        self.weights = {s: _WEIGHTS[s] / total for s in stages}
+        self.stage, self.t0, self.base = "", time.monotonic(), 0.0
+
+    def start(self, stage: str, message: str = "") -> None:
+        if self.stage:
+            self.base += self.weights[self.stage]
+        self.stage, self.t0 = stage, time.monotonic()
+        self.update(0, 0, message or f"{stage} ...")
+
+    def update(self, done: float, total: float, message: str = "", eta_s: float | None = None) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise PipelineCancelled(f"index stopped during {self.stage}; run it again to continue")
+        frac = min(done / total, 1.0) if total else 0.0
+        if eta_s is None and done and total:
+            eta_s = (time.monotonic() - self.t0) / done * (total - done)
+        if self.emit is not None:
+            self.emit({
+                "stage": self.stage,
+                "stage_index": self.stages.index(self.stage) + 1,
+                "stages": len(self.stages),
+                "done": done,
+                "total": total,
+                "fraction": round(self.base + self.weights[self.stage] * frac, 4),
+                "eta_s": None if eta_s is None else round(eta_s, 1),
+                "message": message,
+            })
+
+
+def index_library(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: IndexOptions) -> IndexSummary:
+    """Run the pipeline on ``folder`` (None: only the bundles already in the home, e.g. a retrain)."""
+    from backend.library.catalogue import Catalogue
+
+    home.create()
+    summary = IndexSummary(home=str(home.root))
+    src = Path(folder).expanduser().resolve() if folder is not None else None
+    if src is not None:
+        if not src.is_dir():
+            raise PipelineError(f"{folder}: not a folder; give the library folder that holds the .blend files")
+        if home.root == src or home.root.is_relative_to(src) and not _hidden_inside(home.root, src):
+            raise PipelineError(f"the home {home.root} is inside the library {src}; choose a home elsewhere "
+                                "(--home) or a hidden folder like FOLDER/.asset2vec")
+        summary.folder = str(src)
+    with Catalogue(home.catalogue) as cat:
+        active = cat.active_model()
+        active_info = next((m["info"] for m in cat.models() if m["model_id"] == active), {})
+        summary.previous_model = active
+    train_needed = opts.retrain or active is None or bool(active_info.get("generic"))
+    stages = [s for s in STAGES if (s != "capture" or src is not None) and (s != "train" or train_needed)]
+    progress = _Progress(stages, opts.on_progress, opts.cancel)
+
+    if src is not None:
+        t0 = time.monotonic()
+        progress.start("capture", f"capturing the assets of {src}")
+        _capture(src, home, opts, progress, summary)
+        summary.seconds["capture"] = round(time.monotonic() - t0, 1)
+
+    if not any(home.bundles.glob("*/transforms.json")):
+        raise PipelineError(f"no captured assets in {home.bundles}: index a folder with marked assets "
+                            "(`asset2vec index FOLDER`)")
+    if train_needed:
+        t0 = time.monotonic()
+        progress.start("train", "training the decoder on the library")
+        model_id = _train(home, opts, progress, summary)
+        summary.trained = True
+        summary.seconds["train"] = round(time.monotonic() - t0, 1)
+    else:
+        model_id = str(active)
+    summary.model_id = model_id
+
+    from backend.training.run import load_run
+
+    run = load_run(home.run_dir(model_id), device=opts.device)
+    summary.heldout_psnr = _finite(run.heldout_psnr)
+    with Catalogue(home.catalogue) as cat:
+        t0 = time.monotonic()
+        progress.start("embed", "storing codes")
+        _embed(run, cat, home, opts, progress, summary)
+        summary.seconds["embed"] = round(time.monotonic() - t0, 1)
+
+        t0 = time.monotonic()
+        progress.start("tags", "learning tags from the artists' tags")
+        _tags(run, cat, home, summary)
+        summary.seconds["tags"] = round(time.monotonic() - t0, 1)
+
+        t0 = time.monotonic()
+        progress.start("neighbours", "finding similar assets")
+        _neighbours(cat, model_id, progress)
+        summary.seconds["neighbours"] = round(time.monotonic() - t0, 1)
+
+        t0 = time.monotonic()
+        progress.start("activate", "switching to the new model" if opts.activate else "finishing")
+        if opts.activate and cat.active_model() != model_id:
+            cat.activate_model(model_id)
+        summary.activated = cat.active_model() == model_id
+        from .advice import retrain_advice
+
+        summary.retrain_advice = retrain_advice(cat, run)
+        if opts.explore and summary.activated:
+            summary.explore = _explore(run, cat, home, progress)
+        summary.assets = len(cat.codes(model_id))
+        summary.seconds["activate"] = round(time.monotonic() - t0, 1)
+    home.write_state({**home.read_state(), "finished": _now(), "model_id": model_id})
+    progress.update(1, 1, f"done: model {model_id}, {summary.assets} assets")
+    return summary
+
+
+def _hidden_inside(path: Path, root: Path) -> bool:
+    """True when ``path`` lies under a hidden folder of ``root`` (skipped by the capture's scan)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return round(v, 3) if np.isfinite(v) else None
+
+
+# -- stages ---------------------------------------------------------------------------------------
+
+def _capture(src: Path, home: LibraryHome, opts: IndexOptions, progress: _Progress, summary: IndexSummary) -> None:
+    from backend.cli import CommandError
+    from backend.commands.blender import capture_library
+
+    state = home.read_state()
+    attempts: dict[str, int] = state.get("capture_attempts", {})
+    crashed = {f for f, n in attempts.items() if n >= MAX_CAPTURE_ATTEMPTS}
+    opened: list[str] = []
+
+    def on_file(path: Path) -> None:
+        # The file opened before this one finished without killing the process: forget its attempt.
+        if opened:
+            attempts.pop(opened[-1], None)
+        opened.append(str(path))
+        attempts[str(path)] = attempts.get(str(path), 0) + 1
+        home.write_state({**state, "stage": "capture", "folder": str(src), "capture_attempts": attempts})
+
+    def on_asset(done: int, total: int) -> None:
+        progress.update(done, total, f"captured {done}/{total} assets")
+
+    try:
+        result = capture_library(src, home.bundles, size=opts.size, samples=opts.samples,
+                                 device=opts.capture_device, on_file=on_file, on_asset=on_asset, skip_files=crashed)
+    except CommandError as e:
+        raise PipelineError(str(e)) from None
+    if opened:
+        attempts.pop(opened[-1], None)
+    home.write_state({**state, "stage": "captured", "folder": str(src), "capture_attempts": attempts})
+    summary.captured, summary.capture_up_to_date = result.done, result.skipped
+    summary.failures += result.failed
+    if not result.done and not result.skipped:
+        raise PipelineError(f"no asset of {src} could be captured"
+                            + (f": {result.failed[0]}" if result.failed else " (mark assets with Mark as Asset)"))
+
+
+def _bundle_names(home: LibraryHome) -> list[str]:
+    from backend.training.data import find_bundles, read_bundles
+
+    return sorted(b.asset.name for b in read_bundles(find_bundles(home.bundles)))
+
+
+def _train(home: LibraryHome, opts: IndexOptions, progress: _Progress, summary: IndexSummary) -> str:
+    from backend.model.errors import ModelError
+    from backend.training.trainer import TrainingStopped, train
+
+    staging = home.training
+    if (staging / "codes.npz").is_file():
+        with np.load(staging / "codes.npz") as z:
+            trained_names = sorted(str(n) for n in z["names"])
+        if trained_names != _bundle_names(home):
+            # The library changed since that training started: its checkpoint cannot be resumed.
+            shutil.rmtree(staging)
+    if not (staging / "metrics.json").is_file():
+        def on_step(step: int, total: int, sec_per_step: float) -> None:
+            if opts.cancel is not None and opts.cancel.is_set():
+                raise TrainingStopped()
+            progress.update(step, total, f"training step {step}/{total}", eta_s=(total - step) * sec_per_step)
+
+        overrides = {"checkpoint_every": opts.checkpoint_every} if opts.checkpoint_every else None
+        try:
+            train(home.bundles, staging, preset=opts.preset, resume=True, steps=opts.steps, minutes=opts.minutes,
+                  device=opts.device, show_progress=False, on_step=on_step, overrides=overrides)
+        except TrainingStopped:
+            raise PipelineCancelled("index stopped during training (checkpoint kept); run it again to continue") \
+                from None
+        except ModelError as e:
+            raise PipelineError(str(e)) from None
+    metrics = json.loads((staging / "metrics.json").read_text())
+    model_id = str(metrics["model_id"])
+    write_model_file(staging, {"model_id": model_id, "created": _now(), "generic": False,
+                               "trained_on": metrics.get("assets"), "folder": summary.folder,
+                               "preset": metrics.get("preset"), "steps": metrics.get("step"),
+                               "heldout_psnr": metrics.get("heldout_psnr")})
+    dest = home.run_dir(model_id)
+    if dest.exists():  # a half-finished earlier rename cannot exist (rename is atomic); an old copy can
+        shutil.rmtree(dest)
+    os.replace(staging, dest)
+    return model_id
+
+
+def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: _Progress,
+           summary: IndexSummary) -> None:
+    from backend.library.catalogue import import_run
+    from backend.training.data import find_bundles, read_bundles
+    from backend.training.run import Cancelled
+
+    info = read_model_file(run.run_dir)
+    if not any(m["model_id"] == run.model_id and m["codes"] for m in cat.models()):
+        thumbs = {}
+        for b in read_bundles(find_bundles(home.bundles)):
+            if b.asset.name in run.names:
+                thumbs[b.asset.name] = b.image_bytes(7)
+        import_run(cat, run, thumbnails=thumbs, activate=False)
+    cat.register_model(run.model_id, run.preset, active=False, info=catalogue_fields(info))
+
+    have = set(cat.codes(run.model_id).names)
+    todo = []
+    for b in read_bundles(find_bundles(home.bundles)):
+        name = b.asset.name
+        if name not in have:
+            todo.append(b)
+            continue
+        stored = cat.asset_by_name(name).content_hash
+        if b.asset.content_hash and stored and b.asset.content_hash != stored:
+            todo.append(b)  # the asset changed since its code was made
+    for start in range(0, len(todo), opts.batch):
+        batch = todo[start : start + opts.batch]
+        progress.update(start, len(todo), f"fitting codes of new assets {start + 1}-{start + len(batch)} of {len(todo)}")
+        try:
+            results = run.invert(batch, steps=opts.invert_steps, cancel=opts.cancel)
+        except Cancelled:
+            raise PipelineCancelled("index stopped while fitting codes; run it again to continue") from None
+        with cat.transaction():  # one committed batch: a kill loses at most this batch
+            codes = {}
+            for b, r in zip(batch, results, strict=True):
+                aid = cat.upsert_asset(b.asset, thumbnail=b.image_bytes(7))
+                cat.set_artist_tags(aid, b.asset.tags)
+                codes[aid] = (np.asarray(r.shape).reshape(-1), np.asarray(r.texture).reshape(-1), float(r.psnr))
+            cat.set_codes(run.model_id, codes, source="inversion")
+        summary.inverted += len(batch)
+    progress.update(len(todo), len(todo), f"{len(todo)} new asset(s) fitted")
+
+
+def _tags(run: Any, cat: Any, home: LibraryHome, summary: IndexSummary) -> None:
+    from backend.library.errors import LibraryError
+    from backend.library.tags import TagModel
+
+    table = cat.codes(run.model_id)
+    sets = cat.artist_tag_sets(table.ids)
+    path = run.run_dir / "tags.joblib"
+    if not any(s for s in sets):
+        summary.tags_help = _no_tags_help()
+        return
+    model = TagModel(run.model_id)
+    try:
+        model.fit(table.shape, table.texture, sets, table.size)
+    except LibraryError as e:
+        summary.tags_help = f"{e}. {_no_tags_help()}"
+        return
+    if not model.classifiers:
+        summary.tags_help = "no tag has enough tagged examples to learn yet. " + _no_tags_help()
+        return
+    model.save(path)
+    preds = model.predict(table.shape, table.texture, table.size)
+    cat.set_predicted_tags(run.model_id, {int(i): p for i, p in zip(table.ids, preds, strict=True)})
+    summary.tags = model.tags
+
+
+def _no_tags_help() -> str:
+    try:
+        from backend.library.tags import NO_TAGS_HELP  # type: ignore[attr-defined]
+
+        return str(NO_TAGS_HELP)
+    except ImportError:
+        return ("No asset has tags yet: review a few suggestions (`asset2vec tags review`) or import a tag list "
+                "(`asset2vec tags import FILE.csv`).")
+
+
+def _neighbours(cat: Any, model_id: str, progress: _Progress) -> None:
+    from backend.library.similarity import SimilarityIndex
+
+    table = cat.codes(model_id)
+    k = min(NEIGHBOURS_K, max(len(table) - 1, 1))
+    for i, space in enumerate(("shape", "texture", "both")):
+        progress.update(i, 3, f"similar assets in {space} space")
+        cat.set_neighbours(model_id, space, SimilarityIndex(table, space).all_neighbours(k))
+
+
+def _explore(run: Any, cat: Any, home: LibraryHome, progress: _Progress) -> str | None:
+    from backend.library.report import explore_library
+
+    table = cat.codes(run.model_id)
+    if len(table) < 3:
+        return None
+    explore_library(run, cat, table, home.explore, progress=lambda msg: progress.update(0, 0, msg))
+    return str(home.explore / "index.html")

@@ -1,0 +1,380 @@
+"""The starter model: a small, generic model built by a recorded recipe, so Embed works before any training.
+
+``backend/starter/recipe.json`` (committed) says what the model is trained on and how. ``asset2vec
+starter-model`` (run by ``python build.py demo`` and ``test``) builds it into ``backend/starter/model/``
+(ignored by git, shipped in a built wheel as package data):
+
+* the run folder: ``checkpoint.pt``, ``codes.npz``, ``config.json``, ``metrics.json``,
+* ``tags.joblib``: tag classifiers learnt from the sample library's artist tags (as ``asset2vec tags
+  train`` writes them, for the run's model id),
+* ``MODEL.json`` (what the library home reads: generic, trained on N assets) and ``MANIFEST.json``: the
+  recipe and its digest, the exact commands, the training data and its digest, model id, held-out
+  PSNR, software versions, creation time, ``"generic": true``.
+
+Every step is skipped when its output is complete, so a killed build continues where it stopped.
+Intermediate data (the sample library, captures, the run being trained) stays in a cache folder
+(``.cache/starter/`` in a source checkout), never in the package; the finished model replaces the
+output folder in one rename, so the output is either the old model or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backend.library.errors import LibraryError
+
+STARTER_DIR = Path(__file__).resolve().parents[1] / "starter"
+RECIPE_FILE = STARTER_DIR / "recipe.json"
+DEFAULT_OUT = STARTER_DIR / "model"
+MANIFEST_FILE = "MANIFEST.json"
+#: Files a built starter model must have (beside config.json and metrics.json).
+REQUIRED = ("checkpoint.pt", "codes.npz", "tags.joblib", MANIFEST_FILE)
+BUILD_HINT = "build it with `python build.py test` (or `python build.py demo`), or `asset2vec starter-model`"
+
+Say = Callable[[str], None]
+
+
+class StarterError(LibraryError):
+    """The starter model is missing, stale or cannot be built; the message says what to do."""
+
+
+# -- recipe -------------------------------------------------------------------------------------
+
+def recipe_digest(recipe: dict[str, Any]) -> str:
+    """sha256 of the recipe's canonical JSON (sorted keys, no spaces). ``build.py`` computes the same."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def load_recipe(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The recipe (default ``backend/starter/recipe.json``), checked for the fields the build needs."""
+    path = Path(path or RECIPE_FILE)
+    try:
+        recipe = json.loads(path.read_text())
+        for section, key in (("data", "sample_library_seed"), ("capture", "size"), ("capture", "samples"),
+                             ("train", "preset"), ("train", "steps"), ("train", "seed")):
+            recipe[section][key]  # noqa: B018  (presence check)
+    except OSError as e:
+        raise StarterError(f"cannot read the starter recipe {path}: {e.strerror or e}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise StarterError(f"the starter recipe {path} is malformed ({e!r} missing or invalid)") from None
+    return recipe
+
+
+# -- the built model ----------------------------------------------------------------------------
+
+def starter_manifest(run_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The built starter model's ``MANIFEST.json`` (default folder: ``backend/starter/model``)."""
+    path = Path(run_dir or DEFAULT_OUT) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StarterError(f"no starter model in {path.parent}: {BUILD_HINT}") from None
+    except (OSError, ValueError) as e:
+        raise StarterError(f"the starter model's {path} is unreadable ({e}): rebuild it; {BUILD_HINT}") from None
+
+
+def starter_run_dir(run_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The built starter run folder, checked complete and built from the current recipe.
+
+    Raises :class:`StarterError` saying how to build it when it is missing, incomplete or built from
+    another recipe digest.
+    """
+    folder = Path(run_dir or DEFAULT_OUT)
+    manifest = starter_manifest(folder)
+    want = recipe_digest(load_recipe())
+    if manifest.get("recipe_digest") != want:
+        raise StarterError(f"the starter model in {folder} was built from another recipe "
+                           f"({str(manifest.get('recipe_digest'))[:12]}, {RECIPE_FILE.name} is now {want[:12]}): "
+                           f"rebuild it; {BUILD_HINT}")
+    missing = [f for f in REQUIRED if not (folder / f).is_file()]
+    if missing:
+        raise StarterError(f"the starter model in {folder} is incomplete (no {', '.join(missing)}): {BUILD_HINT}")
+    return folder
+
+
+def default_cache() -> Path:
+    """``.cache/starter`` in a source checkout, else ``$XDG_CACHE_HOME/asset2vec/starter`` (``~/.cache``)."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "backend").is_dir():
+        return root / ".cache" / "starter"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "asset2vec" / "starter"
+
+
+# -- building -----------------------------------------------------------------------------------
+
+def build_starter(
+    out: str | os.PathLike[str] | None = None,
+    sh3d: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    cache: str | os.PathLike[str] | None = None,
+    command: str | None = None,
+    say: Say = print,
+) -> dict[str, Any]:
+    """Build the starter model by the recipe into ``out`` (default ``backend/starter/model``); returns its manifest.
+
+    ``sh3d``: a Sweet Home 3D catalogue folder (``catalog.json`` + OBJ models) trained on as well.
+    Skips everything when ``out`` already holds a model of this recipe and data, unless ``force``
+    (which retrains; the cached captures are reused). ``command`` is recorded as the build command.
+    """
+    t_start = time.perf_counter()
+    recipe = load_recipe()
+    digest = recipe_digest(recipe)
+    out = Path(out or DEFAULT_OUT).resolve()
+    cache = Path(cache or default_cache()).resolve()
+    sh3d = Path(sh3d).resolve() if sh3d else None
+    if sh3d is not None and not sh3d.is_dir():
+        raise StarterError(f"--sh3d {sh3d}: no such folder (fetch it with shared/data/fetch_sh3d_default.py DIR)")
+    seed, cap, tr = int(recipe["data"]["sample_library_seed"]), recipe["capture"], recipe["train"]
+    data_key = f"sample-seed{seed}" + ("+sh3d" if sh3d else "")
+    command = command or "asset2vec starter-model" + (f" --out {out}" if out != DEFAULT_OUT.resolve() else "") + (
+        f" --sh3d {sh3d}" if sh3d else "")
+
+    if not force:
+        current = _manifest_or_none(out)
+        if current and current.get("recipe_digest") == digest and current.get("data", {}).get("key") == data_key \
+                and all((out / f).is_file() for f in REQUIRED):
+            say(f"starter model up to date in {out} (recipe {digest[:12]}, model {current.get('model_id')})")
+            return current
+    _check_out_folder(out)
+
+    stage = cache / f"run-{digest[:12]}-{data_key}"
+    if force:
+        shutil.rmtree(stage, ignore_errors=True)
+    bundles = cache / f"bundles-{cap['size']}px-{cap['samples']}spp-{data_key}"
+    library = cache / f"sample-seed{seed}"
+    commands: list[str] = []
+
+    t0 = _step(say, f"1. Sample library (seed {seed}) -> {library}")
+    commands.append(f"asset2vec sample-library CACHE/{library.name} --seed {seed}")
+    if not (library / "ground_truth.json").is_file():
+        from blender_addon.headless.sample_library import build_sample_library
+
+        build_sample_library(library, seed=seed)
+    sources = [{"kind": "sample-library", "seed": seed, "folder": f"CACHE/{library.name}"}]
+    _done(say, t0, "ready")
+
+    sh3d_lib = cache / "sh3d"
+    if sh3d is not None:
+        t0 = _step(say, f"1b. Sweet Home 3D catalogue {sh3d} -> {sh3d_lib}")
+        catalog = sh3d / "catalog.json"
+        argv = ["import-folder", str(sh3d), str(sh3d_lib)] + (["--catalogue", str(catalog)] if catalog.is_file() else [])
+        commands.append(shlex.join(["asset2vec", *argv]).replace(str(sh3d_lib), "CACHE/sh3d"))
+        marker = sh3d_lib / "source.txt"
+        if not (marker.is_file() and marker.read_text() == str(sh3d) and (sh3d_lib / "import_report.json").is_file()):
+            shutil.rmtree(sh3d_lib, ignore_errors=True)
+            _cli(argv, allow_partial=True)
+            marker.write_text(str(sh3d))
+        sources.append({"kind": "sweet-home-3d", "folder": str(sh3d), "catalogue": catalog.is_file()})
+        _done(say, t0, "imported")
+
+    t0 = _step(say, f"2. Capture 18 views per asset at {cap['size']} px, {cap['samples']} samples -> {bundles}")
+    plain = cache / f"bundles-{cap['size']}px-{cap['samples']}spp-sample-seed{seed}" / "sample"
+    if sh3d is not None and plain.is_dir() and not (bundles / "sample").exists():
+        shutil.copytree(plain, bundles / "sample")  # the sample library's captures without sh3d: reuse them
+    for src, sub in [(library, "sample"), *([(sh3d_lib, "sh3d")] if sh3d else [])]:
+        argv = ["capture", str(src), "--out", str(bundles / sub), "--size", str(cap["size"]),
+                "--samples", str(cap["samples"]), "--device", str(cap.get("device", "CPU"))]
+        commands.append(shlex.join(["asset2vec", *argv]).replace(str(cache), "CACHE"))
+        _cli(argv, allow_partial=sub == "sh3d")  # the capture skips assets whose bundle is up to date
+    _done(say, t0, f"{sum(1 for _ in bundles.rglob('transforms.json'))} bundles")
+
+    t0 = _step(say, f"3. Train the decoder ({tr['preset']}, {tr['steps']} steps, seed {tr['seed']}) -> {stage}")
+    threads = tr.get("threads")
+    commands.append(f"asset2vec train CACHE/{bundles.name} --out RUN --preset {tr['preset']} --steps {tr['steps']}"
+                    + (f" --threads {threads}" if threads else "") + f"  # TrainConfig.seed = {tr['seed']}")
+    metrics = _train(bundles, stage, tr)
+    _done(say, t0, f"step {metrics['step']}, held-out PSNR {metrics['heldout_psnr']:.2f} dB")
+
+    t0 = _step(say, "4. Tag classifiers from the training assets' artist tags")
+    tg = recipe.get("tags", {})
+    argv = ["tags", "train", "--run", str(stage), "--min-examples", str(tg.get("min_examples", 3))]
+    argv += [] if tg.get("use_size", True) else ["--no-size"]
+    commands.append(shlex.join(["asset2vec", *argv]).replace(str(stage), "RUN"))
+    tags = _train_tags(stage, metrics["model_id"], argv)
+    _done(say, t0, f"{len(tags)} tags: {', '.join(tags)}")
+
+    t0 = _step(say, f"5. Manifest, then publish -> {out}")
+    manifest = _manifest(stage, recipe, digest, data_key, sources, command, commands, metrics, tags, cache,
+                         time.perf_counter() - t_start)
+    _publish(stage, out)
+    for other in cache.glob("run-*"):  # runs of earlier recipes: never used again
+        if other != stage:
+            shutil.rmtree(other, ignore_errors=True)
+    _done(say, t0, f"model {manifest['model_id']}, {_size(out) / 1e6:.1f} MB")
+    say(f"\nstarter model built in {time.perf_counter() - t_start:.0f} s: {out}")
+    return manifest
+
+
+def _step(say: Say, title: str) -> float:
+    say(f"\n== {title}")
+    return time.perf_counter()
+
+
+def _done(say: Say, t0: float, what: str) -> None:
+    say(f"   {what} ({time.perf_counter() - t0:.1f} s)")
+
+
+def _cli(argv: list[str], allow_partial: bool = False) -> None:
+    """Run an ``asset2vec`` command in this process; exit 1 (some assets failed) is accepted when ``allow_partial``."""
+    from backend.cli import main as cli_main
+
+    code = cli_main(argv)
+    if code not in (0, None) and not (allow_partial and code == 1):
+        raise StarterError(f"`asset2vec {shlex.join(argv)}` failed (exit {code})")
+
+
+def _manifest_or_none(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _check_out_folder(out: Path) -> None:
+    """Refuse to replace a folder that is not a starter model (the publish step replaces ``out`` whole)."""
+    if out.is_file():
+        raise StarterError(f"--out {out} is a file; pass a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
+        raise StarterError(f"--out {out} is not empty and holds no starter model ({MANIFEST_FILE}); "
+                           f"choose a new or empty folder")
+
+
+def _train(bundles: Path, stage: Path, tr: dict[str, Any]) -> dict[str, Any]:
+    """Train (or resume, or skip when finished) the run in ``stage``; returns its metrics.json."""
+    import torch
+
+    from backend.model.errors import ModelError
+    from backend.training.trainer import train
+
+    done = _json_or_none(stage / "metrics.json")
+    if done and int(done.get("step", -1)) == int(tr["steps"]):
+        return done
+    (stage / "metrics.json").unlink(missing_ok=True)
+    before = torch.get_num_threads()
+    if tr.get("threads"):
+        torch.set_num_threads(int(tr["threads"]))  # one thread: reproducible sums, and fastest on a loaded CPU
+    try:
+        train(bundles, stage, tr["preset"], resume=(stage / "checkpoint.pt").is_file(), steps=int(tr["steps"]),
+              overrides={"seed": int(tr["seed"])})
+    except ModelError as e:
+        raise StarterError(f"training the starter model failed: {e}") from None
+    finally:
+        torch.set_num_threads(before)
+    return json.loads((stage / "metrics.json").read_text())
+
+
+def _train_tags(stage: Path, model_id: str, argv: list[str]) -> list[str]:
+    """Train the tag model with ``asset2vec tags train`` unless ``stage/tags.joblib`` is already this model's."""
+    from backend.library.tags import TagModel
+
+    path = stage / "tags.joblib"
+    try:
+        model = TagModel.load(path, expect_model=model_id)
+    except (LibraryError, OSError):
+        path.unlink(missing_ok=True)
+        for f in stage.glob("catalogue.sqlite*"):  # a catalogue left by an earlier attempt: start clean
+            f.unlink()
+        _cli(argv)
+        model = TagModel.load(path, expect_model=model_id)
+    if not model.classifiers:
+        raise StarterError("the starter tag model learnt no tag (too few tagged assets in the recipe's data)")
+    return sorted(model.classifiers)
+
+
+def _json_or_none(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _manifest(stage: Path, recipe: dict[str, Any], digest: str, data_key: str, sources: list[dict[str, Any]],
+              command: str, commands: list[str], metrics: dict[str, Any], tags: list[str], cache: Path,
+              seconds: float) -> dict[str, Any]:
+    """Write ``MANIFEST.json`` and ``MODEL.json`` into ``stage``; returns the manifest."""
+    import sklearn
+    import torch
+
+    from backend.lifecycle.home import write_model_file
+    from backend.training.run import load_run
+    from shared.atomic import atomic_write
+
+    run = load_run(stage, "cpu")
+    lines = sorted(f"{a.name}\t{a.content_hash}\n" for a in run.assets)
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        from importlib.metadata import version
+
+        a2v = version("asset2vec")
+    except Exception:  # noqa: BLE001  (not installed as a distribution: a plain checkout)
+        a2v = "unknown"
+    manifest = {
+        "name": "Asset2Vec starter model",
+        "generic": True,
+        "about": "Generic: trained on the procedural sample library, not on your assets. Build a model from "
+                 "your own library with `asset2vec index FOLDER` (or the add-on's Build model from library).",
+        "model_id": run.model_id,
+        "preset": run.preset,
+        "recipe": recipe,
+        "recipe_digest": digest,
+        "command": command,
+        "commands": commands,
+        "cache": str(cache),
+        "data": {
+            "key": data_key,
+            "sources": sources,
+            "assets": len(run.names),
+            "digest": hashlib.sha256("".join(lines).encode()).hexdigest(),
+            "digest_of": "sha256 over the sorted lines '<asset name>\\t<content hash>\\n' of the training bundles",
+        },
+        "steps": metrics["step"],
+        "train_seconds": round(float(metrics["seconds"]), 1),
+        "heldout_psnr": round(float(metrics["heldout_psnr"]), 3),
+        "heldout_psnr_silhouette": round(float(metrics["heldout_psnr_silhouette"]), 3),
+        "train_psnr": round(float(metrics["train_psnr"]), 3),
+        "tags": tags,
+        "versions": {"asset2vec": a2v, "python": platform.python_version(), "torch": torch.__version__,
+                     "numpy": __import__("numpy").__version__, "scikit-learn": sklearn.__version__},
+        "created": created,
+        "build_seconds": round(seconds, 1),
+    }
+    write_model_file(stage, {"model_id": run.model_id, "created": created, "generic": True, "starter": True,
+                             "trained_on": len(run.names), "recipe_digest": digest})
+    atomic_write(stage / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def _shipped(stage: Path) -> list[Path]:
+    """The stage's files that belong to the model (not the build's catalogue, not temporaries)."""
+    return sorted(p for p in stage.iterdir()
+                  if p.is_file() and not p.name.startswith((".", "catalogue.sqlite")))
+
+
+def _publish(stage: Path, out: Path) -> None:
+    """Replace ``out`` with a copy of the stage's model files (one rename; the old model is removed after)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = out.parent / f".{out.name}.new-{os.getpid()}", out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for f in _shipped(stage):
+        shutil.copy2(f, tmp / f.name)
+        os.chmod(tmp / f.name, 0o644)  # package data: readable by all (atomic writes create 0600 files)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    for leftover in out.parent.glob(f".{out.name}.*-*"):  # this publish's old copy, and any of a killed one
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())

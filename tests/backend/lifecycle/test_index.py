@@ -1,0 +1,59 @@
+"""``asset2vec index``: end to end on a small generated library, killed (SIGKILL) in every stage
+(the ``indexed`` fixture in conftest.py does the killing; these tests check what it left)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.cli import main
+from backend.library.catalogue import Catalogue
+from backend.lifecycle.home import LibraryHome
+
+
+def test_index_survives_kills_and_fills_the_catalogue(indexed: dict[str, Any]) -> None:
+    home, model_id = indexed["home"], indexed["model_id"]
+    with Catalogue(home.catalogue) as cat:
+        assert cat.active_model() == model_id
+        table = cat.codes(model_id)
+        assert len(table) == 36 and cat.integrity_ok()
+        # Neighbours stored for every asset in every space.
+        for name in table.names:
+            for space in ("shape", "texture", "both"):
+                assert len(cat.neighbours_of(name, model_id, space)) == 10
+        # Tags learnt from the sample library's artist tags, predicted for every asset and marked predicted.
+        assert indexed["summary"]["tags"]
+        tags = cat.tags_of(table.names[0], model_id)
+        assert tags["probabilities"] and set(tags["predicted"]).isdisjoint(tags["artist"])
+        assert cat.thumbnail(table.names[-1])  # the stored view, for the panel
+    # The lamps are what the model trained on; the tables came later, by inversion.
+    assert indexed["first"]["assets"] == 18 and indexed["summary"]["assets"] == 36
+
+
+def test_models_cli_lists_uses_and_restores(indexed: dict[str, Any], capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
+    home = LibraryHome.at(tmp_path / "copy")
+    shutil.copytree(indexed["home"].root, home.root)
+    assert main(["models", "--home", str(home.root), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["active"] == indexed["model_id"] and len(listed["models"]) == 1
+    assert main(["models", "restore", "--home", str(home.root)]) == 2  # nothing to restore yet
+    assert "no previous model" in capsys.readouterr().err
+    assert main(["models", "use", "nope", "--home", str(home.root)]) == 2
+    assert "no files" in capsys.readouterr().err
+
+
+def test_index_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["index", str(tmp_path / "missing"), "--home", str(tmp_path / "h")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["index", str(tmp_path / "empty"), "--home", str(tmp_path / "h")]) == 2
+    assert "no .blend files" in capsys.readouterr().err
+    assert main(["index", str(tmp_path / "empty"), "--home", str(tmp_path / "empty" / "inside")]) == 2
+    assert "inside the library" in capsys.readouterr().err
+    assert main(["index", "--home", str(tmp_path / "h")]) == 2
+    assert "which library" in capsys.readouterr().err
