@@ -38,7 +38,7 @@ class Asset2VecLibrarySettings(bpy.types.PropertyGroup):
 
     folder: StringProperty(  # type: ignore[valid-type]
         name="Library Folder",
-        description="Folder of the library to learn (every .blend, .obj, .gltf in it and its sub-folders), as a path "
+        description="Folder of the library to learn (every .blend file with marked assets in it and its sub-folders), as a path "
                     "on the machine the backend runs on",
         default="",
         subtype="DIR_PATH",

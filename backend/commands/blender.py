@@ -159,6 +159,7 @@ def capture_library(
     records it to notice a file that crashes Blender); ``on_asset(done, total)`` after each asset.
     ``skip_files`` are paths not to open (reported as failed).
     """
+    from backend.lifecycle.home import safe_folder_name
     from blender_addon.capture import CaptureError, capture_asset, evaluated_parts
     from blender_addon.content_hash import hash_parts
     from shared.bundle import BundleError, read_bundle
@@ -191,9 +192,10 @@ def capture_library(
             raise CommandError(f"{blend} has no marked assets: mark some (Mark as Asset) or pass --asset NAME")
         total += len(targets)
         for target in targets:
-            folder = out / (f"{blend.stem}__{_safe(target.name)}" if src.is_dir() else _safe(target.name))
-            # Names unique across the files of a folder (one file: the bare name).
+            # Names unique across the files of a folder (one file: the bare name); the bundle folder is named
+            # after it (as a backend storing uploads names it), so two files called alike never collide.
             name = asset_key(str(blend), target.name, root=str(src)) if src.is_dir() else target.name
+            folder = out / (safe_folder_name(name) if src.is_dir() else _safe(target.name))
             try:
                 if not force and (folder / "transforms.json").is_file():
                     with evaluated_parts(target) as parts:

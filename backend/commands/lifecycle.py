@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-activate", action="store_true",
                    help="build and store the new model but keep serving the current one")
     p.add_argument("--no-explore", action="store_true", help="do not write the exploration page")
+    p.add_argument("--no-encoder", action="store_true",
+                   help="do not train the new model's instant encoder (the service then embeds by inversion only)")
+    p.add_argument("--encoder-minutes", type=float,
+                   help="time for the instant encoder (default: a quarter of the decoder's training time, 5 s to "
+                        "1 minute)")
     p.add_argument("--progress-json", action="store_true",
                    help='machine-readable output: stdout carries only JSON lines, {"event": "progress", ...} per '
                         'change, then {"event": "summary", ...} or {"event": "error", "message": ...}')
@@ -73,6 +78,8 @@ def cmd_index(args: argparse.Namespace) -> int:
                         ("--checkpoint-every", args.checkpoint_every)):
         if value is not None and value < 1:
             raise CommandError(f"{flag} must be at least 1")
+    if args.encoder_minutes is not None and args.encoder_minutes <= 0:
+        raise CommandError("--encoder-minutes must be more than 0 (use --no-encoder to skip the encoder)")
     home = LibraryHome.at(args.home)
     emit_json = args.progress_json
     cancel = threading.Event()
@@ -91,10 +98,14 @@ def cmd_index(args: argparse.Namespace) -> int:
                         samples=args.samples, capture_device=args.capture_device, device=args.device,
                         retrain=args.retrain, activate=not args.no_activate, invert_steps=args.invert_steps,
                         explore=not args.no_explore, on_progress=on_progress, cancel=cancel,
-                        checkpoint_every=args.checkpoint_every)
+                        checkpoint_every=args.checkpoint_every, encoder=not args.no_encoder,
+                        encoder_minutes=args.encoder_minutes)
+    from backend.library.errors import LibraryError
+    from backend.model.errors import ModelError
+
     try:
         summary = index_library(args.folder, home, opts)
-    except (PipelineError, HomeError) as e:
+    except (PipelineError, HomeError, LibraryError, ModelError) as e:
         if emit_json:
             print(json.dumps({"event": "error", "message": str(e),
                               "cancelled": isinstance(e, PipelineCancelled)}), flush=True)
@@ -125,6 +136,11 @@ def _describe(s: dict[str, Any]) -> str:
         lines.append(f"  captured {s['captured']} asset(s), {s['capture_up_to_date']} up to date")
     if s["trained"]:
         lines.append(f"  held-out view PSNR {s['heldout_psnr']} dB")
+    enc = s.get("encoder") or {}
+    if enc.get("error"):
+        lines.append(f"  {enc['error']}")
+    elif enc.get("steps"):
+        lines.append(f"  instant encoder: {enc['steps']} steps in {enc['seconds']:.0f} s (embeds answer at once)")
     if s["inverted"]:
         lines.append(f"  {s['inverted']} asset(s) fitted to the model without retraining")
     lines.append(f"  tags learnt: {', '.join(s['tags'])}" if s["tags"] else f"  tags: {s['tags_help']}")

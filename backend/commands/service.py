@@ -39,6 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generate-token", action="store_true", help="generate a random token and print it once")
     p.add_argument("--no-zeroconf", action="store_true", help="do not advertise the backend on the network")
     p.add_argument("--invert-steps", type=int, help="inversion steps per embedded asset (default: the preset's)")
+    p.add_argument("--no-instant", action="store_true",
+                   help="always embed by inversion, even when the model has an instant encoder (by default a model "
+                        "with one answers at once from it and refines the code by inversion in the background)")
+    p.add_argument("--refine-steps", type=int,
+                   help="inversion steps of that background refinement (default: --invert-steps, else the preset's)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--generic", action="store_true",
                    help="announce the model as generic (not trained on this studio's library)")
@@ -69,6 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token, generated = resolve_token(args.host, args.token_env, args.generate_token)
     if args.invert_steps is not None and args.invert_steps < 1:
         raise CommandError("--invert-steps must be at least 1")
+    if args.refine_steps is not None and args.refine_steps < 1:
+        raise CommandError("--refine-steps must be at least 1")
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -81,9 +88,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         if args.run:
             engine = Engine.open(args.run, args.catalogue, invert_steps=args.invert_steps, device=args.device,
-                                 generic=args.generic)
+                                 generic=args.generic, instant=not args.no_instant, refine_steps=args.refine_steps)
         else:
-            engine = Engine.open_home(LibraryHome.at(args.home), invert_steps=args.invert_steps, device=args.device)
+            engine = Engine.open_home(LibraryHome.at(args.home), invert_steps=args.invert_steps, device=args.device,
+                                      instant=not args.no_instant, refine_steps=args.refine_steps)
         service = Service(engine, host=args.host, port=args.port, token=token, advertise=not args.no_zeroconf,
                           log_level=args.log_level)
     except (AuthError, ServiceError, LibraryError, ModelError, HomeError) as e:
@@ -95,6 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Asset2Vec backend: model {info['model_id']} ({info['preset']}, {info['device']}), "
           f"{info['assets']} assets, serving at {service.url}{api.API_PREFIX}"
           + ("" if args.host == "127.0.0.1" else f" (bound to {args.host}:{service.port})"), file=sys.stderr)
+    if info.get("instant_embed"):
+        print("instant embedding: answers come from the model's encoder at once, then inversion refines each code "
+              "in the background (--no-instant turns this off)", file=sys.stderr)
     if generated:
         # Printed once, on stdout, so it can be piped; it is never written anywhere else.
         print(f"token (enter it in the add-on's preferences): {token}", flush=True)

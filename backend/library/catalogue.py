@@ -482,6 +482,13 @@ class Catalogue:
             psnr=np.array([np.nan if r[9] is None else r[9] for r in rows], dtype=np.float32),
         )
 
+    def code_info(self, asset: int | str, model_id: str) -> dict[str, Any] | None:
+        """How the asset's code of ``model_id`` was made: ``{"source", "psnr", "updated"}``; None without one."""
+        aid = self._asset_id(asset)
+        rows = self._query("SELECT source, psnr, updated FROM codes WHERE asset_id = ? AND model_id = ?",
+                           (aid, model_id))
+        return {"source": rows[0][0], "psnr": rows[0][1], "updated": rows[0][2]} if rows else None
+
     def inversion_psnrs(self, model_id: str, limit: int = 50) -> list[float]:
         """PSNRs of the assets that got codes of ``model_id`` by inversion, most recent first."""
         rows = self._query(

@@ -14,6 +14,7 @@ positive, a rejected one a negative even on an otherwise untagged asset (see :fu
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,9 +43,10 @@ FORMAT_VERSION = 1
 #: What every surface (CLI, service info, add-on panel, exploration page) says while no asset has a tag.
 NO_TAGS_HELP = (
     "No asset has tags yet, so there are no tag predictions (neighbours, clusters and the exploration page "
-    "work without them). Tags start two ways: review a few suggestions (asset2vec tags review, or Review Tags "
-    "in the Blender panel), or import a tag list (asset2vec tags import FILE.csv with name,tag rows); "
-    "then train the classifiers (asset2vec tags train)."
+    "work without them). Tags start two ways: tag a few assets in Blender and embed them (or run asset2vec "
+    "index / bulk-tag on the library), or import a tag list (asset2vec tags import FILE.csv with name,tag "
+    "rows); then train the classifiers (asset2vec tags train). From then on Review Tags (asset2vec tags "
+    "review) asks about the assets the classifiers are least sure of."
 )
 
 
@@ -237,11 +239,17 @@ class TagModel:
         """Write atomically with joblib (model id and format version recorded)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
         payload = {"format": FORMAT_VERSION, "model_id": self.model_id, "use_size": self.use_size, "seed": self.seed,
                    "classifiers": self.classifiers, "report": self.report}
-        joblib.dump(payload, tmp)
-        os.replace(tmp, path)
+        # A unique temporary name: a training job, a review answer and an index run may save at once.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            joblib.dump(payload, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod

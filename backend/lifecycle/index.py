@@ -5,7 +5,8 @@ Stages, each resumable after a kill (the work is checkpointed where it is done):
 1. **capture** — every marked asset's 18 views into ``HOME/bundles`` (up-to-date bundles are
    skipped by content hash; a file that crashed Blender twice is skipped and reported);
 2. **train** — a new decoder on every bundle of the home, in ``HOME/training`` (checkpoints;
-   resumed), renamed to ``HOME/models/<model_id>`` when done. Skipped when a library model is
+   resumed), then its instant encoder (seconds to a minute: the service then embeds at once),
+   renamed to ``HOME/models/<model_id>`` when done. Skipped when a library model is
    active and no retrain is asked: new assets then get codes by inversion;
 3. **embed** — the run's training codes into the catalogue, then inversion (in committed batches)
    of every bundle that has no code of the model yet or whose asset changed;
@@ -24,7 +25,8 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +43,8 @@ _WEIGHTS = {"capture": 0.25, "train": 0.55, "embed": 0.1, "tags": 0.03, "neighbo
 NEIGHBOURS_K = 10
 #: A file that was being captured when the process died this many times is skipped.
 MAX_CAPTURE_ATTEMPTS = 2
+#: The instant encoder trains for this share of the decoder's training time, within these bounds (seconds).
+ENCODER_SHARE, ENCODER_MIN_S, ENCODER_MAX_S = 0.25, 5.0, 60.0
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -70,6 +74,8 @@ class IndexOptions:
     batch: int = 8
     checkpoint_every: int | None = None
     explore: bool = True
+    encoder: bool = True  # train the new model's instant encoder
+    encoder_minutes: float | None = None  # None: a share of the decoder's training time (ENCODER_SHARE)
     on_progress: ProgressFn | None = None
     cancel: threading.Event | None = None
 
@@ -90,6 +96,7 @@ class IndexSummary:
     failures: list[str] = field(default_factory=list)
     inverted: int = 0
     heldout_psnr: float | None = None
+    encoder: dict[str, Any] | None = None  # the new model's instant encoder: steps, seconds, nearest_own (or error)
     tags: list[str] = field(default_factory=list)
     tags_help: str | None = None
     retrain_advice: str | None = None
@@ -136,9 +143,34 @@ class _Progress:
 
 def index_library(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: IndexOptions) -> IndexSummary:
     """Run the pipeline on ``folder`` (None: only the bundles already in the home, e.g. a retrain)."""
+    home.create()
+    with _exclusive(home):
+        return _index(folder, home, opts)
+
+
+@contextmanager
+def _exclusive(home: LibraryHome) -> Iterator[None]:
+    """One index run per home at a time (two would train into the same folder)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one run at a time is then the user's job
+        yield
+        return
+    with open(home.root / ".index.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise PipelineError(f"another `asset2vec index` (or a backend building a model) is working on "
+                                f"{home.root}; wait for it to finish or stop it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: IndexOptions) -> IndexSummary:
     from backend.library.catalogue import Catalogue
 
-    home.create()
     summary = IndexSummary(home=str(home.root))
     src = Path(folder).expanduser().resolve() if folder is not None else None
     if src is not None:
@@ -207,7 +239,8 @@ def index_library(folder: str | os.PathLike[str] | None, home: LibraryHome, opts
             summary.explore = _explore(run, cat, home, progress)
         summary.assets = len(cat.codes(model_id))
         summary.seconds["activate"] = round(time.monotonic() - t0, 1)
-    home.write_state({**home.read_state(), "finished": _now(), "model_id": model_id})
+    state = {k: v for k, v in home.read_state().items() if k not in ("built", "built_names")}
+    home.write_state({**state, "finished": _now(), "model_id": model_id})
     progress.update(1, 1, f"done: model {model_id}, {summary.assets} assets")
     return summary
 
@@ -254,8 +287,14 @@ def _capture(src: Path, home: LibraryHome, opts: IndexOptions, progress: _Progre
     try:
         result = capture_library(src, home.bundles, size=opts.size, samples=opts.samples,
                                  device=opts.capture_device, on_file=on_file, on_asset=on_asset, skip_files=crashed)
-    except CommandError as e:
-        raise PipelineError(str(e)) from None
+    except BaseException as e:
+        # A Python-level stop (cancel, Ctrl-C, an error) is not a Blender crash: forget this file's attempt.
+        if opened:
+            attempts.pop(opened[-1], None)
+            home.write_state({**state, "stage": "capture", "folder": str(src), "capture_attempts": attempts})
+        if isinstance(e, CommandError):
+            raise PipelineError(str(e)) from None
+        raise
     if opened:
         attempts.pop(opened[-1], None)
     home.write_state({**state, "stage": "captured", "folder": str(src), "capture_attempts": attempts})
@@ -277,10 +316,15 @@ def _train(home: LibraryHome, opts: IndexOptions, progress: _Progress, summary: 
     from backend.training.trainer import TrainingStopped, train
 
     staging = home.training
+    names = _bundle_names(home)
+    state = home.read_state()
+    built = state.get("built")
+    if built and (home.run_dir(built) / "checkpoint.pt").is_file() and state.get("built_names") == names:
+        return str(built)  # trained by an earlier run that was stopped after training: not again
     if (staging / "codes.npz").is_file():
         with np.load(staging / "codes.npz") as z:
             trained_names = sorted(str(n) for n in z["names"])
-        if trained_names != _bundle_names(home):
+        if trained_names != names:
             # The library changed since that training started: its checkpoint cannot be resumed.
             shutil.rmtree(staging)
     if not (staging / "metrics.json").is_file():
@@ -300,6 +344,8 @@ def _train(home: LibraryHome, opts: IndexOptions, progress: _Progress, summary: 
             raise PipelineError(str(e)) from None
     metrics = json.loads((staging / "metrics.json").read_text())
     model_id = str(metrics["model_id"])
+    if opts.encoder:
+        summary.encoder = _train_encoder(staging, model_id, home, opts, progress, metrics)
     write_model_file(staging, {"model_id": model_id, "created": _now(), "generic": False,
                                "trained_on": metrics.get("assets"), "folder": summary.folder,
                                "preset": metrics.get("preset"), "steps": metrics.get("step"),
@@ -308,7 +354,39 @@ def _train(home: LibraryHome, opts: IndexOptions, progress: _Progress, summary: 
     if dest.exists():  # a half-finished earlier rename cannot exist (rename is atomic); an old copy can
         shutil.rmtree(dest)
     os.replace(staging, dest)
+    home.write_state({**home.read_state(), "built": model_id, "built_names": names})
     return model_id
+
+
+def _train_encoder(run_dir: Path, model_id: str, home: LibraryHome, opts: IndexOptions, progress: _Progress,
+                   metrics: dict[str, Any]) -> dict[str, Any]:
+    """Train the new model's instant encoder in its run folder (kept when already there, e.g. after a kill).
+
+    A failure is reported in the summary, not raised: the model still embeds, by inversion only.
+    """
+    from backend.model.errors import ModelError
+    from backend.training.encoder import load_encoder, train_encoder
+
+    try:
+        load_encoder(run_dir, model_id)
+        return {"kept": True}
+    except ModelError:
+        pass
+    total = int(metrics.get("step") or 1)  # the train stage's progress stays at the decoder's last step
+    budget = opts.encoder_minutes * 60 if opts.encoder_minutes is not None else         min(max(ENCODER_SHARE * float(metrics.get("seconds") or 0.0), ENCODER_MIN_S), ENCODER_MAX_S)
+    t0 = time.monotonic()
+
+    def on_step(fraction: float, loss: float) -> None:
+        left = (time.monotonic() - t0) / fraction * (1 - fraction) if fraction > 0 else budget
+        progress.update(total, total, f"training the instant encoder: {fraction:.0%} (loss {loss:.3f})", eta_s=left)
+
+    progress.update(total, total, "training the instant encoder", eta_s=budget)
+    try:
+        done = train_encoder(run_dir, home.bundles, minutes=budget / 60, show_progress=False, on_step=on_step)
+    except ModelError as e:
+        return {"error": f"no instant encoder (embedding works by inversion): {e}"}
+    return {"steps": done.steps, "seconds": round(done.seconds, 1), "loss": round(done.loss, 4),
+            "nearest_own": round(done.nearest_own, 3)}
 
 
 def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: _Progress,
@@ -356,37 +434,27 @@ def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: 
 
 def _tags(run: Any, cat: Any, home: LibraryHome, summary: IndexSummary) -> None:
     from backend.library.errors import LibraryError
-    from backend.library.tags import TagModel
+    from backend.library.review import fit_tag_model
+    from backend.library.tags import NO_TAGS_HELP, NoTagsError, few_tags_help
 
     table = cat.codes(run.model_id)
-    sets = cat.artist_tag_sets(table.ids)
     path = run.run_dir / "tags.joblib"
-    if not any(s for s in sets):
-        summary.tags_help = _no_tags_help()
-        return
-    model = TagModel(run.model_id)
     try:
-        model.fit(table.shape, table.texture, sets, table.size)
+        # The artists' tags and their review answers (rejections are negatives).
+        model, _ = fit_tag_model(cat, run.model_id, table)
+    except NoTagsError:
+        summary.tags_help = NO_TAGS_HELP
+        return
     except LibraryError as e:
-        summary.tags_help = f"{e}. {_no_tags_help()}"
+        summary.tags_help = f"{e}. {NO_TAGS_HELP}"
         return
     if not model.classifiers:
-        summary.tags_help = "no tag has enough tagged examples to learn yet. " + _no_tags_help()
+        summary.tags_help = few_tags_help()
         return
     model.save(path)
     preds = model.predict(table.shape, table.texture, table.size)
     cat.set_predicted_tags(run.model_id, {int(i): p for i, p in zip(table.ids, preds, strict=True)})
     summary.tags = model.tags
-
-
-def _no_tags_help() -> str:
-    try:
-        from backend.library.tags import NO_TAGS_HELP  # type: ignore[attr-defined]
-
-        return str(NO_TAGS_HELP)
-    except ImportError:
-        return ("No asset has tags yet: review a few suggestions (`asset2vec tags review`) or import a tag list "
-                "(`asset2vec tags import FILE.csv`).")
 
 
 def _neighbours(cat: Any, model_id: str, progress: _Progress) -> None:

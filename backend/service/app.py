@@ -14,7 +14,9 @@ Endpoints (all under ``/v1``; all need the token when one is configured)::
     POST /models/restore                JSON {} (the previous model) or {"model_id": id} -> the new info
     GET  /jobs/{id}                     status queued|running|done|failed|cancelled, progress, message
     POST /jobs/{id}/cancel
-    GET  /jobs/{id}/result              the job's result (409 until it is done)
+    GET  /jobs/{id}/result              the job's result (409 until it is done); an embed answered by the
+                                        instant encoder has code_source "encoder" and "refine_job": the id
+                                        of the job whose result is the refined answer (code_source "inversion")
     GET  /assets/{name}/neighbours      ?space=shape|texture|both&k=10
     GET  /assets/{name}/thumbnail       PNG
     GET  /review                        ?limit=10: tag predictions least sure first {"items": [...], "message"}
@@ -51,6 +53,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from backend.library.errors import LibraryError
+from backend.model.errors import ModelError
 from shared import api
 from shared.bundle import Bundle, BundleError, parse_archive
 
@@ -126,6 +130,10 @@ def create_app(
     )
     app.state.queue, app.state.engine, app.state.token = jobs, engine, token
     app.state.background = background
+    if hasattr(engine, "submit_followup"):
+        # Refinements of instant-encoder codes: jobs of this queue (visible, cancellable, one decoder user at a
+        # time), behind every waiting upload so the next Embed still answers at once.
+        engine.submit_followup = lambda kind, fn: jobs.submit(kind, fn, low_priority=True).id
 
     def queue_of(job_id: str) -> JobQueue:
         try:
@@ -234,7 +242,10 @@ def create_app(
             raise ServiceError("model_id must be a string", 422)
         if not hasattr(engine, "restore"):
             raise ServiceError("this backend cannot switch models", 400)
-        return await asyncio.to_thread(engine.restore, model_id)
+        try:
+            return await asyncio.to_thread(engine.restore, model_id)
+        except (LibraryError, ModelError) as e:
+            raise ServiceError(f"cannot switch models: {e}", 409) from None
 
     @router.get("/jobs/{job_id}")
     def job_status(job_id: str) -> dict[str, Any]:

@@ -7,7 +7,11 @@ catalogue (:class:`backend.library.catalogue.Catalogue`). Jobs call :meth:`Engin
 use of the decoder is serialised by a lock so a thumbnail render never races an inversion).
 
 The backend never touches the artist's files: uploads are unpacked into a private temporary
-folder, and everything it stores lives in the run folder (catalogue, tag model).
+folder, and everything it stores lives in its own folders: the run folder (catalogue, tag model)
+or, serving a library home (:meth:`Engine.open_home`), the home (catalogue, uploaded views in
+``bundles/``, one folder per model). With a home the served model can be switched atomically
+(:meth:`Engine.switch`, :meth:`Engine.rebuild` in the background, :meth:`Engine.restore`): every
+query reads the served state once, so no answer mixes two models.
 """
 
 from __future__ import annotations
@@ -44,12 +48,18 @@ THUMBNAIL_SIZE = 96
 #: Same file names as the library CLI (backend.commands.library), so CLI and service share catalogue and tag model.
 CATALOGUE_FILE = "catalogue.sqlite"
 TAG_MODEL_FILE = "tags.joblib"
+#: The instant encoder of a run (``backend.training.encoder.ENCODER_FILE``, named here to keep torch out).
+ENCODER_FILE = "encoder.pt"
 #: What ``POST /v1/train`` can train on a serving backend (decoder training is ``asset2vec train``).
 TRAINABLE = ("tags",)
 #: ... and on a backend serving a library home (a new decoder, built in the background, then switched to).
 TRAINABLE_HOME = ("tags", "decoder")
+#: A decoder retrained on fewer stored assets than this would be worse than the one serving.
+MIN_RETRAIN_ASSETS = 8
 
 ProgressFn = Callable[[float, str], None]
+#: ``submit(kind, fn) -> job id``: queues ``fn(progress, cancel)`` as a background job (set by the app).
+FollowupFn = Callable[[str, Callable[[ProgressFn, threading.Event], dict[str, Any]]], str]
 
 
 @dataclass
@@ -84,8 +94,15 @@ class Engine:
         device: str | None = None,
         generic: bool = False,
         home: Any = None,
+        instant: bool = True,
+        refine_steps: int | None = None,
     ) -> None:
         self.catalogue, self.home = catalogue, home
+        # Instant embedding: a model with an encoder answers from it, then inversion refines the code.
+        self.instant, self.refine_steps = instant, refine_steps
+        #: Queues a refinement as a job of the service's queue (the app sets it); None: refine inline.
+        self.submit_followup: FollowupFn | None = None
+        self._encoder_warned: set[str] = set()
         self.trainable = TRAINABLE  # what POST /v1/train may ask for
         if home is not None:
             self.trainable = TRAINABLE_HOME
@@ -93,6 +110,7 @@ class Engine:
         self.device = device or str(getattr(run, "device", "") or _default_device())
         self._state = _Served(run, str(run.model_id), generic, Path(tag_model_path) if tag_model_path else None)
         self._swap_lock = threading.RLock()  # a model switch vs. an embed storing its code
+        self._switch_lock = threading.Lock()  # one model switch at a time
         self._model_lock = threading.Lock()  # the decoder: inversion and rendering, one at a time
         self._index_lock = threading.Lock()
         self._review_lock = threading.Lock()  # one review answer retrains the tag classifiers at a time
@@ -132,8 +150,13 @@ class Engine:
         invert_steps: int | None = None,
         device: str | None = None,
         generic: bool = False,
+        instant: bool = True,
+        refine_steps: int | None = None,
     ) -> Engine:
-        """Load ``run_dir`` and its catalogue (default ``RUN_DIR/catalogue.sqlite``)."""
+        """Load ``run_dir`` and its catalogue (default ``RUN_DIR/catalogue.sqlite``).
+
+        ``instant``: answer from the run's instant encoder when it has one (then refine in the background).
+        """
         from backend.training.run import load_run  # torch: imported only when serving a real run
 
         run_dir = Path(run_dir)
@@ -141,7 +164,7 @@ class Engine:
         run = load_run(run_dir, **kwargs)
         catalogue = Catalogue(catalogue_path or run_dir / CATALOGUE_FILE, expect_model=run.model_id)
         return cls(run, catalogue, run_dir / TAG_MODEL_FILE, invert_steps=invert_steps, device=device,
-                   generic=generic)
+                   generic=generic, instant=instant, refine_steps=refine_steps)
 
     def close(self) -> None:
         """Close the catalogue (called on server shutdown)."""
@@ -156,55 +179,78 @@ class Engine:
             log.info("importing %d training assets of model %s into the catalogue", len(self.run.names), self.model_id)
             import_run(self.catalogue, self.run)
 
-    def _load_or_train_tags(self) -> TagModel | None:
-        """The saved tag model of this run, or a new one trained from the catalogue's artist tags."""
-        if self.tag_model_path is not None and self.tag_model_path.is_file():
-            return TagModel.load(self.tag_model_path, expect_model=self.model_id)
+    def _load_or_train_tags(self, state: _Served | None = None) -> TagModel | None:
+        """The saved tag model of a served model, or a new one trained from the catalogue's artist tags."""
+        state = state or self._state
+        if state.tag_model_path is not None and state.tag_model_path.is_file():
+            return TagModel.load(state.tag_model_path, expect_model=state.model_id)
         try:
-            model, _ = self._fit_tags()
+            model, _ = self._fit_tags(state)
         except LibraryError as e:
             log.warning("no tag predictions until artists tag more assets: %s", e)
             return None
         return model
 
-    def _fit_tags(self) -> tuple[TagModel, dict[str, Any]]:
-        table = self._codes()
+    def _fit_tags(self, state: _Served | None = None) -> tuple[TagModel, dict[str, Any]]:
+        """Tag classifiers on one served model's codes (read once: a switch meanwhile cannot mix models)."""
+        state = state or self._state
+        table = self._codes(state)
         labels = training_labels(self.catalogue, table.ids)  # artist tags + review answers (rejections: negatives)
-        model = TagModel(self.model_id)
+        model = TagModel(state.model_id)
         report = model.fit(table.shape, table.texture, labels.tag_sets, table.size, **labels.fit_kwargs())
         if not model.classifiers:
             raise LibraryError("no tag has enough examples to learn yet (see the report)")
-        if self.tag_model_path is not None:
-            model.save(self.tag_model_path)
+        if state.tag_model_path is not None:
+            model.save(state.tag_model_path)
         return model, report
 
     # -- queries ------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
         """What the backend serves (JSON-able). ``tags_help``: how tags start, while there is no tag to predict."""
-        tags = self.tag_model.tags if self.tag_model else []
+        state = self._state  # read once: a switch meanwhile cannot mix two models' facts
+        tags = state.tag_model.tags if state.tag_model else []
         return {
-            "model_id": self.model_id,
-            "preset": str(getattr(self.run, "preset", "")),
+            "model_id": state.model_id,
+            "preset": str(getattr(state.run, "preset", "")),
             "device": self.device,
-            "generic": self.generic,
-            "heldout_psnr": _finite_or_none(getattr(self.run, "heldout_psnr", None)),
-            "assets": self._code_count(),
+            "generic": state.generic,
+            "heldout_psnr": _finite_or_none(getattr(state.run, "heldout_psnr", None)),
+            "assets": self._code_count(state),
             "tags": tags,
             "tags_help": None if tags else tag_status(self.catalogue, trained_tags=tags)["message"],
             "trainable": list(self.trainable),
-            "model": self._model_info(),
+            "model": self._model_info(state),
             "previous_model": self.catalogue.previous_model(),
-            "retrain_advice": self.retrain_advice(),
+            "retrain_advice": self.retrain_advice(state),
+            "instant_embed": self._encoder(self._state) is not None,
         }
 
-    def _model_info(self) -> dict[str, Any]:
-        row = next((m for m in self.catalogue.models() if m["model_id"] == self.model_id), None)
-        return {"model_id": self.model_id, "created": row["created"] if row else None,
+    def _encoder(self, state: _Served) -> Any | None:
+        """The served model's instant encoder (``backend.training.encoder.Encoder``), or None: turned off
+        (``serve --no-instant``), none trained for this model, or unreadable (warned once)."""
+        run_dir = getattr(state.run, "run_dir", None)
+        if not self.instant or run_dir is None or not (Path(run_dir) / ENCODER_FILE).is_file():
+            return None
+        from backend.model.errors import ModelError
+        from backend.training.encoder import load_encoder  # torch: only when the run has an encoder
+
+        try:
+            return load_encoder(run_dir, state.model_id)  # cached while the file is unchanged
+        except ModelError as e:
+            if str(e) not in self._encoder_warned:
+                self._encoder_warned.add(str(e))
+                log.warning("embedding by inversion only: %s", e)
+            return None
+
+    def _model_info(self, state: _Served) -> dict[str, Any]:
+        row = next((m for m in self.catalogue.models() if m["model_id"] == state.model_id), None)
+        return {"model_id": state.model_id, "created": row["created"] if row else None,
                 "info": row["info"] if row else {}}
 
-    def _code_count(self) -> int:
-        return next((m["codes"] for m in self.catalogue.models() if m["model_id"] == self.model_id), 0)
+    def _code_count(self, state: _Served | None = None) -> int:
+        model_id = (state or self._state).model_id
+        return next((m["codes"] for m in self.catalogue.models() if m["model_id"] == model_id), 0)
 
     def _codes(self, state: _Served | None = None) -> CodeTable:
         return self.catalogue.codes((state or self._state).model_id)
@@ -274,8 +320,12 @@ class Engine:
     # -- jobs ---------------------------------------------------------------------------------
 
     def embed(self, upload: bytes, bundle: Bundle, progress: ProgressFn, cancel: threading.Event) -> dict[str, Any]:
-        """Invert the code of an uploaded (already validated) bundle, tag it, find its neighbours, store it.
+        """Fit the code of an uploaded (already validated) bundle, tag it, find its neighbours, store it.
 
+        When the served model has an instant encoder, the code comes from it in one pass (source
+        ``"encoder"``; the answer has ``code_source: "encoder"`` and ``refine_job``) and a refinement by
+        inversion is queued (:meth:`refine`) that replaces it; without a queue (``submit_followup`` unset)
+        the refinement runs here and the refined answer is returned. Otherwise the code is inverted.
         With a library home the views are also kept in ``HOME/bundles`` (the next model trains on them).
         If the served model is switched while the code is being fitted, it is fitted again with the new
         model, so the answer and the stored code always belong to the model that serves.
@@ -292,30 +342,124 @@ class Engine:
                 store_bundle(path, self.home.bundles, info.name)
             while True:
                 state = self._state
-                progress(0.02, f"fitting the code of {info.name!r}")
-                with self._model_lock:
-                    inverted = state.run.invert(
-                        [local],
-                        steps=self.invert_steps,
-                        progress=lambda f, m: progress(0.02 + 0.88 * float(f), m or "fitting the code"),
-                        cancel=cancel,
-                    )[0]
+                encoder = self._encoder(state) if len(local.frames) == rig.NUM_VIEWS else None
+                if encoder is not None:
+                    progress(0.1, f"encoding {info.name!r} (instant encoder)")
+                    shape, texture = _encode(encoder, local)
+                    psnr, source = None, "encoder"
+                else:
+                    progress(0.02, f"fitting the code of {info.name!r}")
+                    with self._model_lock:
+                        inverted = state.run.invert(
+                            [local],
+                            steps=self.invert_steps,
+                            progress=lambda f, m: progress(0.02 + 0.88 * float(f), m or "fitting the code"),
+                            cancel=cancel,
+                        )[0]
+                    shape = np.asarray(inverted.shape, np.float32).reshape(-1)
+                    texture = np.asarray(inverted.texture, np.float32).reshape(-1)
+                    psnr, source = float(inverted.psnr), "inversion"
                 if cancel.is_set():
                     raise JobCancelled()
                 progress(0.92, "storing the code and finding similar assets")
-                shape = np.asarray(inverted.shape, np.float32).reshape(-1)
-                texture = np.asarray(inverted.texture, np.float32).reshape(-1)
                 with self._swap_lock:
                     if state is not self._state:
                         continue  # the model was switched meanwhile: fit again with the new one
                     with self.catalogue.transaction():
                         aid = self.catalogue.upsert_asset(info, thumbnail=thumb)
                         self.catalogue.set_artist_tags(aid, info.tags)  # the bundle's tags replace the stored ones
-                        self.catalogue.set_codes(state.model_id, {aid: (shape, texture, float(inverted.psnr))},
-                                                 source="inversion")
+                        self.catalogue.set_codes(state.model_id, {aid: (shape, texture, psnr)}, source=source)
                     self._invalidate(state)
                 break
 
+        result = self._answer(state, aid, info, shape, texture, psnr, source, t0)
+        if source == "encoder":
+            init = np.concatenate([shape, texture])
+
+            def refine_job(p: ProgressFn, c: threading.Event) -> dict[str, Any]:
+                return self.refine(upload, bundle, state.model_id, init, p, c)
+
+            if self.submit_followup is None:  # no queue to wait in (the engine used directly): refine now
+                refined = refine_job(lambda f, m: progress(0.92 + 0.07 * f, m), cancel)
+                if not refined.get("dropped"):
+                    result = {**refined, "instant_seconds": result["seconds"]}
+            else:
+                try:
+                    result["refine_job"] = self.submit_followup("refine", refine_job)
+                except ServiceError as e:  # queue full / shutting down: the encoder's code stays
+                    log.warning("the code of %s stays the instant encoder's: %s", info.name, e)
+                    result["refine_error"] = str(e)
+        progress(1.0, "done")
+        return result
+
+    def refine(self, upload: bytes, bundle: Bundle, model_id: str, init: np.ndarray, progress: ProgressFn,
+               cancel: threading.Event) -> dict[str, Any]:
+        """Replace an asset's instant-encoder code of ``model_id`` by inversion started from it (``init [D]``).
+
+        Returns the refined answer (as :meth:`embed`'s, ``code_source: "inversion"``, ``refined_from:
+        "encoder"``), or ``{"name", "model_id", "dropped": True, "message"}`` when there is nothing to
+        refine any more: the backend serves another model now (the switch fitted that model's own code),
+        or the asset was embedded again meanwhile. A code is only stored under the model that made it.
+        """
+        t0 = time.perf_counter()
+        info = bundle.asset
+        state = self._state
+        if state.model_id != model_id:
+            return self._dropped(info.name, model_id, f"the backend switched to model {state.model_id} meanwhile")
+        if (why := self._not_refinable(info, model_id)) is not None:
+            return self._dropped(info.name, model_id, why)
+        with tempfile.TemporaryDirectory(prefix="asset2vec-refine-") as tmp:
+            path = Path(tmp) / "bundle.zip"
+            path.write_bytes(upload)
+            local = read_bundle(path)
+            progress(0.02, f"refining the code of {info.name!r}")
+            with self._model_lock:
+                inverted = state.run.invert(
+                    [local],
+                    steps=self.refine_steps or self.invert_steps,
+                    progress=lambda f, m: progress(0.02 + 0.9 * float(f), m or "refining the code"),
+                    cancel=cancel,
+                    init=np.asarray(init, np.float32).reshape(1, -1),
+                )[0]
+        if cancel.is_set():
+            raise JobCancelled()
+        shape = np.asarray(inverted.shape, np.float32).reshape(-1)
+        texture = np.asarray(inverted.texture, np.float32).reshape(-1)
+        progress(0.94, "storing the refined code and finding similar assets")
+        with self._swap_lock:
+            if state is not self._state:
+                return self._dropped(info.name, model_id, f"the backend switched to model {self.model_id} while "
+                                                          "refining")
+            if (why := self._not_refinable(info, model_id)) is not None:
+                return self._dropped(info.name, model_id, why)
+            aid = self.catalogue.asset_by_name(info.name).id
+            self.catalogue.set_codes(model_id, {aid: (shape, texture, float(inverted.psnr))}, source="inversion")
+            self._invalidate(state)
+        result = self._answer(state, aid, info, shape, texture, float(inverted.psnr), "inversion", t0)
+        progress(1.0, "refined")
+        return {**result, "refined_from": "encoder"}
+
+    def _not_refinable(self, info: Any, model_id: str) -> str | None:
+        """Why the asset's stored code of ``model_id`` is no longer the encoder code to refine (None: it is)."""
+        try:
+            row = self.catalogue.asset_by_name(info.name)
+        except LibraryError:
+            return "the asset is no longer in the catalogue"
+        code = self.catalogue.code_info(row.id, model_id)
+        if code is None or code["source"] != "encoder":
+            return "its code was already replaced (embedded again or refined)"
+        if info.content_hash and row.content_hash and info.content_hash != row.content_hash:
+            return "the asset was embedded again with other content"
+        return None
+
+    @staticmethod
+    def _dropped(name: str, model_id: str, why: str) -> dict[str, Any]:
+        log.info("not refining %s: %s", name, why)
+        return {"name": name, "model_id": model_id, "dropped": True, "message": f"nothing to refine: {why}"}
+
+    def _answer(self, state: _Served, aid: int, info: Any, shape: np.ndarray, texture: np.ndarray,
+                psnr: float | None, source: str, t0: float) -> dict[str, Any]:
+        """Predict tags and find neighbours of a just-stored code (``shape``/``texture [D]``); the embed answer."""
         predicted: dict[str, float] = {}
         proposed: dict[str, float] = {}
         if state.tag_model is not None:
@@ -329,7 +473,6 @@ class Engine:
             found = self._index(space, state).similar(info.name, k=self.neighbours_k, exclude_self=True)
             self.catalogue.set_neighbours(state.model_id, space, {aid: [(n.asset_id, n.distance) for n in found]})
             neighbours[space] = self._describe(found)
-        progress(1.0, "done")
         return {
             "name": info.name,
             "source_file": info.source_blend,
@@ -338,7 +481,8 @@ class Engine:
             "model_id": state.model_id,
             "shape": [float(x) for x in shape],
             "texture": [float(x) for x in texture],
-            "psnr": _finite_or_none(inverted.psnr),
+            "psnr": _finite_or_none(psnr),
+            "code_source": source,  # "encoder": instant, refined by the job "refine_job"; "inversion": fitted
             "seconds": round(time.perf_counter() - t0, 3),
             "predicted_tags": {t: round(p, 4) for t, p in predicted.items()},
             "proposed_tags": {t: round(p, 4) for t, p in proposed.items()},
@@ -359,16 +503,18 @@ class Engine:
                 f"`asset2vec train BUNDLES --out RUN_DIR` and serve the new run"
             )
         progress(0.05, "training tag classifiers on the artists' tags")
-        model, report = self._fit_tags()
-        if cancel.is_set():
-            raise JobCancelled()
-        progress(0.8, "predicting tags for the catalogue")
-        table = self._codes()
-        preds = model.predict(table.shape, table.texture, table.size)
-        self.catalogue.set_predicted_tags(self.model_id, {int(i): p for i, p in zip(table.ids, preds, strict=True)})
-        self.tag_model = model
+        state = self._state
+        with self._review_lock:  # a review answer retrains too; one at a time
+            model, report = self._fit_tags(state)
+            if cancel.is_set():
+                raise JobCancelled()
+            progress(0.8, "predicting tags for the catalogue")
+            table = self._codes(state)
+            preds = model.predict(table.shape, table.texture, table.size)
+            self.catalogue.set_predicted_tags(state.model_id, {int(i): p for i, p in zip(table.ids, preds, strict=True)})
+            state.tag_model = model
         trained = [t for t, r in report.items() if r.get("status") == "trained"]
-        return {"what": "tags", "model_id": self.model_id, "trained": trained, "assets": len(table), "report": report}
+        return {"what": "tags", "model_id": state.model_id, "trained": trained, "assets": len(table), "report": report}
 
 
     # -- tag review ---------------------------------------------------------------------------------
@@ -417,7 +563,8 @@ class Engine:
     # -- model lifecycle (library homes) ------------------------------------------------------------
 
     @classmethod
-    def open_home(cls, home: Any, invert_steps: int | None = None, device: str | None = None) -> Engine:
+    def open_home(cls, home: Any, invert_steps: int | None = None, device: str | None = None, instant: bool = True,
+                  refine_steps: int | None = None) -> Engine:
         """Serve a library home's active model; a home without any model gets the generic starter model."""
         from backend.lifecycle.home import catalogue_fields, install_run, read_model_file
         from backend.training.run import load_run
@@ -444,7 +591,7 @@ class Engine:
             catalogue.close()
             raise
         return cls(run, catalogue, run.run_dir / TAG_MODEL_FILE, invert_steps=invert_steps, device=device,
-                   generic=bool(info.get("generic")), home=home)
+                   generic=bool(info.get("generic")), home=home, instant=instant, refine_steps=refine_steps)
 
     def models(self) -> dict[str, Any]:
         """The models this backend knows (a home's): which is active, which the previous one."""
@@ -462,16 +609,29 @@ class Engine:
         Assets embedded into the old model that the new one has no code for (uploads stored in the
         home) are fitted with the new model first, while the old one keeps serving.
         """
-        from backend.lifecycle.home import catalogue_fields, read_model_file
-        from backend.training.run import load_run
 
         if self.home is None:
             raise ServiceError("this backend serves a single run (--run); model switching needs a library home")
-        run_dir = self.home.run_dir(model_id)
-        if not (run_dir / "checkpoint.pt").is_file():
+        if model_id not in self.home.model_ids():  # never a path: only the home's own model folders
             raise NotFound(f"no model {model_id!r} in {self.home.models}")
-        progress = progress or (lambda f, m: None)
+        if not self._switch_lock.acquire(blocking=False):
+            raise ServiceError("another model switch is in progress; try again when it has finished", 409)
+        try:
+            return self._switch(model_id, progress or (lambda f, m: None), cancel)
+        finally:
+            self._switch_lock.release()
+
+    def _switch(self, model_id: str, progress: ProgressFn, cancel: threading.Event | None) -> dict[str, Any]:
+        from backend.lifecycle.home import catalogue_fields, read_model_file
+        from backend.training.run import load_run
+
+        assert self.home is not None
+        run_dir = self.home.run_dir(model_id)
         if model_id == self.model_id:
+            # Same model (e.g. new assets fitted into it by a child process): refresh what was derived from it.
+            with self._swap_lock:
+                self._invalidate()
+                self.tag_model = self._load_or_train_tags()
             return self.info()
         run = load_run(run_dir, **({"device": self.device} if self.device else {}))
         info = read_model_file(run_dir)
@@ -482,15 +642,12 @@ class Engine:
             with self._swap_lock:
                 missing = [n for n in self._missing_codes(model_id) if n not in unmovable]
                 if not missing:
-                    path = run_dir / TAG_MODEL_FILE
-                    tags = TagModel.load(path, expect_model=model_id) if path.is_file() else None
-                    state = _Served(run, model_id, bool(info.get("generic")), path, tags)
+                    state = _Served(run, model_id, bool(info.get("generic")), run_dir / TAG_MODEL_FILE)
+                    state.tag_model = self._load_or_train_tags(state)  # ready before the first query
                     self.catalogue.register_model(model_id, run.preset, active=True, info=catalogue_fields(info))
                     self._state = state  # the switch: one reference, read once per query
                     break
             unmovable |= self._fit_missing(run, missing, progress, cancel)
-        if self.tag_model is None:
-            self.tag_model = self._load_or_train_tags()
         log.info("now serving model %s", model_id)
         return self.info()
 
@@ -545,17 +702,29 @@ class Engine:
 
         if self.home is None:
             raise ServiceError("this backend serves a single run (--run); building models needs a library home")
-        cmd = [sys.executable, "-m", "backend.cli", "index", *([folder] if folder else []), "--home",
-               str(self.home.root), "--no-activate", "--progress-json"]
-        if folder is None or options.get("retrain"):
-            cmd.append("--retrain")
+        if folder is None and sum(1 for _ in self.home.bundles.glob("*/transforms.json")) < MIN_RETRAIN_ASSETS:
+            raise ServiceError(f"too few assets to train a model on (fewer than {MIN_RETRAIN_ASSETS} embedded); "
+                               "build one from a library folder instead", 409)
+        # Always a new model ("--retrain"): building from a folder while a library model serves must not
+        # fit the folder's assets into the served model behind its back.
+        cmd = [sys.executable, "-m", "backend.cli", "index", "--home", str(self.home.root), "--no-activate",
+               "--progress-json", "--retrain"]
         for key in ("steps", "minutes", "size", "samples"):
             if options.get(key) is not None:
-                cmd += [f"--{key}", str(options[key])]
+                value = options[key]
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise ServiceError(f"{key} must be a positive number, got {value!r}", 422)
+                cmd += [f"--{key}", str(int(value) if key != "minutes" else float(value))]
+        if self.device:
+            cmd += ["--device", self.device]
+        if folder:
+            cmd += ["--", str(Path(folder).expanduser().resolve())]
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
         progress(0.0, "starting")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root, env=env)
+        log_path = self.home.root / "index.log"  # the child's own messages, for a failure's details
+        with open(log_path, "w") as log_file:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, text=True, cwd=root, env=env)
 
         def stop_on_cancel() -> None:  # SIGTERM: the child stops at its next checkpoint, keeping its work
             while proc.poll() is None:
@@ -584,10 +753,18 @@ class Engine:
         if cancel.is_set():
             raise JobCancelled()
         if code != 0 or summary is None:
-            raise ServiceError(f"building the model failed: {error}", 500)
+            raise ServiceError(f"building the model failed: {error}{_log_tail(log_path)}", 500)
         progress(0.96, f"switching to model {summary['model_id']}")
         self.switch(summary["model_id"], cancel=cancel)
         return {k: v for k, v in summary.items() if k != "event"} | {"serving": self.model_id}
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f" (log {path}: {' | '.join(tail)})" if tail else ""
 
 
 def store_bundle(archive: Path, bundles_dir: Path, name: str) -> Path:
@@ -615,6 +792,14 @@ def store_bundle(archive: Path, bundles_dir: Path, name: str) -> Path:
     os.replace(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def _encode(encoder: Any, bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+    """The instant encoder's code of one bundle (all 18 rig views): ``(shape [Ds], texture [Dt])`` float32."""
+    from backend.training.encoder import views_tensor
+
+    z = encoder.encode(views_tensor([bundle], encoder.net.config["image_size"]))[0]
+    return z[: encoder.shape_dim].copy(), z[encoder.shape_dim :].copy()
 
 
 def _png(rgba: np.ndarray) -> bytes:

@@ -57,6 +57,7 @@ class Job:
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    low_priority: bool = False  # e.g. a background refinement: waits behind every queued normal job
 
     def snapshot(self, position: int | None = None) -> dict[str, Any]:
         """A JSON-able view of the job (no result payload: that has its own endpoint)."""
@@ -97,18 +98,26 @@ class JobQueue:
 
     # -- client side -------------------------------------------------------------------------
 
-    def submit(self, kind: str, fn: JobFn) -> Job:
-        """Queue ``fn`` and return its job (status ``queued``). Raises :class:`JobError` (503) when full."""
+    def submit(self, kind: str, fn: JobFn, low_priority: bool = False) -> Job:
+        """Queue ``fn`` and return its job (status ``queued``). Raises :class:`JobError` (503) when full.
+
+        A ``low_priority`` job (a background refinement) runs only when no normal job waits: normal jobs
+        are queued ahead of it. Each kind is bounded by ``max_queued`` on its own.
+        """
         with self._lock:
             if self._stopping:
                 raise JobError("the backend is shutting down; try again once it is restarted", 503)
-            if len(self._pending) >= self.max_queued:
+            if sum(1 for j in self._pending if j.low_priority == low_priority) >= self.max_queued:
                 raise JobError(
                     f"the job queue is full ({self.max_queued} jobs waiting); wait for some to finish and retry", 503
                 )
-            job = Job(id=uuid.uuid4().hex, kind=kind, fn=fn)
+            job = Job(id=uuid.uuid4().hex, kind=kind, fn=fn, low_priority=low_priority)
             self._jobs[job.id] = job
-            self._pending.append(job)
+            if low_priority:
+                self._pending.append(job)
+            else:  # behind the other normal jobs, ahead of the first waiting low-priority one
+                at = next((i for i, j in enumerate(self._pending) if j.low_priority), len(self._pending))
+                self._pending.insert(at, job)
             self._wake.notify()
             return job
 

@@ -29,11 +29,15 @@ ALL_VIEWS: tuple[int, ...] = tuple(range(rig.NUM_VIEWS))
 
 
 def find_bundles(root: str | Path) -> list[Path]:
-    """Every bundle folder under ``root`` (a folder with ``transforms.json``, found recursively), sorted."""
+    """Every bundle folder under ``root`` (a folder with ``transforms.json``, found recursively), sorted.
+
+    Hidden folders are skipped: they hold bundles being written (e.g. a backend storing an upload).
+    """
     root = Path(root)
     if not root.is_dir():
         raise ModelError(f"{root}: not a folder of view bundles (capture assets with `asset2vec capture` first)")
-    found = sorted(p.parent for p in root.rglob(TRANSFORMS))
+    found = sorted(p.parent for p in root.rglob(TRANSFORMS)
+                   if not any(part.startswith(".") for part in p.parent.relative_to(root).parts))
     if not found:
         raise ModelError(
             f"{root}: the library is empty, no view bundle ({TRANSFORMS}) was found under it; "

@@ -14,7 +14,7 @@ still have the same code). Saved as ``RUN_DIR/encoder.pt``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,11 +119,13 @@ def fit_encoder(
     min_views: int = 9,
     seed: int = 0,
     show_progress: bool = True,
+    on_step: Callable[[float, float], None] | None = None,
 ) -> tuple[Encoder, int, float]:
     """Fit an encoder on ``views [N, V, S, S, 4]`` uint8 -> ``codes [N, D]``; returns ``(encoder, steps, loss)``.
 
     Stops after ``steps`` or ``minutes``, whichever comes first; the learning rate decays tenfold over that horizon.
     Each step sees a random batch of assets through a random subset of ``min_views``..V of their views.
+    ``on_step(fraction_done, loss)`` is called every 10 steps (it may raise to stop the fit).
     """
     from tqdm import tqdm
 
@@ -160,6 +162,8 @@ def fit_encoder(
         bar.update(1)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss_v:.3f}")
+        if on_step is not None and step % 10 == 0:
+            on_step(max(step / horizon, (time.perf_counter() - t0) / budget), loss_v)
     bar.close()
     net.eval()
     return Encoder(net, mean, std, shape_dim), step, loss_v
@@ -186,9 +190,11 @@ def train_encoder(
     steps: int | None = None,
     seed: int = 0,
     show_progress: bool = True,
+    on_step: Callable[[float, float], None] | None = None,
 ) -> EncoderSummary:
     """Train the instant encoder of a run on its training assets' views (found under ``bundles_dir``) and learned
-    codes; saves ``RUN_DIR/encoder.pt``. Bundles of assets the run does not know are ignored."""
+    codes; saves ``RUN_DIR/encoder.pt``. Bundles of assets the run does not know are ignored.
+    ``on_step(fraction_done, loss)``: progress, see :func:`fit_encoder`."""
     run = _run(run_dir)
     found = {b.asset.name: b for b in read_bundles(find_bundles(bundles_dir))}
     missing = [n for n in run.names if n not in found]
@@ -200,7 +206,7 @@ def train_encoder(
     codes = np.concatenate([run.shape_codes, run.texture_codes], axis=1)[idx]
     t0 = time.perf_counter()
     enc, n_steps, loss = fit_encoder(views, codes, run.shape_codes.shape[1], minutes, steps, seed=seed,
-                                     show_progress=show_progress)
+                                     show_progress=show_progress, on_step=on_step)
     seconds = time.perf_counter() - t0
     enc.model_id = run.model_id
     path = Path(run.run_dir) / ENCODER_FILE

@@ -5,6 +5,7 @@ followed from a thread, Build Model from Library started and cancelled, Restore 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +162,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     tiny = load_run(support.trained_run(), device="cpu")
     install_run(home, tiny.run_dir, tiny.model_id, {"model_id": tiny.model_id, "trained_on": len(tiny.names)})
     eng.tiny_model_id = tiny.model_id  # type: ignore[attr-defined]
+    # The tiny run's 8 bundles stored in the home, as embedded assets would be (enough for Retrain to start).
+    for bundle in sorted((support.workspace() / "library").glob("*/transforms.json")):
+        shutil.copytree(bundle.parent, home.bundles / bundle.parent.name)
     yield eng
     eng.close()
 

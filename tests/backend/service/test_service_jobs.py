@@ -119,3 +119,29 @@ def test_shutdown_cancels_pending_and_stops_running() -> None:
     assert q.snapshot(running.id)["status"] == CANCELLED
     assert q.snapshot(pending.id)["status"] == CANCELLED
     assert not q._worker.is_alive()
+
+
+def test_low_priority_jobs_wait_behind_normal_ones_and_have_their_own_limit() -> None:
+    q = JobQueue(max_queued=2)
+    gate = threading.Event()
+    order: list[str] = []
+
+    def job(name: str):
+        def fn(progress, cancel):
+            order.append(name)
+            return {}
+        return fn
+
+    q.submit("block", lambda p, c: {"waited": gate.wait(5)})
+    _until(lambda: q.stats()["running"] == 1)
+    refine1 = q.submit("refine", job("refine1"), low_priority=True)
+    q.submit("embed", job("embed1"))
+    q.submit("refine", job("refine2"), low_priority=True)
+    with pytest.raises(JobError):  # two low-priority jobs wait: their limit
+        q.submit("refine", job("refine3"), low_priority=True)
+    last = q.submit("embed", job("embed2"))  # normal jobs still fit: they are counted apart
+    assert q.snapshot(last.id)["queue_position"] == 1 and q.snapshot(refine1.id)["queue_position"] == 2
+    gate.set()
+    _until(lambda: len(order) == 4)
+    assert order == ["embed1", "embed2", "refine1", "refine2"]
+    q.shutdown()
