@@ -35,6 +35,10 @@ START_HINT = "start it with `asset2vec serve --run RUN_DIR` (in a terminal on th
 ProgressCallback = Callable[[float, str], None]
 
 
+#: Seconds a model restore may take (loading the model, fitting recently embedded assets into it).
+RESTORE_TIMEOUT = 600.0
+
+
 class BackendError(Exception):
     """Talking to the backend failed; the message says why and what to do."""
 
@@ -188,10 +192,18 @@ class Client:
         return self._call_json("GET", "/models")
 
     def restore_model(self, model_id: str | None = None) -> dict[str, Any]:
-        """Switch the backend back to ``model_id`` (None: the previously active model); returns the new info."""
+        """Switch the backend back to ``model_id`` (None: the previously active model); returns the new info.
+
+        Slow (the backend loads the model and fits the assets embedded since into it): call it off
+        Blender's main thread; it waits up to :data:`RESTORE_TIMEOUT` seconds.
+        """
         self._ensure_checked()
         body = json.dumps({"model_id": model_id} if model_id else {}).encode()
-        return self._call_json("POST", "/models/restore", body=body, content_type="application/json")
+        timeout, self.timeout = self.timeout, max(self.timeout, RESTORE_TIMEOUT)
+        try:
+            return self._call_json("POST", "/models/restore", body=body, content_type="application/json")
+        finally:
+            self.timeout = timeout
 
     def neighbours(self, name: str, space: str = "both", k: int = 10) -> dict[str, Any]:
         """The ``k`` nearest assets to ``name`` in ``shape``, ``texture`` or ``both`` spaces."""

@@ -12,6 +12,11 @@ calls from a ``bpy.app.timers`` callback (tests call :func:`pump`, the same step
 
 Cancel (:meth:`EmbedJob.request_cancel`) stops capturing at the next step and cancels the
 running backend job. Only one job runs at a time (:data:`current`).
+
+A backend whose model has an instant encoder answers at once (``code_source: "encoder"``) and refines
+the code by inversion in a background job (``refine_job``). The job is then done (the asset already has
+tags and suggestions), and a :class:`Refinement` waits for the refined answer in its own thread and
+writes it into the asset when it comes (main thread, from its own timer); the panel shows "refining".
 """
 
 from __future__ import annotations
@@ -202,6 +207,9 @@ class EmbedJob:
         message = self.report.summary()
         if opts.save_after:
             message += "; " + save_file()
+        if any(r.get("refine_job") for r in results):
+            start_refinement(Refinement(self.target, opts, dict(self._results), self.plan))
+            message += "; instant answer, the backend is refining it"
         self.progress = 1.0
         self._finish(DONE, message)
 
@@ -247,6 +255,168 @@ class EmbedJob:
             self._backend_fraction = float(fraction)
         if message:
             self.message = f"backend: {message}"
+
+
+class Refinement:
+    """The backend refining an embed's instant-encoder code(s); the refined answer replaces the instant one.
+
+    A worker thread (no bpy) waits for each ``refine_job`` and fetches the new neighbours' thumbnails;
+    :meth:`step` (main thread, from :func:`_refine_tick`) then writes the refined result into the asset
+    like the first answer was written (tags the artist accepted or rejected meanwhile stay as they are).
+    """
+
+    def __init__(self, target: Target, options: Options, results: dict[int, dict[str, Any]],
+                 plan: list[dict[str, Any] | None]) -> None:
+        self.target, self.options, self.plan = target, options, plan
+        self.results = dict(results)  # plan index -> answer; refined ones are replaced when they come
+        self.jobs = {i: str(r["refine_job"]) for i, r in results.items() if r.get("refine_job")}
+        self.state, self.message = RUNNING, f"refining the code of {target.name!r} on the backend"
+        self.refined = 0
+        self.cancel = threading.Event()
+        self._error: str | None = None
+        self._lock = threading.Lock()
+        self._worker = threading.Thread(target=self._work, name="asset2vec-refine", daemon=True)
+        self._worker.start()
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return refinement_key(self.target)
+
+    def _work(self) -> None:
+        opts = self.options
+        try:
+            client = Client(opts.url, opts.token, timeout=opts.timeout)
+            for i, job in self.jobs.items():
+                result = self._wait(client, job)
+                if result is None:
+                    return
+                if not result.get("dropped"):  # dropped: nothing to refine any more (e.g. the model was switched)
+                    with self._lock:
+                        self.results[i] = result
+                        self.refined += 1
+            names = [n["name"] for r in self.results.values() for ns in r.get("neighbours", {}).values() for n in ns]
+            fetch_thumbnails(client, names, self.cancel)
+        except BackendError as e:
+            self._error = str(e)
+        except Exception as e:  # noqa: BLE001 - a worker thread must report, never die silently
+            self._error = f"unexpected error while waiting for the refinement: {type(e).__name__}: {e}"
+
+    def _wait(self, client: Client, job: str) -> dict[str, Any] | None:
+        """The refine job's result; None when we stopped waiting. Never cancels the job: the backend's
+        catalogue gets the refined code whether or not this Blender is still there to write it."""
+        while not self.cancel.wait(REFINE_POLL):
+            status = client.job(job)
+            state = status.get("status")
+            if state == "done":
+                return client.result(job)
+            if state == "failed":
+                raise BackendError(status.get("error") or status.get("message") or "the refinement failed")
+            if state == "cancelled":
+                raise BackendError("the refinement was cancelled on the backend")
+        return None
+
+    def step(self) -> bool:
+        """Write the refined answer once it is there (main thread); True while still waiting. Never raises."""
+        if self.state in FINAL:
+            return False
+        if self._worker.is_alive():
+            return True
+        try:
+            if self.cancel.is_set():
+                self._finish(CANCELLED, f"stopped waiting for the refinement of {self.target.name!r}; the instant "
+                                        "answer stays")
+            elif self._error is not None:
+                self._finish(FAILED, f"the refinement of {self.target.name!r} did not come back ({self._error}); "
+                                     "the instant answer stays")
+            elif not self.refined:
+                self._finish(DONE, f"{self.target.name!r}: nothing to refine any more (the backend switched models "
+                                   "or the asset was embedded again); the instant answer stays")
+            else:
+                self._apply()
+        except Exception as e:  # noqa: BLE001 - a timer callback must end with a message, not a traceback
+            self._finish(FAILED, f"could not write the refined answer ({type(e).__name__}: {e}); the instant answer "
+                                 "stays")
+        return False
+
+    def _apply(self) -> None:
+        obj = self.target.resolve()
+        if obj is None:
+            self._finish(CANCELLED, f"{self.target.name!r} was deleted or renamed, or another file was opened: the "
+                                    "refined answer was not written")
+            return
+        results = [self.results[i] for i in sorted(self.results)]
+        if self.options.family:
+            result, members = combine_family(results, self.plan)
+        else:
+            result, members = results[0], None
+        report = write_result(obj, result, auto_accept=self.options.auto_accept, family_members=members)
+        _undo_push(f"Asset2Vec: refined {obj.name}")
+        psnr = [r["psnr"] for r in results if r.get("psnr") is not None]
+        message = f"refined {obj.name!r}" + (f" ({sum(psnr) / len(psnr):.1f} dB)" if psnr else "")
+        if report.added:
+            message += f"; added tag(s) {', '.join(report.added)}"
+        if self.options.save_after:
+            message += "; " + save_file()
+        self._finish(DONE, message)
+
+    def _finish(self, state: str, message: str) -> None:
+        global last_status
+        self.state, self.message = state, message
+        # Only the status of the latest action is shown; an embed running now keeps its own line.
+        if current is None or current.state in FINAL:
+            last_status = ("ERROR" if state == FAILED else "INFO", message)
+
+
+def refinement_key(target: Target) -> tuple[str, str, str]:
+    return (target.blend, target.kind, target.name)
+
+
+#: Refinements still waiting, by asset (a new embed of the same asset replaces its refinement).
+refinements: dict[tuple[str, str, str], Refinement] = {}
+REFINE_INTERVAL = 0.25
+#: Seconds between two status requests while waiting for a refinement.
+REFINE_POLL = 0.5
+
+
+def start_refinement(refinement: Refinement) -> None:
+    """Wait for ``refinement`` in the background (replacing an older one of the same asset)."""
+    old = refinements.pop(refinement.key, None)
+    if old is not None:
+        old.cancel.set()
+    refinements[refinement.key] = refinement
+    if not bpy.app.timers.is_registered(_refine_tick):
+        bpy.app.timers.register(_refine_tick, first_interval=REFINE_INTERVAL)
+
+
+def refinement_of(id_: Any) -> Refinement | None:
+    """The refinement still running for asset ``id_`` (object or collection), or None."""
+    if id_ is None:
+        return None
+    r = refinements.get(refinement_key(Target.of(id_)))
+    return r if r is not None and r.state == RUNNING else None
+
+
+def _step_refinements() -> bool:
+    """One step of every waiting refinement; True while some still wait."""
+    for key, r in list(refinements.items()):
+        if not r.step():
+            refinements.pop(key, None)
+    return bool(refinements)
+
+
+def _refine_tick() -> float | None:
+    running = _step_refinements()
+    redraw_sidebar()
+    return REFINE_INTERVAL if running else None
+
+
+def pump_refinements(timeout: float = 120.0, interval: float = 0.05) -> None:
+    """Drive the waiting refinements until they are written (what their timer does; for tests and headless use)."""
+    deadline = time.monotonic() + timeout
+    while _step_refinements():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the refinements did not finish within {timeout:.0f} s")
+        time.sleep(interval)
 
 
 def combine_family(results: list[dict[str, Any]], plan: list[dict[str, Any] | None]) -> tuple[dict[str, Any],
@@ -311,6 +481,9 @@ def start(target_id: Any, options: Options, first_step: bool = True) -> EmbedJob
         raise EmbedError(f"already embedding {current.target.name!r}: wait for it or press Cancel")
     job = EmbedJob(target_id, options)
     current = job
+    older = refinements.pop(refinement_key(job.target), None)
+    if older is not None:  # its answer is about to be outdated by this embed's
+        older.cancel.set()
     if first_step:
         job.step()
         if job.state == FAILED:
@@ -451,6 +624,11 @@ def clear() -> None:
     current = None
     if bpy.app.timers.is_registered(_tick):
         bpy.app.timers.unregister(_tick)
+    for r in refinements.values():
+        r.cancel.set()  # stops waiting; the backend's refinement still replaces the code in its catalogue
+    refinements.clear()
+    if bpy.app.timers.is_registered(_refine_tick):
+        bpy.app.timers.unregister(_refine_tick)
     if _previews is not None:
         bpy.utils.previews.remove(_previews)
         _previews = None

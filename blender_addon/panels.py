@@ -14,6 +14,7 @@ import bpy
 
 from . import embed_job, preferences, writeback
 from .operators import active_target
+from .protocol import metadata as M
 
 #: Predicted tags less likely than this are only counted, not listed (the list stays short).
 MIN_SHOWN_PROBABILITY = 0.05
@@ -90,6 +91,8 @@ class ASSET2VEC_PT_main(_Asset2VecPanel, bpy.types.Panel):
             layout.operator("asset2vec.embed_cancel", icon="CANCEL")
         else:
             layout.operator("asset2vec.embed", icon="SHADERFX")
+        if embed_job.refinement_of(target) is not None:
+            layout.label(text="Instant answer; refining on the backend...", icon="SORTTIME")
         level, message = embed_job.last_status
         if message:
             box = layout.box()
@@ -121,6 +124,10 @@ class ASSET2VEC_PT_tags(_Asset2VecPanel, bpy.types.Panel):
                 row.operator("asset2vec.tag_reject", text="", icon="REMOVE").tag = tag
         if len(shown) < len(tags):
             layout.label(text=f"{len(tags) - len(shown)} more below {MIN_SHOWN_PROBABILITY:.0%}")
+        if embed_job.refinement_of(target) is not None:
+            layout.label(text="From the instant encoder: refining...", icon="SORTTIME")
+        elif writeback.read_metadata(target).get(M.CODE_SOURCE) == "encoder":
+            layout.label(text="From the instant encoder (Embed again for the fitted code)", icon="INFO")
         if not writeback.is_asset(target):
             layout.label(text="Not an asset: tags kept in its custom property", icon="INFO")
         layout.operator("asset2vec.remove_predicted_tags", icon="TRASH")

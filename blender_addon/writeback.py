@@ -151,6 +151,7 @@ def write_result(
         M.CODE_TEXTURE: [float(x) for x in result.get("texture", [])],
         M.MODEL_ID: str(result.get("model_id", "")),
         M.ASSET_NAME: str(result.get("name", "")),
+        M.CODE_SOURCE: str(result.get("code_source") or "inversion"),  # older backends only invert
         M.PREDICTED_TAGS: predicted,
         M.ADDED_TAGS: added + [t for t in new_added if t not in added],
         M.REJECTED_TAGS: list(rejected),

@@ -19,6 +19,7 @@ CONTENT_HASH = "content_hash"  # hash of the evaluated geometry + materials that
 REJECTED_TAGS = "rejected_tags"  # predicted tags the artist rejected (never proposed again)
 FAMILY_MEMBERS = "family_members"  # JSON string: [{"name", "parameters", "code_shape", "code_texture", ...}]
 ASSET_NAME = "asset_name"  # the name the asset was catalogued under on the backend (for neighbour queries)
+CODE_SOURCE = "code_source"  # "encoder" (the instant encoder's code; the backend refines it) or "inversion"
 
 #: Custom-property prefix that marks a parameter of a parametric family on an object.
 FAMILY_PARAM_PREFIX = "a2v_"

@@ -106,6 +106,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE models ADD COLUMN info TEXT NOT NULL DEFAULT '{}';
     """,
+    # 3: where an artist tag came from: '' (Blender: replaced when the asset is embedded again) or
+    # 'import' (a tag list: kept, since Blender never had it).
+    """
+    ALTER TABLE tags ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -516,14 +521,15 @@ class Catalogue:
     def set_artist_tags(self, asset: int | str, tags: Iterable[str]) -> None:
         """Replace the artist's tags of ``asset`` with ``tags`` (a re-embedded asset's current tags).
 
-        Only artist rows of that asset change, so a tag the artist deleted in Blender goes away;
-        predicted rows are untouched. Tags the artist accepted in the review queue stay (the answers
-        live in ``reviews``, so they are never lost when Blender sends the asset again).
+        Only artist rows of that asset that came from Blender change, so a tag the artist deleted in
+        Blender goes away; predicted rows are untouched. Tags from an imported tag list stay, and so do
+        tags the artist accepted in the review queue (the answers live in ``reviews``, so they are
+        never lost when Blender sends the asset again).
         """
         aid = self._asset_id(asset)
         clean = sorted({t.strip() for t in tags if t and t.strip()})
         with self.transaction() as db:
-            db.execute("DELETE FROM tags WHERE asset_id = ? AND source = 'artist'", (aid,))
+            db.execute("DELETE FROM tags WHERE asset_id = ? AND source = 'artist' AND origin != 'import'", (aid,))
             db.executemany(
                 "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) VALUES (?, ?, 'artist', NULL, '')",
                 [(aid, t) for t in clean],
@@ -532,6 +538,17 @@ class Catalogue:
                 "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) "
                 "SELECT asset_id, tag, 'artist', NULL, '' FROM reviews WHERE asset_id = ? AND accepted = 1",
                 (aid,),
+            )
+
+    def import_artist_tags(self, asset: int | str, tags: Iterable[str]) -> None:
+        """Add artist tags from a tag list (kept when the asset is embedded again from Blender)."""
+        aid = self._asset_id(asset)
+        clean = sorted({t.strip() for t in tags if t and t.strip()})
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO tags(asset_id, tag, source, probability, model_id, origin) VALUES (?, ?, 'artist', NULL, "
+                "'', 'import') ON CONFLICT(asset_id, tag, source, model_id) DO UPDATE SET origin = 'import'",
+                [(aid, t) for t in clean],
             )
 
     def set_predicted_tags(self, model_id: str, predictions: Mapping[int | str, Mapping[str, float]]) -> None:

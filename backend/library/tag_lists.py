@@ -124,9 +124,6 @@ def import_tag_list(
             already += len(new & have)
             for t in new:
                 counts[t] = counts.get(t, 0) + 1
-            for t in sorted(new):
-                # Recorded like an accepted review answer: re-embedding an asset from Blender replaces its
-                # artist rows with the .blend's tags, and answers given outside Blender are re-added.
-                catalogue.record_review(aid, t, True)
+            catalogue.import_artist_tags(aid, new)  # kept when Blender sends the asset again
     return {"assets": len(ids), "added": added, "already": already, "tags": dict(sorted(counts.items())),
             "unknown": unknown, "tagged_assets": len(catalogue.artist_tags())}

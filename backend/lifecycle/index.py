@@ -370,7 +370,7 @@ def _train_encoder(run_dir: Path, model_id: str, home: LibraryHome, opts: IndexO
     try:
         load_encoder(run_dir, model_id)
         return {"kept": True}
-    except ModelError:
+    except Exception:  # noqa: BLE001 - none yet, or half-written when a kill landed: train it (again)
         pass
     total = int(metrics.get("step") or 1)  # the train stage's progress stays at the decoder's last step
     budget = opts.encoder_minutes * 60 if opts.encoder_minutes is not None else         min(max(ENCODER_SHARE * float(metrics.get("seconds") or 0.0), ENCODER_MIN_S), ENCODER_MAX_S)

@@ -397,17 +397,20 @@ class Engine:
         """Replace an asset's instant-encoder code of ``model_id`` by inversion started from it (``init [D]``).
 
         Returns the refined answer (as :meth:`embed`'s, ``code_source: "inversion"``, ``refined_from:
-        "encoder"``), or ``{"name", "model_id", "dropped": True, "message"}`` when there is nothing to
-        refine any more: the backend serves another model now (the switch fitted that model's own code),
-        or the asset was embedded again meanwhile. A code is only stored under the model that made it.
+        "encoder"``); when a fitted code of the same content is stored already (an earlier refinement of the
+        same upload won), the answer from that code. Returns ``{"name", "model_id", "dropped": True,
+        "message"}`` when there is nothing to refine any more: the backend serves another model now (the
+        switch fitted that model's own code), or the asset was embedded again with other content. A code
+        is only ever stored under the model that made it.
         """
         t0 = time.perf_counter()
         info = bundle.asset
         state = self._state
         if state.model_id != model_id:
             return self._dropped(info.name, model_id, f"the backend switched to model {state.model_id} meanwhile")
-        if (why := self._not_refinable(info, model_id)) is not None:
-            return self._dropped(info.name, model_id, why)
+        todo, why = self._refine_state(info, model_id)
+        if todo != "refine":
+            return self._stored_answer(state, info, t0) if todo == "done" else self._dropped(info.name, model_id, why)
         with tempfile.TemporaryDirectory(prefix="asset2vec-refine-") as tmp:
             path = Path(tmp) / "bundle.zip"
             path.write_bytes(upload)
@@ -430,8 +433,10 @@ class Engine:
             if state is not self._state:
                 return self._dropped(info.name, model_id, f"the backend switched to model {self.model_id} while "
                                                           "refining")
-            if (why := self._not_refinable(info, model_id)) is not None:
-                return self._dropped(info.name, model_id, why)
+            todo, why = self._refine_state(info, model_id)
+            if todo != "refine":
+                return self._stored_answer(state, info, t0) if todo == "done" else \
+                    self._dropped(info.name, model_id, why)
             aid = self.catalogue.asset_by_name(info.name).id
             self.catalogue.set_codes(model_id, {aid: (shape, texture, float(inverted.psnr))}, source="inversion")
             self._invalidate(state)
@@ -439,18 +444,30 @@ class Engine:
         progress(1.0, "refined")
         return {**result, "refined_from": "encoder"}
 
-    def _not_refinable(self, info: Any, model_id: str) -> str | None:
-        """Why the asset's stored code of ``model_id`` is no longer the encoder code to refine (None: it is)."""
+    def _refine_state(self, info: Any, model_id: str) -> tuple[str, str]:
+        """What a refinement of ``info``'s encoder code of ``model_id`` should do: ``("refine", "")`` (the stored
+        code is still an encoder code of this content), ``("done", "")`` (a fitted code of this content is stored
+        already) or ``("drop", why)``."""
         try:
             row = self.catalogue.asset_by_name(info.name)
         except LibraryError:
-            return "the asset is no longer in the catalogue"
-        code = self.catalogue.code_info(row.id, model_id)
-        if code is None or code["source"] != "encoder":
-            return "its code was already replaced (embedded again or refined)"
+            return "drop", "the asset is no longer in the catalogue"
         if info.content_hash and row.content_hash and info.content_hash != row.content_hash:
-            return "the asset was embedded again with other content"
-        return None
+            return "drop", "the asset was embedded again with other content"
+        code = self.catalogue.code_info(row.id, model_id)
+        if code is None:
+            return "drop", f"the asset has no code of model {model_id}"
+        return ("refine", "") if code["source"] == "encoder" else ("done", "")
+
+    def _stored_answer(self, state: _Served, info: Any, t0: float) -> dict[str, Any]:
+        """The answer from the asset's stored (already fitted) code of the served model."""
+        table = self._codes(state)
+        row = table.index_of(info.name)
+        psnr = float(table.psnr[row]) if table.psnr is not None else None
+        aid = int(table.ids[row])
+        source = (self.catalogue.code_info(aid, state.model_id) or {}).get("source", "inversion")
+        result = self._answer(state, aid, info, table.shape[row], table.texture[row], psnr, source, t0)
+        return {**result, "refined_from": "encoder"}
 
     @staticmethod
     def _dropped(name: str, model_id: str, why: str) -> dict[str, Any]:

@@ -255,3 +255,16 @@ def test_activation_history_and_restore(tmp_path: Path) -> None:
     with pytest.raises(LibraryError, match="no model 'm3'"):
         cat.activate_model("m3")
     assert cat.active_model() == "m2"
+
+
+def test_imported_tags_survive_re_embedding(tmp_path: Path) -> None:
+    """Blender's tags replace Blender's tags; a tag list's tags and accepted review answers stay."""
+    cat = Catalogue(tmp_path / "c.sqlite")
+    aid = cat.upsert_asset(AssetInfo(name="chairs/Chair_00"))
+    cat.set_artist_tags(aid, ["chair", "old"])
+    cat.import_artist_tags(aid, ["oak", "chair"])
+    cat.record_review(aid, "dining", True)
+    cat.set_artist_tags(aid, ["chair", "red"])  # embedded again: "old" was removed in Blender
+    assert cat.tags_of(aid)["artist"] == ["chair", "dining", "oak", "red"]
+    cat.set_artist_tags(aid, [])
+    assert cat.tags_of(aid)["artist"] == ["chair", "dining", "oak"]  # "chair" was in the tag list too

@@ -26,6 +26,12 @@ FAST = ["--size", "32", "--samples", "4", "--steps", "40", "--checkpoint-every",
         "--no-explore", "--progress-json"]
 
 
+@pytest.fixture(name="run_index")
+def run_index_fixture() -> Callable[..., tuple[int, list[dict[str, Any]]]]:
+    """:func:`run_index` for tests."""
+    return run_index
+
+
 def run_index(args: list[str], kill_when: Callable[[dict[str, Any], LibraryHome], bool] | None = None,
               home: LibraryHome | None = None) -> tuple[int, list[dict[str, Any]]]:
     """Run ``asset2vec index`` in a child process; SIGKILL it at the first event where ``kill_when`` is true."""

@@ -57,3 +57,18 @@ def test_index_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.CaptureF
     assert "inside the library" in capsys.readouterr().err
     assert main(["index", "--home", str(tmp_path / "h")]) == 2
     assert "which library" in capsys.readouterr().err
+
+
+def test_a_retrain_killed_after_training_does_not_train_again(indexed: dict[str, Any], tmp_path: Path,
+                                                                run_index: Any) -> None:
+    home = LibraryHome.at(tmp_path / "home")
+    shutil.copytree(indexed["home"].root, home.root)
+    args = ["--retrain", "--home", str(home.root), "--steps", "10", "--no-explore", "--progress-json"]
+    code, _ = run_index(args, lambda ev, h: ev["stage"] in ("embed", "tags", "neighbours"), home)
+    assert code != 0
+    built = home.read_state()["built"]
+    assert built != indexed["model_id"] and built in home.model_ids()
+    code, events = run_index(args)
+    assert not [e for e in events if e.get("stage") == "train" and e.get("done")]  # no training step again
+    assert events[-1]["model_id"] == built and events[-1]["activated"]
+    assert "built" not in home.read_state()

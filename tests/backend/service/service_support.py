@@ -64,6 +64,19 @@ def fresh_run_copy(dest: Path) -> Path:
     return dest
 
 
+#: Training steps of the test runs' instant encoder (only the plumbing is tested, not its quality).
+ENCODER_STEPS = 30
+
+
+def run_with_encoder(dest: Path) -> Path:
+    """A fresh copy of the trained run with an instant encoder trained for it (so the backend embeds instantly)."""
+    from backend.training.encoder import train_encoder
+
+    run = fresh_run_copy(dest)
+    train_encoder(run, workspace() / "library", steps=ENCODER_STEPS, show_progress=False)
+    return run
+
+
 def upload_bundle(kind: str = "pillar", colour: str = "blue", name: str | None = None) -> bytes:
     """The .zip bytes of a real 18-view bundle of a synthetic asset that the run never saw."""
     key = f"upload:{kind}:{colour}:{name}"

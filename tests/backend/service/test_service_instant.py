@@ -21,18 +21,11 @@ from backend.library.catalogue import Catalogue, import_run
 from backend.lifecycle.home import LibraryHome, install_run
 from backend.service.engine import Engine
 from backend.service.server import Service
-from backend.training.encoder import encode_bundles, train_encoder
+from backend.training.encoder import encode_bundles
 from backend.training.run import load_run
 from shared.bundle import parse_archive
 
-ENCODER_STEPS = 30
-
-
-def with_encoder(dest: Path) -> Path:
-    """A fresh copy of the tiny run with an instant encoder trained for it (a few steps: only the plumbing matters)."""
-    run = support.fresh_run_copy(dest)
-    train_encoder(run, support.workspace() / "library", steps=ENCODER_STEPS, show_progress=False)
-    return run
+with_encoder = support.run_with_encoder
 
 
 class Followups:
@@ -102,8 +95,8 @@ def test_encoder_answer_is_stored_then_the_refinement_replaces_it(engine: Engine
         [n["name"] for n in refined["neighbours"]["both"]]
     assert engine.neighbours(bundle.asset.name, "both", 8)["neighbours"] == refined["neighbours"]["both"]
 
-    again = followups.run(0)  # refined already: nothing left to do, nothing stored
-    assert again["dropped"] and "already replaced" in again["message"]
+    again = followups.run(0)  # refined already: answers from the stored code, fits nothing, stores no code
+    assert again["code_source"] == "inversion" and again["shape"] == refined["shape"]
     assert stored(engine, bundle.asset.name)[0] == info
 
 
@@ -113,14 +106,26 @@ def test_an_older_refinement_never_overwrites_a_newer_embed(engine: Engine) -> N
     data = support.upload_bundle("ball", "red")
     name = parse_archive(data)[0].asset.name
     embed(engine, data)
-    embed(engine, data)  # embedded again before the first refinement ran
+    embed(engine, data)  # embedded again (same content) before the first refinement ran
     second = followups.run(1)
     assert second["code_source"] == "inversion"
     after = stored(engine, name)
-    first = followups.run(0)
-    assert first["dropped"]
+    first = followups.run(0)  # the same content is fitted already: its answer, nothing stored
+    assert first["code_source"] == "inversion" and first["shape"] == second["shape"]
     assert stored(engine, name)[0] == after[0]
     np.testing.assert_array_equal(stored(engine, name)[1], after[1])
+
+    # Embedded again with other content: the older refinement has nothing to refine.
+    changed = support.tampered(support.upload_bundle("ball", "red"),
+                               transforms_patch={"asset": {**parse_archive(data)[0].asset.__dict__,
+                                                           "content_hash": "other"}})
+    embed(engine, changed)
+    embed(engine, support.tampered(data, transforms_patch={"asset": {**parse_archive(data)[0].asset.__dict__,
+                                                                     "content_hash": "newest"}}))
+    outdated = followups.run(2)
+    assert outdated["dropped"] and "other content" in outdated["message"]
+    assert stored(engine, name)[0]["source"] == "encoder"  # the newest embed's code, untouched
+    assert followups.run(3)["code_source"] == "inversion"
 
 
 def test_without_a_queue_the_refinement_runs_inline(engine: Engine) -> None:

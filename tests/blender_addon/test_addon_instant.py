@@ -1,0 +1,89 @@
+"""Embed in Blender against a backend with an instant encoder: the instant answer is written at once and shown
+as refining; the refined answer replaces it when the backend's refinement job is done (real bpy, real HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from addon_support import configure, run_embed, support
+from blender_helpers import box
+from test_addon_panels import _panels
+
+from backend.service.engine import Engine
+from backend.service.server import Service
+from blender_addon import embed_job, writeback
+from shared import metadata as M
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Engine]]:
+    engine = Engine.open(support.run_with_encoder(tmp_path_factory.mktemp("instant") / "run"),
+                         invert_steps=support.INVERT_STEPS)
+    svc = Service(engine, port=0, advertise=False).start_in_thread()
+    yield svc, engine
+    svc.stop()
+    engine.close()
+
+
+@pytest.fixture
+def addon(blender):
+    import blender_addon
+
+    blender_addon.register()
+    yield blender
+    blender_addon.unregister()
+
+
+def test_instant_answer_then_the_refined_one(addon, backend) -> None:
+    bpy = addon
+    service, engine = backend
+    configure(service.url)
+    crate = box("Crate", size=(0.6, 0.4, 0.4), color=(0.1, 0.3, 0.9))
+    crate.asset_mark()
+    crate.asset_data.tags.new("mine")
+    bpy.context.view_layer.objects.active = crate
+    bpy.context.scene.asset2vec.capture_target = "OBJECT"
+
+    job = run_embed(bpy)
+    assert job.state == embed_job.DONE, job.message
+    assert "refining" in job.message
+    first = writeback.read_metadata(crate)
+    assert first[M.CODE_SOURCE] == "encoder" and first[M.PREDICTED_TAGS] and first[M.NEIGHBOURS]
+    assert engine.catalogue.code_info(first[M.ASSET_NAME], engine.model_id)["source"] in ("encoder", "inversion")
+    refining = embed_job.refinement_of(crate)
+    assert refining is not None and refining.jobs
+    panels = _panels(bpy)
+    assert "Instant answer; refining on the backend..." in panels["Asset2Vec"].texts()
+    assert "From the instant encoder: refining..." in panels["Predicted Tags"].texts()
+
+    crate.asset_data.tags.new("by-hand")  # the artist works on meanwhile: nothing of theirs is lost
+    embed_job.pump_refinements(timeout=120)
+    assert embed_job.refinement_of(crate) is None and refining.state == embed_job.DONE, refining.message
+    data = writeback.read_metadata(crate)
+    assert data[M.CODE_SOURCE] == "inversion"
+    assert data[M.CODE_SHAPE] != first[M.CODE_SHAPE]  # the refined code replaced the instant one
+    assert engine.catalogue.code_info(data[M.ASSET_NAME], engine.model_id)["source"] == "inversion"
+    stored = engine.neighbours(data[M.ASSET_NAME], "both", 10)["neighbours"]
+    assert [n["name"] for n in writeback.neighbours(crate, "both")] == [n["name"] for n in stored]
+    assert {"mine", "by-hand"} <= set(writeback.asset_tags(crate))
+    assert embed_job.last_status[1].startswith("refined 'Crate'")
+    panels = _panels(bpy)
+    assert not any("refining" in t for t in panels["Asset2Vec"].texts() + panels["Predicted Tags"].texts())
+
+
+def test_a_new_embed_replaces_the_refinement_of_the_same_asset(addon, backend) -> None:
+    bpy = addon
+    service, _ = backend
+    configure(service.url)
+    obj = box("Lamp")
+    bpy.context.view_layer.objects.active = obj
+    bpy.context.scene.asset2vec.capture_target = "OBJECT"
+    run_embed(bpy)
+    older = embed_job.refinement_of(obj)
+    assert older is not None
+    run_embed(bpy)
+    newer = embed_job.refinement_of(obj)
+    assert newer is not None and newer is not older and older.cancel.is_set()
+    embed_job.pump_refinements(timeout=120)
+    assert newer.state == embed_job.DONE and writeback.read_metadata(obj)[M.CODE_SOURCE] == "inversion"
