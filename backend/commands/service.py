@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="always embed by inversion, even when the model has an instant encoder (by default a model "
                         "with one answers at once from it and refines the code by inversion in the background)")
     p.add_argument("--refine-steps", type=int,
-                   help="inversion steps of that background refinement (default: --invert-steps, else the preset's)")
+                   help="inversion steps of that background refinement (default: a third of --invert-steps, else of "
+                        "the preset's: it starts from the encoder's code)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--generic", action="store_true",
                    help="announce the model as generic (not trained on this studio's library)")

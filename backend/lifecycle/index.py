@@ -373,7 +373,10 @@ def _train_encoder(run_dir: Path, model_id: str, home: LibraryHome, opts: IndexO
     except Exception:  # noqa: BLE001 - none yet, or half-written when a kill landed: train it (again)
         pass
     total = int(metrics.get("step") or 1)  # the train stage's progress stays at the decoder's last step
-    budget = opts.encoder_minutes * 60 if opts.encoder_minutes is not None else         min(max(ENCODER_SHARE * float(metrics.get("seconds") or 0.0), ENCODER_MIN_S), ENCODER_MAX_S)
+    if opts.encoder_minutes is not None:
+        budget = opts.encoder_minutes * 60
+    else:
+        budget = min(max(ENCODER_SHARE * float(metrics.get("seconds") or 0.0), ENCODER_MIN_S), ENCODER_MAX_S)
     t0 = time.monotonic()
 
     def on_step(fraction: float, loss: float) -> None:

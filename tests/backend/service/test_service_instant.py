@@ -84,6 +84,8 @@ def test_encoder_answer_is_stored_then_the_refinement_replaces_it(engine: Engine
     assert refined["code_source"] == "inversion" and refined["refined_from"] == "encoder"
     assert refined["psnr"] is not None and refined["model_id"] == engine.model_id
     assert any("refining" in m for m in messages)
+    steps = round(support.INVERT_STEPS / 3)  # it starts from the encoder's code: a third of the embed's steps
+    assert any(f"step {steps}/{steps}," in m for m in messages), messages
     info, code = stored(engine, bundle.asset.name)
     assert info["source"] == "inversion" and info["psnr"] == pytest.approx(refined["psnr"], abs=1e-3)
     np.testing.assert_allclose(code, refined["shape"] + refined["texture"], atol=1e-6)
