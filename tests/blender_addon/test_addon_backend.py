@@ -6,32 +6,13 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-from collections.abc import Iterator
 
 import pytest
 from addon_support import TOKEN, configure, support
 from blender_helpers import box
 
-from backend.service.engine import Engine
 from backend.service.server import Service
 from blender_addon import embed_job, preferences
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    eng = Engine.open(support.fresh_run_copy(tmp_path_factory.mktemp("addon-backend") / "run"),
-                      invert_steps=support.INVERT_STEPS)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture
-def addon(blender):
-    import blender_addon
-
-    blender_addon.register()
-    yield blender
-    blender_addon.unregister()
 
 
 def test_register_creates_preferences_and_unregister_removes_them(blender):

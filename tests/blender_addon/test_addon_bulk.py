@@ -42,15 +42,6 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     engine.close()
 
 
-@pytest.fixture
-def addon(blender):
-    import blender_addon
-
-    blender_addon.register()
-    yield blender
-    blender_addon.unregister()
-
-
 def _setup(bpy, backend: Service, folder: Path, *, dry_run: bool = False) -> None:
     preferences.register()  # building the library reset Blender (read_factory_settings): the add-on entry again
     prefs = configure(backend.url, TOKEN)

@@ -8,15 +8,6 @@ from blender_helpers import box
 from shared import bundle
 
 
-@pytest.fixture
-def addon(blender):
-    import blender_addon
-
-    blender_addon.register()
-    yield blender
-    blender_addon.unregister()
-
-
 def test_register_and_capture_operator(addon, tmp_path):
     bpy = addon
     scene = bpy.context.scene

@@ -7,42 +7,15 @@ neighbours written into the .blend → save, reopen, review, remove, append a si
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from addon_support import configure, run_embed, support
+from addon_support import configure, run_embed
 from blender_helpers import box
 
-from backend.service.engine import Engine
-from backend.service.server import Service
 from blender_addon import embed_job, writeback
 from shared import bundle
 from shared import metadata as M
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    eng = Engine.open(support.fresh_run_copy(tmp_path_factory.mktemp("addon") / "run"),
-                      invert_steps=support.INVERT_STEPS)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
-def backend(engine: Engine) -> Iterator[Service]:
-    svc = Service(engine, port=0, advertise=False).start_in_thread()
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture
-def addon(blender):
-    import blender_addon
-
-    blender_addon.register()
-    yield blender
-    blender_addon.unregister()
 
 
 def _select(bpy, obj) -> None:

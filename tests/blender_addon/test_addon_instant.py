@@ -26,15 +26,6 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service,
     engine.close()
 
 
-@pytest.fixture
-def addon(blender):
-    import blender_addon
-
-    blender_addon.register()
-    yield blender
-    blender_addon.unregister()
-
-
 def test_instant_answer_then_the_refined_one(addon, backend) -> None:
     bpy = addon
     service, engine = backend

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import pytest
 from addon_support import configure, support
 from blender_helpers import box
 
@@ -16,15 +15,6 @@ _spec = importlib.util.spec_from_file_location(
     "panel_preview", Path(__file__).resolve().parents[2] / "bench" / "panel_preview.py")
 panel_preview = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(panel_preview)
-
-
-@pytest.fixture
-def addon(blender):
-    import blender_addon
-
-    blender_addon.register()
-    yield blender
-    blender_addon.unregister()
 
 
 def _panels(bpy) -> dict:

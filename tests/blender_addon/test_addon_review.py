@@ -7,45 +7,18 @@ The panel's real ``draw()`` is recorded with bench/panel_preview.py's layout rec
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from addon_support import configure, support
 
-from backend.service.engine import Engine
-from backend.service.server import Service
 from blender_addon import embed_job, review_ui
 
 _spec = importlib.util.spec_from_file_location(
     "panel_preview", Path(__file__).resolve().parents[2] / "bench" / "panel_preview.py")
 panel_preview = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(panel_preview)
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    eng = Engine.open(support.fresh_run_copy(tmp_path_factory.mktemp("review") / "run"),
-                      invert_steps=support.INVERT_STEPS)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
-def backend(engine: Engine) -> Iterator[Service]:
-    svc = Service(engine, port=0, advertise=False).start_in_thread()
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture
-def addon(blender):
-    import blender_addon
-
-    blender_addon.register()
-    yield blender
-    blender_addon.unregister()
 
 
 def _draw(bpy) -> panel_preview.Recorder:

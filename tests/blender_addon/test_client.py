@@ -24,21 +24,6 @@ from shared import api  # noqa: E402
 TOKEN = "client-test-token-0123456789abcdef"
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    eng = Engine.open(support.fresh_run_copy(tmp_path_factory.mktemp("client") / "run"),
-                      invert_steps=support.INVERT_STEPS)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
-def backend(engine: Engine) -> Iterator[Service]:
-    svc = Service(engine, port=0, advertise=False).start_in_thread()
-    yield svc
-    svc.stop()
-
-
 def test_info(backend: Service, engine: Engine) -> None:
     info = Client(backend.url).info()
     assert info["api_version"] == api.API_VERSION and info["model_id"] == engine.model_id
