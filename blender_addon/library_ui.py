@@ -23,7 +23,7 @@ from .panels import _Asset2VecPanel, _wrap
 
 TIMER_INTERVAL = 0.5
 #: Seconds a request made on Blender's main thread may take (starting a job, Refresh): the UI waits for it.
-MAIN_THREAD_TIMEOUT = 10.0
+MAIN_THREAD_TIMEOUT = 5.0
 GENERIC_HELP = ("Generic starter model: build one from your own library. Pick the library folder (on the "
                 "backend's machine) and press Build Model from Library: the backend captures every asset, trains, "
                 "and tags them in the background while this model keeps serving.")

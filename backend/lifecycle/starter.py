@@ -203,7 +203,14 @@ def build_starter(
     tags = _train_tags(stage, metrics["model_id"], argv)
     _done(say, t0, f"{len(tags)} tags: {', '.join(tags)}")
 
-    t0 = _step(say, f"5. Manifest, then publish -> {out}")
+    enc = recipe.get("encoder")
+    if enc:
+        t0 = _step(say, f"5. Instant encoder ({enc['steps']} steps, seed {enc['seed']}): Embed answers at once")
+        commands.append(f"asset2vec train-encoder CACHE/{bundles.name} --run RUN --steps {enc['steps']}"
+                        f"  # seed {enc['seed']}")
+        _done(say, t0, _train_starter_encoder(stage, bundles, metrics["model_id"], enc))
+
+    t0 = _step(say, f"6. Manifest, then publish -> {out}")
     manifest = _manifest(stage, recipe, digest, data_key, sources, command, commands, metrics, tags, cache,
                          time.perf_counter() - t_start)
     _publish(stage, out)
@@ -271,6 +278,24 @@ def _train(bundles: Path, stage: Path, tr: dict[str, Any]) -> dict[str, Any]:
     finally:
         torch.set_num_threads(before)
     return json.loads((stage / "metrics.json").read_text())
+
+
+def _train_starter_encoder(stage: Path, bundles: Path, model_id: str, enc: dict[str, Any]) -> str:
+    """Train ``stage/encoder.pt`` by steps (reproducible) unless it is already this model's."""
+    from backend.model.errors import ModelError
+    from backend.training.encoder import load_encoder, train_encoder
+
+    try:
+        load_encoder(stage, model_id)
+        return "up to date"
+    except ModelError:
+        pass
+    try:
+        done = train_encoder(stage, bundles, minutes=60.0, steps=int(enc["steps"]), seed=int(enc["seed"]),
+                             show_progress=False)
+    except ModelError as e:
+        raise StarterError(f"training the starter's encoder failed: {e}") from None
+    return f"{done.steps} steps in {done.seconds:.0f} s"
 
 
 def _train_tags(stage: Path, model_id: str, argv: list[str]) -> list[str]:

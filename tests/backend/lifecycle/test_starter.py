@@ -137,6 +137,7 @@ def test_starter_model_embeds_a_new_asset(blender: Any, tmp_path: Path) -> None:
     engine = Engine.open(run_dir, catalogue_path=tmp_path / "catalogue.sqlite", generic=True)
     try:
         assert engine.info()["generic"] is True and engine.info()["assets"] == starter_manifest()["data"]["assets"]
+        assert engine.info()["instant_embed"] is True  # the starter ships its encoder: Embed answers at once
         result = engine.embed(archive.read_bytes(), B.read_bundle(archive), lambda f, m: None, threading.Event())
     finally:
         engine.close()
