@@ -302,7 +302,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    result: dict[str, Any] = {"benchmark": "quality", "machine": machine_info(), "device": "cpu",
+    info = machine_info()  # load_run picks CUDA when there is one
+    result: dict[str, Any] = {"benchmark": "quality", "machine": info, "device": info["gpu"] or "cpu",
                               "threads": args.threads,
                               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "libraries": []}
     for label, run, bundles, gt in libs:
