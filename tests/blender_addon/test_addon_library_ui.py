@@ -16,7 +16,6 @@ import pytest
 from addon_support import configure, support
 
 from backend.service.engine import Engine
-from backend.service.server import Service
 from blender_addon import embed_job, library_job, library_ui
 from blender_addon.client import Client
 
@@ -167,13 +166,6 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         shutil.copytree(bundle.parent, home.bundles / bundle.parent.name)
     yield eng
     eng.close()
-
-
-@pytest.fixture(scope="module")
-def backend(engine: Engine) -> Iterator[Service]:
-    svc = Service(engine, port=0, advertise=False).start_in_thread()
-    yield svc
-    svc.stop()
 
 
 def _wait(condition: Any, timeout: float, what: str) -> None:
