@@ -15,7 +15,7 @@ import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from . import bulk_job, embed_job, preferences
-from .panels import _Asset2VecPanel, _wrap
+from .panels import _Asset2VecPanel, _message_box, _wrap
 
 TIMER_INTERVAL = 0.25
 #: Failures listed in the panel (the report has all of them).
@@ -212,12 +212,6 @@ class ASSET2VEC_PT_bulk(_Asset2VecPanel, bpy.types.Panel):
                     box.label(text=f"... {len(failures) - SHOWN_FAILURES} more in the report")
             if report_url(job):
                 layout.operator("asset2vec.bulk_open_report", icon="URL")
-
-
-def _message_box(layout: Any, message: str, icon: str) -> None:
-    box = layout.box()
-    for i, line in enumerate(_wrap(message, 48)):
-        box.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
 classes = (Asset2VecBulkSettings, ASSET2VEC_OT_bulk_tag, ASSET2VEC_OT_bulk_cancel, ASSET2VEC_OT_bulk_open_report,

@@ -19,7 +19,7 @@ from bpy.props import PointerProperty, StringProperty
 
 from . import embed_job, library_job, preferences
 from .client import BackendError, Client
-from .panels import _Asset2VecPanel, _wrap
+from .panels import _Asset2VecPanel, _message_box, _wrap
 
 TIMER_INTERVAL = 0.5
 #: Seconds a request made on Blender's main thread may take (starting a job, Refresh): the UI waits for it.
@@ -311,12 +311,6 @@ class ASSET2VEC_PT_library(_Asset2VecPanel, bpy.types.Panel):
         level, message = last_status
         if message:
             _message_box(layout, message, "ERROR" if level == "ERROR" else "INFO")
-
-
-def _message_box(layout: Any, message: str, icon: str) -> None:
-    box = layout.box()
-    for i, line in enumerate(_wrap(message, 48)):
-        box.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
 classes = (Asset2VecLibrarySettings, ASSET2VEC_OT_library_build, ASSET2VEC_OT_library_retrain,

@@ -95,10 +95,7 @@ class ASSET2VEC_PT_main(_Asset2VecPanel, bpy.types.Panel):
             layout.label(text="Instant answer; refining on the backend...", icon="SORTTIME")
         level, message = embed_job.last_status
         if message:
-            box = layout.box()
-            icon = "ERROR" if level == "ERROR" else "INFO"
-            for i, line in enumerate(_wrap(message, 48)):
-                box.label(text=line, icon=icon if i == 0 else "BLANK1")
+            _message_box(layout, message, "ERROR" if level == "ERROR" else "INFO")
 
 class ASSET2VEC_PT_tags(_Asset2VecPanel, bpy.types.Panel):
     """Predicted tags with probabilities; accept or reject each."""
@@ -189,6 +186,13 @@ class ASSET2VEC_PT_capture(_Asset2VecPanel, bpy.types.Panel):
         col.prop(settings, "capture_samples")
         layout.prop(settings, "output_dir")
         layout.operator("asset2vec.capture", icon="RENDER_STILL")
+
+
+def _message_box(layout: Any, message: str, icon: str) -> None:
+    """A status message in a box, wrapped to the sidebar's width; the icon on its first line."""
+    box = layout.box()
+    for i, line in enumerate(_wrap(message, 48)):
+        box.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -22,7 +22,7 @@ from bpy.props import BoolProperty, StringProperty
 
 from . import embed_job, preferences
 from .client import BackendError, Client
-from .panels import _Asset2VecPanel, _wrap
+from .panels import _Asset2VecPanel, _message_box
 
 TIMER_INTERVAL = 0.1
 #: Questions fetched (and shown) at once.
@@ -200,10 +200,7 @@ class ASSET2VEC_PT_review(_Asset2VecPanel, bpy.types.Panel):
             layout.label(text=f"Backend: {what} ...", icon="TIME")
         level, message = last_status
         if message:
-            box = layout.box()
-            icon = "ERROR" if level == "ERROR" else "INFO"
-            for i, line in enumerate(_wrap(message, 48)):
-                box.label(text=line, icon=icon if i == 0 else "BLANK1")
+            _message_box(layout, message, "ERROR" if level == "ERROR" else "INFO")
         if not items:
             if not message and not waiting:
                 layout.label(text="Refresh to see the tags the model is least sure of")

@@ -25,7 +25,7 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.metrics import silhouette_score  # noqa: E402
 
 from .catalogue import CodeTable  # noqa: E402
-from .errors import LibraryError  # noqa: E402
+from .errors import LibraryError, read_text_file  # noqa: E402
 from .similarity import ExactIndex, Featurizer  # noqa: E402
 
 
@@ -311,13 +311,7 @@ def near_duplicates(table: CodeTable, ratio: float = 0.2) -> list[dict[str, Any]
 
 def read_scores_csv(path: str | os.PathLike[str]) -> dict[str, float]:
     """``asset,score`` rows (an optional header row is skipped). Malformed lines raise with their number."""
-    path = Path(path)
-    if not path.is_file():
-        raise LibraryError(f"{path}: no such scores file (expected a CSV of asset,score)")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise LibraryError(f"{path}: not a UTF-8 text CSV file") from None
+    path, text = read_text_file(path, "scores file", "a CSV of asset,score")
     scores: dict[str, float] = {}
     for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or all(not c.strip() for c in row):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalogue import Catalogue, _unknown_asset_message
-from .errors import LibraryError
+from .errors import LibraryError, read_text_file
 
 #: First-row cells that mark a CSV header (compared lower-case).
 HEADER_NAMES = {"name", "asset", "asset_name", "asset name", "catalogue name"}
@@ -39,13 +39,7 @@ def read_tag_list(path: str | os.PathLike[str]) -> dict[str, list[str]]:
 
     Malformed input raises :class:`LibraryError` naming the file (and line for CSV).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise LibraryError(f"{path}: no such tag list (expected a CSV of name,tag rows or a JSON {{name: [tags]}})")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise LibraryError(f"{path}: not a UTF-8 text file") from None
+    path, text = read_text_file(path, "tag list", "a CSV of name,tag rows or a JSON {name: [tags]}")
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         return _read_json(path, text)
     return _read_csv(path, text)
