@@ -57,6 +57,20 @@ def test_precision_at_k_by_hand() -> None:
     assert Q.precision_at_k(x, y, 50) == pytest.approx(1 / 3)  # capped at the 3 others
 
 
+def test_adapted_precision_finds_the_labelled_direction_out_of_fold() -> None:
+    # The label lives in one dimension among 20 louder noise dimensions: plain neighbours are near chance, an
+    # LDA space learnt on the other folds finds the label's direction.
+    rng = np.random.default_rng(4)
+    y = np.repeat(np.arange(4), 30)
+    x = rng.normal(size=(len(y), 20)) * 5
+    x[:, 0] = y * 3 + rng.normal(size=len(y)) * 0.2
+    assert Q.precision_at_k(x, y, 10) < 0.5
+    assert Q.adapted_precision_at_k(x, y, 10) > 0.9
+    # Labels unrelated to the features: adapting cannot help, since each query's label is held out of the fit.
+    shuffled = rng.permutation(y)
+    assert abs(Q.adapted_precision_at_k(x, shuffled, 10) - 0.25) < 0.1
+
+
 def test_probes_separate_what_each_half_encodes() -> None:
     rng = np.random.default_rng(2)
     n = 60
