@@ -390,7 +390,7 @@ def main() -> int:
     ap.add_argument("--test-fraction", type=float, default=0.3, help="share of assets held out for scoring")
     ap.add_argument("--seeds", type=int, default=2, help="random splits / start sets averaged")
     ap.add_argument("--index-preset", default="cpu-small", help="preset of the index part's model")
-    ap.add_argument("--index-steps", type=int, default=3000, help="training steps of the index part (preset: 3000)")
+    ap.add_argument("--index-steps", type=int, default=1500, help="training steps of the index part (preset: 1500)")
     ap.add_argument("--index-size", type=int, default=64, help="capture size of the index part")
     ap.add_argument("--index-samples", type=int, default=16, help="Cycles samples of the index part")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)

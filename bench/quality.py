@@ -191,8 +191,9 @@ def evaluate_library(label: str, run_dir: Path, bundles_dir: Path, gt: Path | No
         pred, info = encoder_oof(run, bundles, codes, encoder_minutes, psnr_assets)
         res["encoder"] = info
         ls = Q.log_size(size)
-        feats["encoder_both"] = (Q.blocks([pred[:, :32], pred[:, 32:]], per_dim=False), True)
-        feats["encoder_both_size"] = (Q.blocks([pred[:, :32], pred[:, 32:], ls], [1.0, 1.0, SIZE_WEIGHT],
+        sd = shape.shape[1]
+        feats["encoder_both"] = (Q.blocks([pred[:, :sd], pred[:, sd:]], per_dim=False), True)
+        feats["encoder_both_size"] = (Q.blocks([pred[:, :sd], pred[:, sd:], ls], [1.0, 1.0, SIZE_WEIGHT],
                                                per_dim=False), True)
     for name, (x, std) in feats.items():
         s = Q.score(x, y, tags, standardise_linear=std)
@@ -208,6 +209,10 @@ def evaluate_library(label: str, run_dir: Path, bundles_dir: Path, gt: Path | No
         res["disentanglement"] = disentanglement(shape, texture, names, gt)
         print(f"  disentanglement: {json.dumps(res['disentanglement']['summary'])}", flush=True)
     return res
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"  # results from before a metric existed
 
 
 def _met(metric: str, margin_points: float) -> str:
@@ -236,8 +241,7 @@ def markdown(result: dict[str, Any]) -> str:
                   "| features | category acc. | p@10 | p@1 | tag mAP | p@10 adapted |", "|---|---|---|---|---|---|"]
         for name, s in lib["features"].items():
             lines.append(f"| {name} | {s['category_accuracy']:.3f} | {s['precision_at_10']:.3f} | "
-                         f"{s['precision_at_1']:.3f} | {s['tag_map']:.3f} | "
-                         f"{s.get('precision_at_10_adapted', float('nan')):.3f} |")
+                         f"{s['precision_at_1']:.3f} | {s['tag_map']:.3f} | {_cell(s.get('precision_at_10_adapted'))} |")
         lines += ["", "Target (codes + size vs best baseline + size, >= +10 points):", "",
                   "| metric | codes_both_size | best baseline | margin (points) | met |", "|---|---|---|---|---|"]
         for metric, t in lib["targets"].items():

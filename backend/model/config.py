@@ -27,6 +27,7 @@ class ModelConfig:
     dir_harmonics: int = 2  # frequencies of the view-direction encoding (colour only)
     shape_dim: int = SHAPE_DIM
     texture_dim: int = TEXTURE_DIM
+    view_dependent: bool = True  # False: colour ignores the view direction (ablation)
 
 
 @dataclass
@@ -40,7 +41,7 @@ class TrainConfig:
     hull_dilation: int = 1  # cells added around the carved hull (thin parts, discretisation)
     hull_alpha: float = 0.05  # a pixel counts as silhouette above this alpha (after 1-px mask dilation)
     rays_per_batch: int = 1024
-    steps: int = 3000
+    steps: int = 1500
     lr: float = 4e-3  # decoder learning rate (Adam), decayed exponentially to lr * lr_final
     code_lr: float = 2e-2  # learning rate of the per-asset codes
     lr_final: float = 0.1
@@ -87,10 +88,13 @@ PRESETS: dict[str, Preset] = {
     # Tuned for quality per minute on a 2-core CPU: a small MLP, 32 px, 16 samples inside the visual hull.
     # 3-minute runs on 67 sample-library assets (1 thread): held-out 25.5 dB with 2048 rays per batch,
     # 26.0 dB with 1024 and 26.1 dB with 512 (more, noisier steps win at this budget); 1024 keeps some margin.
+    # 1500 steps: longer runs reconstruct better but their codes are worse. Sweet Home 3D, 3 seeds each
+    # (docs/quality_gpu.md): tag mAP 0.475 at 1500 steps, 0.434 at 3000, 0.381 at 9000; category accuracy
+    # 0.654 / 0.610 / 0.614. Sample library: colour/material from the texture half 0.882 at 1000, 0.907 at 3000.
     "cpu-small": Preset(
         name="cpu-small",
         model=ModelConfig(hidden=128, layers=4, skip_at=None, color_hidden=64, pos_harmonics=6, dir_harmonics=2),
-        train=TrainConfig(image_size=32, samples_per_ray=16, rays_per_batch=1024, steps=3000),
+        train=TrainConfig(image_size=32, samples_per_ray=16, rays_per_batch=1024, steps=1500),
     ),
     # The design's decoder: 8 x 256 with the input re-injected at layer 4, 128 px, mixed precision on CUDA.
     "full": Preset(

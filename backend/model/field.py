@@ -81,6 +81,9 @@ class LatentField(nn.Module):
         """
         h = self.features(points, shape)
         sigma = self._sigma(self.density_head(h))
-        c = self.color_feat(h) + (self.color_tex(texture) + self.color_dir(self.dir_enc(directions)))[:, None, :]
+        per_ray = self.color_tex(texture)
+        if self.cfg.view_dependent:
+            per_ray = per_ray + self.color_dir(self.dir_enc(directions))
+        c = self.color_feat(h) + per_ray[:, None, :]
         rgb = torch.sigmoid(self.color_out(F.relu(c)).float())
         return sigma, rgb

@@ -144,7 +144,7 @@ def train(
     ``steps`` is the total step count of the run; ``minutes`` a budget of total training time
     (earlier sessions of a resumed run count). Whichever comes first ends training; the
     learning rate decays over that horizon. ``overrides`` sets :class:`TrainConfig` fields of a
-    new run (benchmarks). ``session_steps`` stops this call after that many steps while the
+    new run, or :class:`ModelConfig` fields as ``"model.NAME"`` (benchmarks). ``session_steps`` stops this call after that many steps while the
     schedule still spans ``steps`` (train in chunks; ``resume`` continues). ``on_step(step, total,
     seconds_per_step)`` is called every 10 steps (progress/ETA for pipelines). Returns a :class:`TrainSummary`.
     """
@@ -164,9 +164,11 @@ def train(
             tqdm.write(f"no checkpoint in {out} yet: starting a new run", file=sys.stderr)
         cfg = get_preset(preset or "cpu-small")
         for k, v in (overrides or {}).items():
-            if not hasattr(cfg.train, k):
-                raise ModelError(f"unknown training option {k!r}")
-            setattr(cfg.train, k, v)
+            # "model.NAME" sets a ModelConfig field (ablations: code halves, view-direction input), else TrainConfig
+            target, name = (cfg.model, k[len("model."):]) if k.startswith("model.") else (cfg.train, k)
+            if not hasattr(target, name):
+                raise ModelError(f"unknown {'model' if target is cfg.model else 'training'} option {name!r}")
+            setattr(target, name, v)
     if steps is not None:
         if steps < 1:
             raise ModelError(f"--steps must be at least 1, got {steps}")

@@ -42,6 +42,18 @@ def test_density_entry_point_matches_the_full_forward() -> None:
     assert bool((sigma >= 0).all()) and bool(((rgb >= 0) & (rgb <= 1)).all())
 
 
+def test_view_direction_moves_colour_only_when_view_dependent() -> None:
+    pts = torch.rand(4, 6, 3) * 2 - 1
+    dir_a = torch.nn.functional.normalize(torch.randn(4, 3), dim=-1)
+    shape, tex = torch.randn(4, 32), torch.randn(4, 32)
+    for view_dependent in (True, False):
+        f = _field(view_dependent=view_dependent)
+        sigma_a, rgb_a = f(pts, dir_a, shape, tex)
+        sigma_b, rgb_b = f(pts, -dir_a, shape, tex)
+        assert torch.equal(sigma_a, sigma_b)
+        assert torch.allclose(rgb_a, rgb_b) != view_dependent
+
+
 def test_presets() -> None:
     full = get_preset("full")
     assert (full.model.layers, full.model.hidden, full.model.skip_at) == (8, 256, 4)

@@ -72,3 +72,19 @@ def test_full_preset_trains_on_cpu(tmp_path: Path, library: Path) -> None:
     small = {"image_size": 16, "rays_per_batch": 64, "samples_per_ray": 8, "hull_resolution": 16, "empty_points": 64}
     s = train(lib, tmp_path / "run", preset="full", steps=2, show_progress=False, overrides=small)
     assert s.preset == "full" and s.step == 2 and s.loss == s.loss
+
+
+def test_model_options_override_the_preset(tmp_path: Path, library: Path) -> None:
+    """Ablations set ModelConfig fields as "model.NAME"; the run keeps them, so loading it rebuilds that model."""
+    from backend.training.run import load_run
+
+    lib = tmp_path / "lib"
+    for name in ("ball_red", "crate_blue"):
+        shutil.copytree(library / name, lib / name)
+    over = {**FAST, "model.shape_dim": 16, "model.texture_dim": 48, "model.view_dependent": False}
+    train(lib, tmp_path / "run", steps=2, show_progress=False, overrides=over)
+    run = load_run(tmp_path / "run", device="cpu")
+    assert run.shape_codes.shape == (2, 16) and run.texture_codes.shape == (2, 48)
+    assert run.config.model.view_dependent is False
+    with pytest.raises(ModelError, match="unknown model option 'depth'"):
+        train(lib, tmp_path / "other", steps=2, show_progress=False, overrides={"model.depth": 3})
