@@ -90,7 +90,8 @@ PRESETS: dict[str, Preset] = {
     # 26.0 dB with 1024 and 26.1 dB with 512 (more, noisier steps win at this budget); 1024 keeps some margin.
     # 1500 steps: longer runs reconstruct better but their codes are worse. Sweet Home 3D, 3 seeds each
     # (docs/quality_gpu.md): tag mAP 0.475 at 1500 steps, 0.434 at 3000, 0.381 at 9000; category accuracy
-    # 0.654 / 0.610 / 0.614. Sample library: colour/material from the texture half 0.882 at 1000, 0.907 at 3000.
+    # 0.654 / 0.610 / 0.614. Sample library: colour/material from the texture half 0.882 at 1000 steps, 0.916
+    # at 1500 (CPU, 2 seeds), 0.907 at 3000.
     "cpu-small": Preset(
         name="cpu-small",
         model=ModelConfig(hidden=128, layers=4, skip_at=None, color_hidden=64, pos_harmonics=6, dir_harmonics=2),

@@ -144,8 +144,9 @@ def train(
     ``steps`` is the total step count of the run; ``minutes`` a budget of total training time
     (earlier sessions of a resumed run count). Whichever comes first ends training; the
     learning rate decays over that horizon. ``overrides`` sets :class:`TrainConfig` fields of a
-    new run, or :class:`ModelConfig` fields as ``"model.NAME"`` (benchmarks). ``session_steps`` stops this call after that many steps while the
-    schedule still spans ``steps`` (train in chunks; ``resume`` continues). ``on_step(step, total,
+    new run, or :class:`ModelConfig` fields as ``"model.NAME"`` (benchmarks). ``session_steps`` stops
+    this call after that many steps while the schedule still spans ``steps`` (train in chunks; ``resume``
+    continues). ``on_step(step, total,
     seconds_per_step)`` is called every 10 steps (progress/ETA for pipelines). Returns a :class:`TrainSummary`.
     """
     out = Path(out)
