@@ -5,8 +5,9 @@
         [--setting NAME:key=value,key=value]... [--seeds 0 1 2] [--jobs 1] [--device cuda]
         [--encoder-minutes 0] [--out JSON] [--markdown MD]
 
-A setting is a name and ``TrainConfig`` overrides of the ``cpu-small`` preset (``steps`` included), e.g.
-``--setting 3000:steps=3000 --setting 9000@64px:steps=9000,image_size=64``; default: the preset as
+A setting is a name and overrides of the ``cpu-small`` preset: ``TrainConfig`` fields (``steps`` included) or
+``model.NAME`` for ``ModelConfig`` fields, e.g. ``--setting 3000:steps=3000 --setting
+9000@64px:steps=9000,image_size=64 --setting "no view direction:model.view_dependent=false"``; default: the preset as
 ``asset2vec index`` trains it. Every (setting, seed) pair is one job: train a run on all of BUNDLES
 (``seed`` set), then ``bench/quality.py``'s ``evaluate_library`` on it (the baselines are the same for
 every job). ``--jobs`` runs that many at once in separate processes (a small model leaves a GPU mostly idle,
@@ -76,8 +77,16 @@ def run_job(setting: str, overrides: dict[str, Any], seed: int, args: dict[str, 
     res = evaluate_library(f"{args['label']} {setting} seed {seed}", work, Path(args["bundles"]), gt,
                            args["encoder_minutes"], args["psnr_assets"])
     res.update(setting=setting, seed=seed, overrides=overrides, train_wall_seconds=train_wall,
-               train_seconds=s.seconds, samples_per_second=s.samples_per_second)
+               train_seconds=s.seconds, samples_per_second=s.samples_per_second,
+               finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), machine=machine_info())
     return res
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename, so a kill never leaves half a JSON for ``--from-jobs``."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def summarise(jobs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -116,7 +125,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Quality over seeds: {result['label']}", "",
              f"Measured {result['time']} on {m['machine']} ({m['cpu']}, {m['cores']} cores, device {result['device']}) "
              f"with `bench/quality_seeds.py`: {first['assets']} assets, {first['categories']} categories, preset "
-             f"`{PRESET}`, {result['jobs_at_once']} job(s) at once. Codes + size, mean ± sd over seeds (margin over "
+             f"`{PRESET}`, {result['jobs_at_once'] or 'several'} job(s) at once. Codes + size, mean ± sd over seeds (margin over "
              "the best baseline + size in points; target +10). Best baselines + size: "
              + ", ".join(f"{k} {v:.3f}" for k, v in best.items()) + ".", "",
              "| setting | seeds | steps | train s | held-out dB | category acc. | p@10 | tag mAP | p@10 adapted |",
@@ -150,6 +159,32 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_jobs(todo: list[tuple[str, dict[str, Any], int]], shared: dict[str, Any], at_once: int,
+             per_job: Path) -> list[dict[str, Any]]:
+    """Run ``(setting, overrides, seed)`` jobs, ``at_once`` in parallel; write each result as it finishes and
+    return them in ``todo`` order (a failed job is reported and left out)."""
+    jobs: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    # spawn: CUDA cannot be used in a forked child
+    with ProcessPoolExecutor(at_once, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_job, name, ov, seed, shared): (name, seed) for name, ov, seed in todo}
+        for fut in as_completed(futures):
+            name, seed = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as e:  # one failed job must not lose the others' results
+                print(f"[{name} seed {seed}] failed: {type(e).__name__}: {e}", flush=True)
+                continue
+            _write_whole(per_job / f"{name}-seed{seed}.json", json.dumps(res, indent=1))
+            jobs.append(res)
+            t = res["targets"]
+            print(f"[{name} seed {seed}] {res['steps']} steps, {res['heldout_psnr']:.1f} dB; margins "
+                  + ", ".join(f"{k} {t[k]['margin_points']:+.1f}" for k in TARGET_METRICS)
+                  + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+    order = {(n, s): i for i, (n, _, s) in enumerate(todo)}
+    return sorted(jobs, key=lambda j: order[(j["setting"], j["seed"])])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundles", type=Path)
@@ -180,40 +215,19 @@ def main() -> int:
               "ground_truth": str(args.ground_truth) if args.ground_truth else "",
               "encoder_minutes": args.encoder_minutes, "psnr_assets": args.psnr_assets,
               "work": str(args.work or per_job / "runs")}
-    todo = [(name, ov, seed) for name, ov in settings for seed in args.seeds]
-    jobs: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     if args.from_jobs:
-        todo = []
-        for f in sorted(per_job.glob("*-seed*.json")):
-            jobs.append(json.loads(f.read_text()))
-            todo.append((jobs[-1]["setting"], jobs[-1]["overrides"], jobs[-1]["seed"]))
-    # spawn: CUDA cannot be used in a forked child
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, name, ov, seed, shared): (name, seed)
-                   for name, ov, seed in ([] if args.from_jobs else todo)}
-        for fut in as_completed(futures):
-            name, seed = futures[fut]
-            try:
-                res = fut.result()
-            except Exception as e:  # one failed job must not lose the others' results
-                print(f"[{name} seed {seed}] failed: {type(e).__name__}: {e}", flush=True)
-                continue
-            (per_job / f"{name}-seed{seed}.json").write_text(json.dumps(res, indent=1))
-            jobs.append(res)
-            t = res["targets"]
-            print(f"[{name} seed {seed}] {res['steps']} steps, {res['heldout_psnr']:.1f} dB; margins "
-                  + ", ".join(f"{k} {t[k]['margin_points']:+.1f}" for k in TARGET_METRICS)
-                  + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+        jobs = [json.loads(f.read_text()) for f in sorted(per_job.glob("*-seed*.json"))]
+        jobs.sort(key=lambda j: (j["setting"], j["seed"]))
+    else:
+        jobs = run_jobs([(name, ov, seed) for name, ov in settings for seed in args.seeds], shared, args.jobs, per_job)
     if not jobs:
         print("no job finished", file=sys.stderr)
         return 1
-    order = {(n, s): i for i, (n, _, s) in enumerate(todo)}
-    jobs.sort(key=lambda j: order[(j["setting"], j["seed"])])
-    info = machine_info()
+    info = jobs[0].get("machine") or machine_info()  # --from-jobs: where the runs ran, not this machine
     result = {"benchmark": "quality_seeds", "label": args.label, "machine": info, "device": info["gpu"] or "cpu",
-              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "jobs_at_once": args.jobs,
-              "wall_seconds": time.perf_counter() - t0, "settings": summarise(jobs), "jobs": jobs}
+              "time": max(j.get("finished", "") for j in jobs) or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "jobs_at_once": None if args.from_jobs else args.jobs, "wall_seconds": time.perf_counter() - t0, "settings": summarise(jobs), "jobs": jobs}
     args.out.write_text(json.dumps(result, indent=1))
     md = args.markdown or args.out.with_suffix(".md")
     md.write_text(markdown(result))
