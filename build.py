@@ -3,6 +3,7 @@
 
     python build.py demo        # set up, build the sample library, capture it, train, tag, explore
     python build.py test        # set up, lint, run the test suite
+    python build.py test --quick  # the same without the slow tests (Cycles, training, Blender subprocesses)
     python build.py extension   # build the installable Blender extension zip into dist/
 
 Set-up creates ``.venv`` in the repository (Python 3.11) and installs the pinned stack and this
@@ -181,8 +182,10 @@ def cmd_test(args: argparse.Namespace) -> None:
     log("ruff check")
     run([str(BIN / "ruff"), "check", "."], cwd=ROOT, env=venv_env())
     ensure_starter_model()  # the tests load it
-    log("pytest")
-    run([str(VENV_PY), "-m", "pytest", "-q", *args.pytest_args], cwd=ROOT, env=venv_env())
+    # --quick leaves out the tests marked slow (they render with Cycles, train, or start Blender subprocesses).
+    quick = ["-m", "not slow"] if args.quick else []
+    log("pytest" + (" (quick: -m 'not slow')" if args.quick else ""))
+    run([str(VENV_PY), "-m", "pytest", "-q", *quick, *args.pytest_args], cwd=ROOT, env=venv_env())
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -245,6 +248,8 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "demo_out"), help="output folder (default: demo_out/)")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("test", help="lint and run the tests")
+    p.add_argument("--quick", action="store_true",
+                   help="leave out the slow tests (Cycles renders, training, Blender subprocesses): under 2 minutes")
     p.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     p.set_defaults(func=cmd_test)
     p = sub.add_parser("extension", help="build the Blender extension zip")

@@ -11,11 +11,13 @@ import argparse
 import importlib
 import sys
 
+from backend.errors import Asset2VecError
+
 #: Modules under backend.commands that contribute subcommands via ``register(subparsers)``.
 COMMAND_MODULES = ("blender", "demo", "service", "nerf", "library", "bulk", "lifecycle", "starter")
 
 
-class CommandError(Exception):
+class CommandError(Asset2VecError):
     """A user-facing failure: printed as ``asset2vec: error: ...`` with exit code 2, no traceback."""
 
 

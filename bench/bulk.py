@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark bulk-tag: assets per hour, capture included, with 1 and 2 Blender worker processes.
 
-    .venv/bin/python bench/bulk.py                          # tiny synthetic cpu-small run trained here
-    .venv/bin/python bench/bulk.py --run RUN_DIR --assets 24 --workers 1 2
+    .venv/bin/python -m bench.bulk                          # tiny synthetic cpu-small run trained here
+    .venv/bin/python -m bench.bulk --run RUN_DIR --assets 24 --workers 1 2
+
+(from the repository root: it builds its library with the tests' helpers, ``tests.blender_addon.bulk_support``).
 
 A library of generated .blend files (one or two marked boxes each, artist tags) is tagged from
 scratch for each worker count against a backend served on loopback from this process: capture at
@@ -28,13 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.machine import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.machine import cpu_name  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "tests" / "blender_addon"))
-sys.path.insert(0, str(ROOT / "tests" / "backend"))
 _HOME = tempfile.mkdtemp(prefix="asset2vec-bench-blender-")
 for _var, _sub in (("BLENDER_USER_CONFIG", "config"), ("BLENDER_USER_SCRIPTS", "scripts"),
                    ("BLENDER_USER_EXTENSIONS", "extensions"), ("BLENDER_USER_DATAFILES", "datafiles")):
@@ -45,9 +43,8 @@ for _var, _sub in (("BLENDER_USER_CONFIG", "config"), ("BLENDER_USER_SCRIPTS", "
 
 def synthetic_run(work: Path, steps: int) -> Path:
     """A tiny cpu-small run on 8 synthetic assets: the decoder's quality does not change the inversion's cost."""
-    import synthetic
-
     from backend.training.trainer import train
+    from tests.backend import synthetic
 
     items = [(k, c) for k in ("ball", "crate") for c in ("red", "green", "blue", "yellow")]
     synthetic.make_library(work / "library", items, size=32)
@@ -69,11 +66,11 @@ def main() -> int:
 
     import bpy
     import torch
-    from bulk_support import make_library
 
     from backend.bulk.driver import BulkOptions, bulk_tag
     from backend.service.engine import Engine
     from backend.service.server import Service
+    from tests.blender_addon.bulk_support import make_library
 
     work = Path(tempfile.mkdtemp(prefix="asset2vec-bench-bulk-"))
     try:
@@ -102,7 +99,7 @@ def main() -> int:
             bpy.ops.wm.read_factory_settings(use_empty=True)
             engine_before = busy[0]
             t0 = time.perf_counter()
-            s = bulk_tag(lib, BulkOptions(url=svc.url, model_id=info["model_id"], workers=workers, size=args.size,
+            s = bulk_tag(lib, BulkOptions(url=svc.url, model_id=info.model_id, workers=workers, size=args.size,
                                           samples=args.samples, progress=True))
             wall = time.perf_counter() - t0
             results.append({"workers": workers, "files": s.files, "assets": s.assets, "embedded": s.embedded,
@@ -121,11 +118,11 @@ def main() -> int:
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "device": str(info.get("device", "cpu")),
+        "device": str(info.device or "cpu"),
         "cycles_device": "CPU",
         "python": platform.python_version(),
         "run": args.run or f"synthetic (8 assets, {args.train_steps} training steps)",
-        "preset": info.get("preset"),
+        "preset": info.preset,
         "capture_size": args.size,
         "capture_samples": args.samples,
         "invert_steps": args.invert_steps or "preset",

@@ -1,6 +1,6 @@
 """Benchmark: seconds per asset for an 18-view Cycles capture at 64 and 128 px.
 
-    .venv/bin/python bench/capture.py [--samples 16] [--repeats 2] [--blend FILE ...]
+    .venv/bin/python -m bench.capture [--samples 16] [--repeats 2] [--blend FILE ...]
 
 Captures one asset of each sample-library family (built into a temporary folder) plus the first
 assets of any ``--blend`` files given (e.g. an imported Sweet Home 3D category). Prints a table and
@@ -15,15 +15,13 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_name
 
-from bench.machine import cpu_name  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

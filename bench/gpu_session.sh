@@ -41,18 +41,18 @@ step() { echo "== $* ($(date -u +%H:%M:%S))"; }
 
 [ -n "${SKIP_SMALL:-}" ] || { step "1. cpu-small on the GPU (index's training speed)"
 timeout "$(limit 60 0.75)" \
-  "$PY" bench/nerf.py "$DATA/sample" --ground-truth "$DATA/sample_ground_truth.json" --preset cpu-small \
+  "$PY" -m bench.nerf "$DATA/sample" --ground-truth "$DATA/sample_ground_truth.json" --preset cpu-small \
   --minutes "$(mins 0.75)" --unseen 6 --device "$DEVICE" --threads 4 "${EXTRA[@]}" --out "$OUT/nerf_gpu_small.json"; }
 
 step "2. full decoder at 64 px on the sample library"
 timeout "$(limit 90 1.5)" \
-  "$PY" bench/nerf.py "$DATA/sample" --ground-truth "$DATA/sample_ground_truth.json" --preset full \
+  "$PY" -m bench.nerf "$DATA/sample" --ground-truth "$DATA/sample_ground_truth.json" --preset full \
   --set image_size=64 "${EXTRA[@]}" --minutes "$(mins 1.5)" --unseen 6 --device "$DEVICE" --threads 4 \
   --out "$OUT/nerf_gpu_full.json"
 
 step "3. full decoder at 64 px on the Sweet Home 3D catalogue (all assets, kept for the quality benchmark)"
 timeout "$(limit 60 2.5)" \
-  "$PY" bench/nerf.py "$DATA/sh3d" --preset full --set image_size=64 "${EXTRA[@]}" --minutes "$(mins 2.5)" \
+  "$PY" -m bench.nerf "$DATA/sh3d" --preset full --set image_size=64 "${EXTRA[@]}" --minutes "$(mins 2.5)" \
   --unseen 0 --device "$DEVICE" --threads 4 --keep "$WORK/sh3d" --out "$OUT/nerf_gpu_sh3d.json"
 
 step "4. quality of those codes against the baselines"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the library side: are the codes useful, and is search fast?
 
-    .venv/bin/python bench/library.py --run RUN_DIR [--catalogue PATH] [--bundles DIR] [--codes 1000000]
+    .venv/bin/python -m bench.library --run RUN_DIR [--catalogue PATH] [--bundles DIR] [--codes 1000000]
 
 * Quality (needs a run; ``--bundles`` adds the pixel baseline): 5-fold cross-validated category
   accuracy (logistic regression on standardised features) and same-category precision@10 (and @1,
@@ -19,19 +19,17 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from backend.library.catalogue import Catalogue, CodeTable, import_run
+from backend.library.quality import cv_accuracy, pca_features, precision_at_k, view_arrays
+from backend.library.similarity import ExactIndex, Featurizer, brute_force
 
-from backend.library.catalogue import Catalogue, CodeTable, import_run  # noqa: E402
-from backend.library.quality import cv_accuracy, pca_features, precision_at_k, view_arrays  # noqa: E402
-from backend.library.similarity import ExactIndex, Featurizer, brute_force  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PIXEL_SIZE = 32
 

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Model lifecycle benchmarks: how fast a library gets good tags through the review queue (and, later, index timing).
 
-    .venv/bin/python bench/lifecycle.py [--part review|index|all] [--run RUN_DIR] [--ground-truth GT.json]
-                                        [--bundles DIR] [--answers 40] [--every 5] [--start 8] [--seeds 2]
+    .venv/bin/python -m bench.lifecycle --part review --ground-truth GT.json (--run RUN_DIR | --bundles DIR)
+                                        [--answers 40] [--every 5] [--start 8] [--seeds 2]
+    .venv/bin/python -m bench.lifecycle --part index [--index-steps 1500]
+
+(from the repository root). Data paths are arguments, never defaults: the review part needs the sample
+library's ``ground_truth.json`` (``asset2vec sample-library DIR`` writes ``DIR/ground_truth.json``; ``python
+build.py test`` leaves one in ``.cache/starter/sample-seed0/``) and a trained run of that library
+(``--run``, e.g. ``backend/starter/model``) or its bundles to train a quick one on (``--bundles``).
 
 Parts (one function each; ``--part all`` runs every part):
 
 * ``review``: the tag-accuracy-vs-reviewed-assets curve on the sample library. The codes of a trained run
-  (``--run``; default the first of :data:`DEFAULT_RUNS` that exists, else a quick cpu-small run is trained
-  on ``--bundles``) and the library's ground-truth tags (``ground_truth.json`` of the sample library
+  (``--run``, or a quick cpu-small run trained on ``--bundles``) and the library's ground-truth tags (``ground_truth.json`` of the sample library
   builder). A test split is held out (never tagged, never asked about). An artist starts from ``--start``
   fully tagged assets, then answers questions from the ground truth, through the real review code
   (:mod:`backend.library.review`: a real catalogue, an answer stored, the classifiers retrained and every
@@ -39,29 +44,25 @@ from typing import Any
 
 import numpy as np
 
+from bench.machine import machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.machine import machine_info  # noqa: E402
-
-#: Trained runs of the sample library, best first (a 1500-step run, the demo's, then the starter model).
-DEFAULT_RUNS = ("/tmp/qg/demo1_1500", "/tmp/demo1/run", str(ROOT / "backend" / "starter" / "model"))
-DEFAULT_GT = str(ROOT / ".cache" / "starter" / "sample-seed0" / "ground_truth.json")
-DEFAULT_BUNDLES = "/tmp/demo1/bundles"
 RESULTS = ROOT / "bench" / "results"
 
 
 # -- review: tag accuracy vs reviewed assets ------------------------------------------------------------
 
 def _find_run(args: argparse.Namespace) -> Path:
-    """The run whose codes are used: ``--run``, a default one, or a quick cpu-small run trained on ``--bundles``."""
+    """The run whose codes are used: ``--run``, or a quick cpu-small run trained on ``--bundles``."""
     if args.run is not None:
+        if not (args.run / "codes.npz").is_file():
+            raise SystemExit(f"--run {args.run}: not a trained run (no codes.npz)")
         return args.run
-    for candidate in DEFAULT_RUNS:
-        if (Path(candidate) / "codes.npz").is_file():
-            return Path(candidate)
-    if not Path(args.bundles).is_dir():
-        raise SystemExit(f"no run given (--run) and no bundles at {args.bundles} to train one on (--bundles)")
+    if args.bundles is None:
+        raise SystemExit("the review part needs --run RUN_DIR (a trained run of the sample library, e.g. "
+                         "backend/starter/model) or --bundles DIR (the library's bundles, to train a quick run on)")
+    if not args.bundles.is_dir():
+        raise SystemExit(f"--bundles {args.bundles}: no such folder")
     from backend.training.trainer import train
 
     out = Path(tempfile.mkdtemp(prefix="asset2vec-bench-lifecycle-")) / "run"
@@ -208,6 +209,9 @@ def part_review(args: argparse.Namespace) -> dict[str, Any]:
     """The tag-accuracy-vs-reviewed-assets curve: review queue vs random questions vs random whole assets."""
     from backend.training.run import load_run
 
+    if args.ground_truth is None or not args.ground_truth.is_file():
+        raise SystemExit(f"the review part needs --ground-truth GT.json (got {args.ground_truth}): the sample library's "
+                         "ground_truth.json, written by `asset2vec sample-library DIR`")
     run_dir = _find_run(args)
     run = load_run(run_dir, device="cpu")
     gt = {a["name"]: set(a["tags"]) for a in json.loads(Path(args.ground_truth).read_text())["assets"]}
@@ -378,9 +382,9 @@ def _device_name() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=(*PARTS, "all"), default="all")
-    ap.add_argument("--run", type=Path, default=None, help="trained run of the sample library (default: see DEFAULT_RUNS)")
-    ap.add_argument("--ground-truth", type=Path, default=Path(DEFAULT_GT), help="the sample library's ground_truth.json")
-    ap.add_argument("--bundles", type=Path, default=Path(DEFAULT_BUNDLES), help="bundles to train a run on if none")
+    ap.add_argument("--run", type=Path, default=None, help="trained run of the sample library (review part)")
+    ap.add_argument("--ground-truth", type=Path, default=None, help="the sample library's ground_truth.json (review)")
+    ap.add_argument("--bundles", type=Path, default=None, help="bundles to train a quick run on when --run is not given")
     ap.add_argument("--train-steps", type=int, default=300, help="steps of the quick run trained when none is given")
     ap.add_argument("--answers", type=int, default=40, help="questions answered per strategy and seed")
     ap.add_argument("--every", type=int, default=5, help="score the tag model every this many answers")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the latent NeRF on a folder of bundles (+ optional ground truth): quality, speed, disentanglement.
 
-    python bench/nerf.py BUNDLES [--ground-truth DIR/ground_truth.json] [--minutes 5] [--unseen 6]
+    python -m bench.nerf BUNDLES [--ground-truth DIR/ground_truth.json] [--minutes 5] [--unseen 6]
                          [--compare-uniform] [--threads 2]
 
 Trains ``--preset`` (default cpu-small) for ``--minutes`` on all bundles but ``--unseen`` of them,
@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_name
 
-from bench.machine import cpu_name  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def probe(x: np.ndarray, labels: list, folds: int = 5) -> dict:

@@ -11,7 +11,7 @@ paints the recorded rows with Pillow:
    Blender assets with thumbnails and artist tags) and refits the tag classifiers on them;
 4. opens chairs.blend, embeds one chair, and draws the Asset2Vec tab.
 
-    .venv/bin/python bench/panel_preview.py [--run RUN_DIR] [--out docs/panel_preview.png]
+    .venv/bin/python -m bench.panel_preview [--run RUN_DIR] [--out docs/panel_preview.png]
 
 Headless Blender has no icon system (preview ``icon_id`` is 0), so the painter maps each similar
 asset's thumbnail by name to the PNG the add-on fetched from the backend. Timings go to
@@ -31,12 +31,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from bench.machine import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.machine import cpu_name  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "tests" / "backend" / "service"))
 
 
 def _font() -> Path:
@@ -285,14 +282,14 @@ def main() -> int:
     os.environ.setdefault("BLENDER_USER_SCRIPTS", str(work / "blender-scripts"))
     os.environ.setdefault("BLENDER_USER_EXTENSIONS", str(work / "blender-extensions"))
     import bpy
-    import service_support as support
 
     import blender_addon
     from backend.service.engine import Engine
     from backend.service.server import Service
-    from blender_addon import embed_job, preferences
-    from blender_addon.client import Client
+    from blender_addon import embed_job, preferences, session
     from blender_addon.headless.sample_library import build_sample_library
+    from shared.client import Client
+    from tests.backend.service import service_support as support
 
     t0 = time.perf_counter()
     truth = build_sample_library(work / "library", seed=0)
@@ -339,13 +336,13 @@ def main() -> int:
 
         names = sorted({n["name"] for n in writeback.neighbours(bpy.data.objects[showcase["name"]])})
         ids = {name: i + 1 for i, name in enumerate(names)}
-        real_icon_id = embed_job.icon_id
-        embed_job.icon_id = lambda name: ids.get(name, 0)
+        thumbs = session.get().thumbnails
+        thumbs.icon_id = lambda name: ids.get(name, 0)  # type: ignore[method-assign] - this instance only
         try:
             panels = draw_panels(bpy.context)
         finally:
-            embed_job.icon_id = real_icon_id
-        out = Painter({i: embed_job.thumbnail_path(n) for n, i in ids.items()}).paint(panels, Path(args.out))
+            del thumbs.icon_id
+        out = Painter({i: thumbs.path(n) for n, i in ids.items()}).paint(panels, Path(args.out))
         blender_addon.unregister()
     engine.close()
 

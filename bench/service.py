@@ -5,9 +5,11 @@
     .venv/bin/python bench/service.py --run RUN_DIR [--bundle BUNDLE_DIR_OR_ZIP]
 
 * Load: ``--clients`` threads (default 8) share ``--requests`` requests (default 200) through the add-on's
-  own client (``blender_addon.client``: urllib, one connection per request, like Blender): info and
-  neighbours queries (random asset, random space) against a catalogue padded to ``--library`` assets.
-  Reports p50/p90/p99/max latency, throughput and errors (the target is zero errors).
+  own client (``shared.client``: urllib, one connection per request, like Blender), every one through the
+  request policy of issue 18 (client header, Origin and Content-Type checks): a mix of info, review-queue
+  and neighbours queries (random asset, random space) and POSTs (cancel of a finished job) against a
+  catalogue padded to ``--library`` assets. Reports p50/p90/p99/max latency, throughput and errors (the
+  target is zero errors), and checks that cross-site requests are refused (``policy``).
 * Embed: ``--embeds`` uploads of a real bundle, each timed from upload to result (inversion with the
   run's preset steps unless ``--invert-steps``), while nothing else runs.
 
@@ -39,16 +41,14 @@ from backend.library.catalogue import Catalogue, import_run  # noqa: E402
 from backend.service.engine import Engine  # noqa: E402
 from backend.service.server import Service  # noqa: E402
 from bench.machine import cpu_name  # noqa: E402
-from blender_addon.client import BackendError, Client  # noqa: E402
 from shared import bundle as B  # noqa: E402
+from shared.client import BackendError, Client  # noqa: E402
 
 
 def synthetic_run(work: Path, steps: int) -> tuple[Path, Path]:
     """Train a tiny run on 8 synthetic assets (tests/backend/synthetic.py); returns (run, bundle to embed)."""
-    sys.path.insert(0, str(ROOT / "tests" / "backend"))
-    import synthetic
-
     from backend.training.trainer import train
+    from tests.backend import synthetic
 
     items = [(k, c) for k in ("ball", "crate") for c in ("red", "green", "blue", "yellow")]
     synthetic.make_library(work / "library", items, size=32)
@@ -72,10 +72,11 @@ def pad_library(cat: Catalogue, model_id: str, total: int, seed: int = 0) -> int
     return have + extra
 
 
-def load_test(client: Client, names: list[str], clients: int, requests: int, seed: int = 0) -> dict:
+def load_test(client: Client, names: list[str], clients: int, requests: int, seed: int = 0,
+              done_job: str | None = None) -> dict:
     rng = random.Random(seed)
-    plan = [("info", None, None) if i % 4 == 0 else ("neighbours", rng.choice(names),
-                                                      rng.choice(["shape", "texture", "both"]))
+    kinds = ["info", "review", "cancel", "neighbours", "neighbours"] if done_job else ["info", "neighbours"]
+    plan = [(kinds[i % len(kinds)], rng.choice(names), rng.choice(["shape", "texture", "both"]))
             for i in range(requests)]
     lat: list[float] = []
     errors: list[str] = []
@@ -87,8 +88,12 @@ def load_test(client: Client, names: list[str], clients: int, requests: int, see
         try:
             if kind == "info":
                 client.info()
+            elif kind == "review":
+                client.review_queue(5)
+            elif kind == "cancel":  # a POST through the whole policy; cancelling a finished job changes nothing
+                assert client.cancel_job(done_job or "").final
             else:
-                assert client.neighbours(name, space=space, k=10)["neighbours"]
+                assert client.neighbours(name, space=space, k=10).neighbours
         except (BackendError, AssertionError) as e:
             with lock:
                 errors.append(f"{kind}: {e}")
@@ -106,11 +111,37 @@ def load_test(client: Client, names: list[str], clients: int, requests: int, see
         return round(ms[min(len(ms) - 1, int(round(p / 100 * (len(ms) - 1))))], 2) if ms else float("nan")
 
     return {
+        "mix": {k: kinds.count(k) / len(kinds) for k in dict.fromkeys(kinds)},
         "clients": clients, "requests": requests, "ok": len(lat), "errors": len(errors), "error_samples": errors[:5],
         "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "max_ms": pct(100),
         "mean_ms": round(statistics.fmean(ms), 2) if ms else None,
         "wall_s": round(wall, 3), "requests_per_s": round(len(lat) / wall, 1),
     }
+
+
+def cross_site(url: str) -> dict:
+    """Requests a web page could send (no client header, text/plain JSON, a foreign Origin): all must be refused."""
+    import urllib.error
+    import urllib.request
+
+    from shared import api
+
+    tries = [
+        ("/review", b'{"name": "x", "tag": "t", "accept": true}', {"Content-Type": "text/plain"}),
+        ("/embed", b"--b\r\n", {"Content-Type": "multipart/form-data; boundary=b"}),
+        ("/train", b"{}", {"Content-Type": "application/json", api.CLIENT_HEADER: api.CLIENT_HEADER_VALUE,
+                           "Origin": "https://evil.example"}),
+        ("/train", b"{}", {"Content-Type": "text/plain", api.CLIENT_HEADER: api.CLIENT_HEADER_VALUE}),
+    ]
+    statuses = []
+    for path, body, headers in tries:
+        req = urllib.request.Request(f"{url}{api.API_PREFIX}{path}", data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                statuses.append(r.status)
+        except urllib.error.HTTPError as e:
+            statuses.append(e.code)
+    return {"statuses": statuses, "refused": sum(s in (403, 415) for s in statuses), "sent": len(statuses)}
 
 
 def main() -> int:
@@ -140,8 +171,7 @@ def main() -> int:
 
         run = load_run(run_dir, device=args.device)
         if bundle_path is None:
-            sys.path.insert(0, str(ROOT / "tests" / "backend"))
-            import synthetic
+            from tests.backend import synthetic
 
             size = run.config.train.image_size
             bundle_path = synthetic.write_bundle(work / "upload", "bench_pillar", synthetic.scene("pillar", "blue"),
@@ -157,8 +187,12 @@ def main() -> int:
         with Service(engine, port=0, advertise=False) as svc:
             client = Client(svc.url, timeout=60)
             client.info()
-            load_test(client, names, args.clients, 16, seed=1)  # warm-up: first index build, imports
-            load = load_test(client, names, args.clients, args.requests)
+            done_job = client.start_train("tags")
+            client.wait(done_job, timeout=600)
+            load_test(client, names, args.clients, 16, seed=1, done_job=done_job)  # warm-up: index build, imports
+            load = load_test(client, names, args.clients, args.requests, done_job=done_job)
+            policy = cross_site(svc.url)
+            print(f"policy: {policy['refused']}/{policy['sent']} cross-site requests refused {policy['statuses']}")
             print(f"load: {load['ok']}/{load['requests']} ok, {load['errors']} errors, p50 {load['p50_ms']} ms, "
                   f"p99 {load['p99_ms']} ms, {load['requests_per_s']} req/s ({args.clients} clients, "
                   f"{library} assets)")
@@ -168,9 +202,9 @@ def main() -> int:
                 t0 = time.perf_counter()
                 res = client.embed(data, timeout=1800)
                 wall = time.perf_counter() - t0
-                embeds.append({"wall_s": round(wall, 3), "engine_s": res["seconds"], "psnr": res["psnr"]})
-                print(f"embed {i + 1}/{args.embeds}: {wall:.2f} s end to end (engine {res['seconds']:.2f} s), "
-                      f"PSNR {res['psnr']} dB")
+                embeds.append({"wall_s": round(wall, 3), "engine_s": res.seconds, "psnr": res.psnr})
+                print(f"embed {i + 1}/{args.embeds}: {wall:.2f} s end to end (engine {res.seconds:.2f} s), "
+                      f"PSNR {res.psnr} dB")
         engine.close()
 
     result = {
@@ -180,14 +214,14 @@ def main() -> int:
         "run": str(run_dir) if args.run else "synthetic (8 assets, tiny training: latency only)",
         "model_id": run.model_id, "preset": run.preset, "image_size": run.config.train.image_size,
         "invert_steps": args.invert_steps or run.config.train.inversion_steps,
-        "library_assets": library, "load": load, "embed": embeds,
+        "library_assets": library, "load": load, "policy": policy, "embed": embeds,
         "embed_wall_s_median": statistics.median(e["wall_s"] for e in embeds) if embeds else None,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"written {out}")
-    return 0 if load["errors"] == 0 else 1
+    return 0 if load["errors"] == 0 and policy["refused"] == policy["sent"] else 1
 
 
 if __name__ == "__main__":

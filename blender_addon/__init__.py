@@ -8,8 +8,10 @@ inside Blender or the PyPI ``bpy`` module); plain functions live beside thin ope
 import importlib
 
 #: Submodules with Blender classes; each exposes ``classes`` (registered in order) and may
-#: define ``register()``/``unregister()`` hooks for extra set-up (properties, handlers).
-_UI_MODULES = ("properties", "preferences", "operators", "panels", "library_ui", "review_ui", "bulk_ui")
+#: define ``register()``/``unregister()`` hooks for extra set-up (properties, handlers). The session
+#: (running tasks, status lines, thumbnails) opens first and closes last; the preferences come before the scene
+#: settings, whose view size reads them (and takes over an older file's value at register).
+_UI_MODULES = ("session", "preferences", "properties", "operators", "panels", "library_ui", "review_ui", "bulk_ui")
 
 
 def _modules():

@@ -3,12 +3,14 @@
 The add-on never imports the backend (the extension ships only ``blender_addon/`` and ``shared/``), so the
 panel launches the installed ``asset2vec`` command. A :class:`BulkJob` owns that process:
 
-- a reader thread parses its stdout, one JSON object per line (``progress`` events, then ``summary`` or
-  ``error``; see ``backend/commands/bulk.py``) into :attr:`BulkJob.progress` / :attr:`BulkJob.summary`;
+- it is a :class:`~blender_addon.tasks.BackgroundTask` whose worker thread reads the process's stdout, one JSON
+  object per line (``progress`` events, then ``summary`` or ``error``; see ``backend/commands/bulk.py``) into
+  :attr:`BulkJob.last_event` (the fraction in :attr:`BulkJob.progress`) and :attr:`BulkJob.summary`, until the
+  process exits;
 - its stderr (tracebacks of a broken install, Blender's messages) goes to a temporary log file, never a
   pipe that could fill up and block it; the last lines explain an unexpected exit;
-- :meth:`BulkJob.step` (called from a ``bpy.app.timers`` callback in :mod:`blender_addon.bulk_ui`, or
-  :func:`pump` in tests) notices the end and escalates a Cancel from SIGTERM to SIGKILL.
+- :meth:`BulkJob.step` (the session's timer in :mod:`blender_addon.bulk_ui`, or :meth:`BulkJob.pump` in
+  tests) escalates a Cancel from SIGTERM to SIGKILL and, once the process has ended, sets the outcome.
 
 Cancel is safe at any moment: bulk-tag journals every step and saves each .blend atomically (temporary file
 + rename), and its Blender workers die with it, so every file is either untouched or fully updated, and
@@ -22,23 +24,26 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
-FINAL = (DONE, FAILED, CANCELLED)
+from . import tempdirs
+from .errors import AddonError
+from .tasks import CANCELLED, DONE, FAILED, FINAL, RUNNING, BackgroundTask
+
 #: The environment variable that carries the backend token to the subprocess (never its command line,
 #: which other users of the machine can read in the process list).
 TOKEN_ENV = "ASSET2VEC_BULK_TOKEN"
 #: Seconds between SIGTERM and SIGKILL when cancelling.
 GRACE_S = 5.0
+#: Seconds to wait for the rest of stdout (the summary line) once the process has exited.
+READER_GRACE_S = 5.0
 
 
-class BulkJobError(ValueError):
+class BulkJobError(AddonError, ValueError):
     """The bulk run cannot start; the message says what to fix."""
 
 
@@ -107,29 +112,31 @@ def format_eta(seconds: float | None) -> str:
     return f"ETA {s} s"
 
 
-class BulkJob:
-    """One ``asset2vec bulk-tag`` subprocess and what it has reported so far."""
+class BulkJob(BackgroundTask):
+    """One ``asset2vec bulk-tag`` subprocess and what it has reported so far (the process starts at once)."""
+
+    title = "the bulk run"
 
     def __init__(self, executable: str, req: BulkRequest) -> None:
         if not Path(req.folder).is_dir():
             raise BulkJobError(f"{req.folder or 'no folder'} is not a folder: pick the library folder that holds "
                                f"the .blend files")
+        super().__init__("starting asset2vec bulk-tag ...")
         self.request = req
         self.command = build_command(executable, req)
-        self.state, self.message = RUNNING, "starting asset2vec bulk-tag ..."
-        self.progress: dict[str, Any] = {}
+        self.last_event: dict[str, Any] = {}  # the last ``progress`` event (files/assets done, rate, ETA)
         self.summary: dict[str, Any] | None = None
-        self.error: str | None = None
+        self.cli_error: str | None = None  # the CLI's own ``error`` event
         self.returncode: int | None = None
-        self.started = time.monotonic()
         self._cancel_at: float | None = None
+        self._exited_at: float | None = None
         self._lock = threading.Lock()
         env = dict(os.environ)
         env.pop("PYTHONHOME", None)  # Blender's own Python home would break the backend's interpreter
         env.pop(TOKEN_ENV, None)
         if req.token:
             env[TOKEN_ENV] = req.token
-        self._log_dir = Path(tempfile.mkdtemp(prefix="asset2vec-bulkui-"))
+        self._log_dir = tempdirs.make("bulkui")
         self.log_path = self._log_dir / "stderr.log"
         self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         try:
@@ -139,14 +146,14 @@ class BulkJob:
                                          start_new_session=os.name == "posix")
         except OSError as e:
             self._log.close()
+            tempdirs.remove(self._log_dir)  # no run, no log: nothing left behind
             raise BulkJobError(f"could not start {executable}: {e.strerror or e}. Check the asset2vec command in "
                                f"the add-on's preferences") from None
-        self._reader = threading.Thread(target=self._read, name="asset2vec-bulk-reader", daemon=True)
-        self._reader.start()
+        self.start()  # the reader
 
-    # -- reader thread ----------------------------------------------------------------------------
+    # -- worker thread: the reader ---------------------------------------------------------------
 
-    def _read(self) -> None:
+    def work(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             event = parse_line(line)
@@ -155,53 +162,73 @@ class BulkJob:
             with self._lock:
                 kind = event["event"]
                 if kind == "progress":
-                    self.progress = event
+                    self.last_event = event
+                    self.progress = self.fraction
                     if self._cancel_at is None:
                         self.message = event.get("message") or self.message
                 elif kind == "summary":
                     self.summary = event
                 elif kind == "error":
-                    self.error = str(event.get("message", ""))
+                    self.cli_error = str(event.get("message", ""))
+        self.proc.wait()  # stdout closed: the process is ending
 
     # -- main thread --------------------------------------------------------------------------------
 
     @property
     def fraction(self) -> float:
         """Files done / total, 0..1 (0 until the first progress event)."""
-        total = self.progress.get("files_total") or 0
-        return min(1.0, self.progress.get("files_done", 0) / total) if total else 0.0
+        total = self.last_event.get("files_total") or 0
+        return min(1.0, self.last_event.get("files_done", 0) / total) if total else 0.0
 
     def status_line(self) -> str:
         """``"3/10 files, 5 assets, 1 failed, 120/h, ETA 1 min 05 s"`` from the last progress event."""
-        p = self.progress
+        p = self.last_event
         if not p:
             return self.message
         return (f"{p.get('files_done', 0)}/{p.get('files_total', 0)} files, {p.get('assets_done', 0)} assets, "
                 f"{p.get('failed', 0)} failed, {p.get('rate_per_hour', 0):.0f}/h, {format_eta(p.get('eta_s'))}")
 
-    def step(self) -> bool:
-        """Check on the process (escalate a Cancel, notice the end); True while it still runs. Never raises."""
-        if self.state in FINAL:
-            return False
+    def advance(self) -> bool:
+        """Escalate a Cancel to SIGKILL once the grace time is over; finish if the reader hangs after the exit."""
         code = self.proc.poll()
+        now = time.monotonic()
         if code is None:
-            if self._cancel_at is not None and time.monotonic() - self._cancel_at > GRACE_S:
+            if self._cancel_at is not None and now - self._cancel_at > GRACE_S:
                 self._signal(signal.SIGKILL if os.name == "posix" else None)
-            return True
-        self._reader.join(5.0)  # the rest of stdout (the summary line) after the exit
-        self._finish(code)
+        elif self._exited_at is None:
+            self._exited_at = now
+        elif self.worker_alive and now - self._exited_at > READER_GRACE_S:
+            self._finish(code)  # something it started still holds stdout open: finish without the rest
         return False
 
-    def request_cancel(self) -> None:
+    def complete(self) -> None:
+        code = self.proc.wait()
+        self._finish(code)
+
+    def failure_message(self, e: Exception) -> str:
+        return f"asset2vec bulk-tag could not be followed ({type(e).__name__}: {e})"
+
+    def request_cancel(self) -> bool:
         """Ask the process to stop (SIGTERM now, SIGKILL after :data:`GRACE_S` seconds)."""
         if self.state in FINAL or self._cancel_at is not None:
-            return
+            return False
+        self.cancel.set()
         self._cancel_at = time.monotonic()
         self.message = "stopping ..."
         try:
             self.proc.terminate()
         except OSError:
             pass
+        return True
+
+    def close(self) -> None:
+        """Never leave a bulk run going without a panel to follow or cancel it (add-on unregister)."""
+        if self.state in FINAL:
+            return
+        self.request_cancel()
+        deadline = time.monotonic() + GRACE_S + 5.0
+        while self.step() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _signal(self, sig: int | None) -> None:
         """SIGKILL the process group (POSIX) or kill the process; what has already exited is skipped."""
@@ -219,20 +246,21 @@ class BulkJob:
             self._signal(signal.SIGKILL)  # anything left in its group (a worker whose parent just died)
         self._log.close()
         with self._lock:
-            summary, error = self.summary, self.error
+            summary, error = self.summary, self.cli_error or self.error
         if self._cancel_at is not None and summary is None:
-            self.state = CANCELLED
-            p = self.progress
+            p = self.last_event
             done = f" after {p.get('files_done', 0)} of {p.get('files_total', 0)} files" if p else ""
-            self.message = (f"stopped{done}: every file is either untouched or fully tagged; "
-                            f"run again to continue")
+            self.finish(CANCELLED, f"stopped{done}: every file is either untouched or fully tagged; run again to "
+                                   f"continue")
         elif summary is not None:
-            self.state = DONE
-            self.message = describe(summary)
+            self.finish(DONE, describe(summary))
         else:
-            self.state = FAILED
-            self.message = error or self._stderr_tail() or f"asset2vec bulk-tag exited with code {code}"
-        shutil.rmtree(self._log_dir, ignore_errors=True)
+            self.finish(FAILED, error or self._stderr_tail() or f"asset2vec bulk-tag exited with code {code}")
+
+    def finished(self) -> None:
+        if not self._log.closed:
+            self._log.close()
+        tempdirs.remove(self._log_dir)
 
     def _stderr_tail(self, lines: int = 3) -> str:
         """The last lines of the process's stderr (the reason it failed), without the tqdm noise."""
@@ -265,47 +293,5 @@ def describe(summary: dict[str, Any]) -> str:
             f"{summary.get('seconds', 0):.0f} s")
 
 
-current: BulkJob | None = None
-
-
-def start(executable: str, req: BulkRequest) -> BulkJob:
-    """Start a bulk run (one at a time). Raises BulkJobError."""
-    global current
-    if current is not None and current.state not in FINAL:
-        raise BulkJobError("a bulk run is already going: wait for it or press Cancel")
-    current = BulkJob(executable, req)
-    return current
-
-
-def cancel() -> bool:
-    """Cancel the running job; False when none runs."""
-    if current is None or current.state in FINAL:
-        return False
-    current.request_cancel()
-    return True
-
-
-def pump(timeout: float = 120.0, interval: float = 0.05) -> BulkJob | None:
-    """Step the current job until it ends (what the timer does; for tests and headless use)."""
-    deadline = time.monotonic() + timeout
-    while current is not None and current.step():
-        if time.monotonic() > deadline:
-            current.request_cancel()
-            raise TimeoutError(f"the bulk run did not finish within {timeout:.0f} s")
-        time.sleep(interval)
-    return current
-
-
-def clear() -> None:
-    """Forget the last job, stopping it first if it still runs (add-on unregister)."""
-    global current
-    if current is not None and current.state not in FINAL:
-        current.request_cancel()
-        deadline = time.monotonic() + GRACE_S + 5.0
-        while current.step() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    current = None
-
-
-__all__ = ["BulkJob", "BulkJobError", "BulkRequest", "build_command", "cancel", "describe", "find_command",
-           "format_eta", "parse_line", "pump", "start"]
+__all__ = ["CANCELLED", "DONE", "FAILED", "FINAL", "RUNNING", "BulkJob", "BulkJobError", "BulkRequest",
+           "build_command", "describe", "find_command", "format_eta", "parse_line"]

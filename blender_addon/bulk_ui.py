@@ -1,9 +1,9 @@
 """Bulk Tag Folder in the Asset2Vec sidebar tab: pick a library folder, run ``asset2vec bulk-tag`` on it in the
 background, follow its progress (files, assets, failures, ETA), Cancel it, open its report.
 
-The work runs in a subprocess (:mod:`blender_addon.bulk_job`); this module holds the panel's settings
-(``WindowManager.asset2vec_bulk``: per session, not saved into the open .blend), the operators, the
-sub-panel and the ``bpy.app.timers`` step that follows the job while Blender stays responsive.
+The work runs in a subprocess (:mod:`blender_addon.bulk_job`), a background task in the session's ``"bulk"``
+slot that the session's timer follows while Blender stays responsive; this module holds the panel's settings
+(``WindowManager.asset2vec_bulk``: per session, not saved into the open .blend), the operators and the sub-panel.
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import bulk_job, embed_job, preferences
+from . import bulk_job, preferences, session
 from .panels import _Asset2VecPanel, _message_box, _wrap
 
-TIMER_INTERVAL = 0.25
 #: Failures listed in the panel (the report has all of them).
 SHOWN_FAILURES = 5
-
-#: ``(level, message)`` of the last start error, shown in the panel ("INFO" / "ERROR").
-last_status: tuple[str, str] = ("INFO", "")
+SLOT = "bulk"
 
 
 class Asset2VecBulkSettings(bpy.types.PropertyGroup):
@@ -89,12 +86,22 @@ def _inside(path: str, folder: str) -> bool:
         return False
 
 
-def _tick() -> float | None:
-    """The ``bpy.app.timers`` callback: check on the job, redraw the sidebar, come back while it runs."""
-    job = bulk_job.current
-    running = job is not None and job.step()
-    embed_job.redraw_sidebar()
-    return TIMER_INTERVAL if running else None
+def current() -> bulk_job.BulkJob | None:
+    """The session's last bulk run (running or finished), or None."""
+    return session.get().task(SLOT)
+
+
+def start(executable: str, req: bulk_job.BulkRequest) -> bulk_job.BulkJob:
+    """Start a bulk run (one at a time), followed by the session's timer. Raises BulkJobError."""
+    sess = session.get()
+    if sess.running(SLOT):
+        raise bulk_job.BulkJobError("a bulk run is already going: wait for it or press Cancel")
+    return sess.start(SLOT, bulk_job.BulkJob(executable, req))
+
+
+def pump(timeout: float = 120.0) -> bulk_job.BulkJob | None:
+    """Step the current run until it ends (what the timer does; for tests and headless use)."""
+    return session.get().pump(SLOT, timeout)
 
 
 class ASSET2VEC_OT_bulk_tag(bpy.types.Operator):
@@ -105,22 +112,19 @@ class ASSET2VEC_OT_bulk_tag(bpy.types.Operator):
     bl_options = {"REGISTER"}
 
     def execute(self, context: Any) -> set[str]:
-        global last_status
+        sess = session.get()
         prefs = preferences.get(context)
         try:
             req = request_from(context)
             if not req.folder:
                 raise bulk_job.BulkJobError("pick the library folder to tag first")
             executable = bulk_job.find_command(prefs.asset2vec_command if prefs is not None else "")
-            job = bulk_job.start(executable, req)
+            job = start(executable, req)
         except bulk_job.BulkJobError as e:
-            last_status = ("ERROR", str(e))
+            sess.set_status(SLOT, "ERROR", str(e))
             self.report({"ERROR"}, f"Asset2Vec: {e}")
             return {"CANCELLED"}
-        last_status = ("INFO", "")
-        if not bpy.app.timers.is_registered(_tick):
-            # persistent: the run goes on while the artist opens other files, so the panel keeps following it
-            bpy.app.timers.register(_tick, first_interval=TIMER_INTERVAL, persistent=True)
+        sess.set_status(SLOT, "INFO", "")
         what = "dry run of" if req.dry_run else "tagging"
         note = ""
         if not req.dry_run and bpy.data.filepath and _inside(bpy.data.filepath, req.folder):
@@ -137,7 +141,8 @@ class ASSET2VEC_OT_bulk_cancel(bpy.types.Operator):
     bl_options = {"REGISTER", "INTERNAL"}
 
     def execute(self, context: Any) -> set[str]:
-        if not bulk_job.cancel():
+        job = current()
+        if job is None or not job.request_cancel():
             self.report({"WARNING"}, "Asset2Vec: no bulk run is going")
             return {"CANCELLED"}
         self.report({"INFO"}, "Asset2Vec: stopping the bulk run ...")
@@ -152,7 +157,7 @@ class ASSET2VEC_OT_bulk_open_report(bpy.types.Operator):
     bl_options = {"REGISTER", "INTERNAL"}
 
     def execute(self, context: Any) -> set[str]:
-        url = report_url(bulk_job.current)
+        url = report_url(current())
         if not url:
             self.report({"ERROR"}, "Asset2Vec: no report yet: run Bulk Tag Folder first (the report may have been "
                                    "deleted)")
@@ -175,7 +180,7 @@ class ASSET2VEC_PT_bulk(_Asset2VecPanel, bpy.types.Panel):
         if settings is None:
             layout.label(text="Asset2Vec is not registered", icon="ERROR")
             return
-        job = bulk_job.current
+        job = current()
         running = job is not None and job.state == bulk_job.RUNNING
         col = layout.column()
         col.enabled = not running
@@ -196,7 +201,7 @@ class ASSET2VEC_PT_bulk(_Asset2VecPanel, bpy.types.Panel):
             return
         layout.operator("asset2vec.bulk_tag", text="Dry Run" if settings.dry_run else "Bulk Tag Folder",
                         icon="FILE_FOLDER")
-        level, message = last_status
+        level, message = session.get().status[SLOT]
         if message:
             _message_box(layout, message, "ERROR" if level == "ERROR" else "INFO")
         elif job is not None:
@@ -223,9 +228,5 @@ def register() -> None:
 
 
 def unregister() -> None:
-    global last_status
-    if bpy.app.timers.is_registered(_tick):
-        bpy.app.timers.unregister(_tick)
-    bulk_job.clear()  # never leave a bulk run going without a panel to follow or cancel it
-    last_status = ("INFO", "")
+    # The session closes a running bulk run: never left going without a panel to follow or cancel it.
     del bpy.types.WindowManager.asset2vec_bulk

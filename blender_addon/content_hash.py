@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .parts import evaluated_parts
+
 #: Positions are rounded to 10 micrometres, UVs to 1e-5.
 POSITION_DECIMALS = 5
 UV_DECIMALS = 5
@@ -28,14 +30,12 @@ _LAYOUT_PROPS = frozenset({
 
 def content_hash(target: Any) -> str:
     """sha256 (hex) of ``target``'s evaluated geometry and materials (an Object or a Collection)."""
-    from .capture import evaluated_parts  # capture imports this module: import here, not at the top
-
     with evaluated_parts(target) as parts:
         return hash_parts(parts)
 
 
 def hash_parts(parts: list[Any]) -> str:
-    """Hash evaluated parts (see :class:`blender_addon.capture.Part`) independently of their order."""
+    """Hash evaluated parts (see :class:`blender_addon.parts.Part`) independently of their order."""
     material_cache: dict[str, bytes] = {}
     digests = sorted(_part_digest(p, material_cache) for p in parts)
     h = hashlib.sha256(b"asset2vec-content-v1")

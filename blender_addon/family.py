@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .capture import capture_asset
+from .errors import AddonError
 from .protocol import bundle, metadata
 
 #: Ranges wider than this are "unbounded" (Blender's default float limits are +-3.4e38).
@@ -37,7 +38,7 @@ _SCALAR_SOCKETS = {"NodeSocketFloat": "float", "NodeSocketInt": "int", "NodeSock
 _SCALAR_INPUT_TYPES = {"VALUE": "float", "INT": "int", "BOOLEAN": "bool"}
 
 
-class FamilyError(ValueError):
+class FamilyError(AddonError, ValueError):
     """An object is not a usable parametric family; the message says what to fix."""
 
 

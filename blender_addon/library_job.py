@@ -2,26 +2,27 @@
 
 The backend builds models itself (``POST /v1/index``: capture, train, embed, tags, neighbours; ``POST /v1/train``
 ``{"what": "decoder"}``: retrain on every stored asset) and keeps serving the old model until the new one is ready.
-The add-on only starts such a job and follows it. A :class:`LibraryTask` owns one worker thread (no bpy) that
+The add-on only starts such a job and follows it. A :class:`LibraryTask` is a
+:class:`~blender_addon.tasks.BackgroundTask` whose worker thread (no bpy)
 
+- starts the backend job (Build, Retrain) so Blender never waits for the request;
 - follows a backend job: polls ``GET /v1/jobs/{id}`` every :data:`POLL_S` seconds into :attr:`progress` /
   :attr:`message` (the backend's stage and ETA), forwards a Cancel, tolerates a few failed polls of a busy backend;
 - or restores a model (``POST /v1/models/restore``, which loads a model: seconds, so never on Blender's main thread);
 - and at the end fetches ``/v1/info`` into :attr:`info`, so the panel shows the model now served.
 
-The panel's timer (:mod:`blender_addon.library_ui`) only reads these fields; tests call :func:`pump`.
+The session's timer steps it; :mod:`blender_addon.library_ui` shows its outcome. This module has no bpy.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
-from .client import BackendError, Client
+from .protocol import api
+from .protocol import client as remote
+from .tasks import CANCELLED, DONE, FAILED, FINAL, RUNNING, BackgroundTask
 
-RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
-FINAL = (DONE, FAILED, CANCELLED)
 #: Seconds between two polls of the backend job.
 POLL_S = 1.0
 #: Consecutive failed polls (a busy or restarting backend) tolerated before the task stops following the job.
@@ -33,29 +34,33 @@ KIND_NAMES = {"index": "building the model from the library", "retrain": "retrai
               "restore": "restoring the model", "follow": "the backend's background job"}
 
 
-class LibraryTask:
+class LibraryTask(BackgroundTask):
     """One library action in a worker thread.
 
-    ``kind``: ``"index"`` or ``"retrain"`` (a backend job ``job_id`` already started, followed until it ends),
-    ``"follow"`` (a background job found running on the backend, e.g. started from the CLI), or ``"restore"``
-    (switch back to ``model_id``, None: the previous model). ``client`` is used from the worker thread only.
+    ``kind``: ``"index"`` (start building from ``folder``, or follow the already started ``job_id``), ``"retrain"``
+    (start retraining, or follow ``job_id``), ``"follow"`` (a background job found running on the backend, e.g.
+    started from the CLI), or ``"restore"`` (switch back to ``model_id``, None: the previous model). ``client`` is
+    used from the worker thread only.
     """
 
-    def __init__(self, kind: str, client: Client, job_id: str | None = None, model_id: str | None = None) -> None:
+    cancel_on_timeout = False
+
+    def __init__(self, kind: str, client: remote.Client, job_id: str | None = None, model_id: str | None = None,
+                 folder: str | None = None) -> None:
         if kind not in KIND_NAMES:
             raise ValueError(f"unknown library task {kind!r}")
-        if kind != "restore" and not job_id:
-            raise ValueError(f"a {kind!r} task follows a backend job: give its id")
-        self.kind, self.client, self.job_id, self.model_id = kind, client, job_id, model_id
+        if kind == "follow" and not job_id:
+            raise ValueError("a 'follow' task follows a backend job: give its id")
+        if kind == "index" and not (job_id or folder):
+            raise ValueError("an 'index' task needs the library folder (or the id of the job already started)")
+        super().__init__(f"{KIND_NAMES[kind]} ...")
+        self.kind, self.client, self.job_id, self.model_id, self.folder = kind, client, job_id, model_id, folder
         self.url = client.url
-        self.state, self.progress, self.message = RUNNING, 0.0, f"{KIND_NAMES[kind]} ..."
-        self.info: dict[str, Any] | None = None  # the backend's /info once the task ended (None if unreachable)
-        self.cancel = threading.Event()
-        self.started = time.monotonic()
+        self.title = KIND_NAMES[kind]
+        self.info: api.ServerInfo | None = None  # the backend's /info once the task ended (None if unreachable)
         self._wake = threading.Event()  # cuts a poll interval short (Cancel, detach)
         self._detached = False
-        self._thread = threading.Thread(target=self._run, name=f"asset2vec-library-{kind}", daemon=True)
-        self._thread.start()
+        self._outcome: tuple[str, str] | None = None
 
     @property
     def name(self) -> str:
@@ -70,44 +75,51 @@ class LibraryTask:
         return True
 
     def detach(self) -> None:
-        """Stop following (add-on unregister) without cancelling the backend's job."""
+        """Stop following without cancelling the backend's job."""
         self._detached = True
         self._wake.set()
 
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the worker thread; True when it ended."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+    def close(self) -> None:
+        self.detach()  # add-on unregister: the backend's job goes on and a later Refresh finds it again
+
+    # -- main thread --------------------------------------------------------------------------------
+
+    def complete(self) -> None:
+        state, message = self._outcome or (FAILED, self.error or f"{self.name} ended without an outcome")
+        if state == DONE:
+            self.progress = 1.0
+        self.finish(state, message)
 
     # -- worker thread ----------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def work(self) -> None:
         try:
             if self.kind == "restore":
                 self.client.restore_model(self.model_id)
                 state, message = DONE, "restored"
             else:
+                if self.job_id is None:  # start the backend job here, not on Blender's main thread
+                    self.job_id = (self.client.start_index(self.folder) if self.kind == "index"
+                                   else self.client.start_retrain())
                 state, message = self._follow()
-        except BackendError as e:
+        except remote.BackendError as e:
             state, message = FAILED, str(e)
         except Exception as e:  # noqa: BLE001 - a worker thread must always end with a state the panel can show
             state, message = FAILED, f"{self.name} failed unexpectedly: {type(e).__name__}: {e}"
         if state == DONE or self.kind != "restore":
             try:  # the model served now (the new one, or the old one after a failure/cancel)
                 self.info = self.client.info()
-            except BackendError:
+            except remote.BackendError:
                 self.info = None
-        served = (self.info or {}).get("model_id")
+        served = self.info.model_id if self.info is not None else None
         if state == DONE:
             message = {"restore": f"restored model {served}",
                        "follow": f"the backend's background job finished: now serving model {served}"}.get(
                 self.kind, f"{self.name} finished: now serving model {served}")
         elif state == CANCELLED and not self._detached:
             message = f"cancelled {self.name}" + (f": model {served} keeps serving" if served else "")
-        if state == DONE:
-            self.progress = 1.0
         self.message = message
-        self.state = state  # last: the panel's timer reads info and message once the state is final
+        self._outcome = (state, message)  # last: the main thread applies it once the worker has ended
 
     def _follow(self) -> tuple[str, str]:
         """Poll the backend job until it ends; returns ``(state, message)``."""
@@ -120,30 +132,30 @@ class LibraryTask:
                     self.client.cancel_job(self.job_id)
                     cancel_sent = time.monotonic()
                     self.message = "cancelling: the current model keeps serving ..."
-                except BackendError as e:
+                except remote.BackendError as e:
                     failures += 1
                     if failures >= MAX_POLL_FAILURES:
-                        raise BackendError(f"could not cancel {self.name}: {e}") from None
+                        raise remote.BackendError(f"could not cancel {self.name}: {e}") from None
             try:
                 status = self.client.job(self.job_id)
                 failures = 0
-            except BackendError as e:
+            except remote.BackendError as e:
                 failures += 1
                 if failures >= MAX_POLL_FAILURES:
-                    raise BackendError(f"lost contact with the backend while {self.name} ({e}); the job may still "
+                    raise remote.BackendError(f"lost contact with the backend while {self.name} ({e}); the job may still "
                                        f"run there: press Refresh in the Library Model panel to follow it again"
                                        ) from None
                 status = None
             if status is not None:
-                state = status.get("status")
-                self.progress = min(1.0, max(0.0, float(status.get("progress") or 0.0)))
-                if cancel_sent is None or state in FINAL:
-                    self.message = str(status.get("message") or self.message)
-                if state == DONE:
+                state = status.status
+                self.progress = min(1.0, max(0.0, status.progress))
+                if cancel_sent is None or status.final:
+                    self.message = status.message or self.message
+                if state == api.DONE:
                     return DONE, self.message
-                if state == FAILED:
-                    return FAILED, f"{self.name} failed: {status.get('error') or self.message}"
-                if state == CANCELLED:
+                if state == api.FAILED:
+                    return FAILED, f"{self.name} failed: {status.error or self.message}"
+                if state == api.CANCELLED:
                     return CANCELLED, self.message
             if cancel_sent is not None and time.monotonic() - cancel_sent > CANCEL_WAIT_S:
                 return CANCELLED, "cancel sent; the backend has not confirmed it yet"
@@ -152,39 +164,4 @@ class LibraryTask:
         return CANCELLED, "stopped following the job (it goes on on the backend)"
 
 
-#: The task the panel shows (one at a time).
-current: LibraryTask | None = None
-
-
-def running() -> bool:
-    """Whether a task is going."""
-    return current is not None and current.state not in FINAL
-
-
-def start(kind: str, client: Client, job_id: str | None = None, model_id: str | None = None) -> LibraryTask:
-    """Start a :class:`LibraryTask` and make it :data:`current`. Raises BackendError when one already runs."""
-    global current
-    if running():
-        raise BackendError(f"{current.name} is still going: wait for it or press Cancel")  # type: ignore[union-attr]
-    current = LibraryTask(kind, client, job_id=job_id, model_id=model_id)
-    return current
-
-
-def cancel() -> bool:
-    """Cancel the current task's backend job; False when none runs."""
-    return current is not None and current.request_cancel()
-
-
-def pump(timeout: float = 120.0) -> LibraryTask | None:
-    """Wait until the current task ends (tests and headless use; the panel uses a timer instead)."""
-    if current is not None and not current.join(timeout):
-        raise TimeoutError(f"{current.name} did not finish within {timeout:.0f} s")
-    return current
-
-
-def clear() -> None:
-    """Forget the current task (add-on unregister): stop following it; the backend's job goes on."""
-    global current
-    if current is not None:
-        current.detach()
-    current = None
+__all__ = ["CANCELLED", "DONE", "FAILED", "FINAL", "KIND_NAMES", "RUNNING", "LibraryTask"]

@@ -1,11 +1,12 @@
 """The "Library Model" sub-panel of the Asset2Vec sidebar tab: which model the backend serves, Build Model from
 Library, Retrain, Cancel, Restore Previous Model, and the backend's advice to retrain.
 
-The backend does the work in the background while the old model keeps serving; :mod:`blender_addon.library_job`
-follows it from a thread. This module holds the panel's settings (``WindowManager.asset2vec_library``: per
-session, not saved into the open .blend), thin operators, the panel, and the ``bpy.app.timers`` step that redraws
-the progress and, once the task ends, shows its outcome. Network calls on the main thread (starting a job,
-Refresh) use a short timeout; following a job and restoring a model run in the task's thread.
+The backend does the work in the background while the old model keeps serving; a
+:class:`~blender_addon.library_job.LibraryTask` in the session's ``"library"`` slot starts and follows it from
+its worker thread, and the session's timer shows its outcome (status line, the model served). This module holds
+the panel's settings (``WindowManager.asset2vec_library``: per session, not saved into the open .blend), thin
+operators and the panel. No operator waits on the network: starting a job, restoring a model and Refresh (a
+:mod:`blender_addon.backend_check`) all run in worker threads.
 """
 
 from __future__ import annotations
@@ -17,21 +18,16 @@ from typing import Any
 import bpy
 from bpy.props import PointerProperty, StringProperty
 
-from . import embed_job, library_job, preferences
-from .client import BackendError, Client
+from . import backend_check, library_job, preferences, session
 from .panels import _Asset2VecPanel, _message_box, _wrap
+from .protocol import api
+from .protocol import client as remote
+from .tasks import BackgroundTask
 
-TIMER_INTERVAL = 0.5
-#: Seconds a request made on Blender's main thread may take (starting a job, Refresh): the UI waits for it.
-MAIN_THREAD_TIMEOUT = 5.0
+SLOT = "library"
 GENERIC_HELP = ("Generic starter model: build one from your own library. Pick the library folder (on the "
                 "backend's machine) and press Build Model from Library: the backend captures every asset, trains, "
                 "and tags them in the background while this model keeps serving.")
-
-#: ``(level, message)`` shown under the panel ("INFO" / "ERROR"): the last start error or task outcome.
-last_status: tuple[str, str] = ("INFO", "")
-_applied: library_job.LibraryTask | None = None  # the finished task whose outcome was already shown
-
 
 class Asset2VecLibrarySettings(bpy.types.PropertyGroup):
     """Options of Build Model from Library."""
@@ -45,25 +41,26 @@ class Asset2VecLibrarySettings(bpy.types.PropertyGroup):
     )
 
 
-def _info(context: Any) -> dict[str, Any]:
-    """The last ``/info`` of the backend the preferences point at ({} when not checked yet)."""
+def _info(context: Any) -> api.ServerInfo | None:
+    """The last ``/info`` of the backend the preferences point at (None when not checked yet)."""
     url, _, _ = preferences.connection(context)
-    info = embed_job.backend_info
-    return info if info and info.get("url") == url else {}
+    return session.get().info_for(url)
 
 
-def _background(info: dict[str, Any]) -> dict[str, Any] | None:
+def _background(info: api.ServerInfo | None) -> api.JobStatus | None:
     """The backend's running background job (index/retrain) from ``info``, or None."""
-    job = info.get("background")
-    if isinstance(job, dict) and job.get("id") and job.get("status") not in library_job.FINAL:
-        return job
-    return None
+    job = info.background if info is not None else None
+    return job if job is not None and job.id and not job.final else None
 
 
-def _client(context: Any, main_thread: bool) -> Client:
-    """A client for the preferences' backend; ``main_thread``: with the short timeout the UI can wait for."""
-    url, token, timeout = preferences.connection(context)
-    return Client(url, token, timeout=min(timeout, MAIN_THREAD_TIMEOUT) if main_thread else timeout)
+def current() -> library_job.LibraryTask | None:
+    """The session's last library task (running or finished), or None."""
+    return session.get().task(SLOT)
+
+
+def running() -> bool:
+    """Whether a library task is going."""
+    return session.get().running(SLOT)
 
 
 def format_created(created: Any) -> str:
@@ -78,68 +75,58 @@ def format_created(created: Any) -> str:
     return ""
 
 
-def model_lines(info: dict[str, Any]) -> list[str]:
+def model_lines(info: api.ModelInfo) -> list[str]:
     """What the panel says about the served model: id, trained on N assets (unless generic), created."""
-    model = info.get("model") if isinstance(info.get("model"), dict) else {}
-    details = model.get("info") if isinstance(model.get("info"), dict) else {}
-    lines = [f"Model {model.get('model_id') or info.get('model_id', '?')}"]
-    if not info.get("generic"):  # a generic model gets its own explanation box
+    model = info.model
+    details = model.info if model is not None else {}
+    lines = [f"Model {model.model_id if model is not None and model.model_id else info.model_id}"]
+    if not info.generic:  # a generic model gets its own explanation box
         if details.get("trained_on") is not None:
             lines.append(f"Trained on {details['trained_on']} assets")
-        elif info.get("assets") is not None:  # a model registered without its training record
-            lines.append(f"{info['assets']} assets in its catalogue")
-    created = format_created(model.get("created"))
+        else:  # a model registered without its training record
+            lines.append(f"{info.assets} assets in its catalogue")
+    created = format_created(model.created if model is not None else None)
     if created:
         lines.append(f"Created {created}")
     return lines
 
 
-def apply_finished() -> bool:
-    """Main thread: show the outcome of the task once it ended (status line, the model the panels show).
-
-    Returns True when it did (once per task)."""
-    global last_status, _applied
-    task = library_job.current
-    if task is None or task.state not in library_job.FINAL or task is _applied:
-        return False
-    _applied = task
-    embed_job.backend_info.clear()
-    if task.info is not None:
-        embed_job.backend_info.update(task.info, url=task.url)
-    last_status = ("ERROR" if task.state == library_job.FAILED else "INFO", task.message)
-    return True
+def _apply(sess: session.Session, task: BackgroundTask) -> None:
+    """Main thread: show the outcome of a finished task (status line, the model the panels show)."""
+    assert isinstance(task, library_job.LibraryTask)
+    sess.set_backend_info(task.info, task.url)
+    sess.report(SLOT, task)
 
 
 def finish(timeout: float = 120.0) -> library_job.LibraryTask | None:
     """Wait for the current task and apply its outcome (what the timer does; for tests and headless use)."""
-    task = library_job.pump(timeout)
-    apply_finished()
-    return task
+    return session.get().pump(SLOT, timeout)
 
 
-def _tick() -> float | None:
-    """The ``bpy.app.timers`` callback: redraw the progress, show the outcome at the end."""
-    running = library_job.running()
-    apply_finished()
-    embed_job.redraw_sidebar()
-    return TIMER_INTERVAL if running else None
+def follow(kind: str, url: str, token: str | None, timeout: float, job_id: str | None = None,
+           model_id: str | None = None, folder: str | None = None) -> library_job.LibraryTask:
+    """Start ``kind`` (start/follow a backend job, or restore) in a worker thread. Raises remote.BackendError when a
+    library task is still going (or the URL is not one)."""
+    sess = session.get()
+    task = sess.task(SLOT)
+    if task is not None and task.running:
+        raise remote.BackendError(f"{task.name} is still going: wait for it or press Cancel")
+    task = library_job.LibraryTask(kind, remote.Client(url, token, timeout=timeout), job_id=job_id, model_id=model_id,
+                                   folder=folder)
+    task.on_finish.append(lambda t: _apply(sess, t))
+    sess.set_status(SLOT, "INFO", "")
+    return sess.start(SLOT, task)
 
 
-def _follow(kind: str, context: Any, job_id: str | None = None, model_id: str | None = None) -> library_job.LibraryTask:
-    """Start following/doing ``kind`` in the task thread and the panel's timer."""
-    global last_status
-    task = library_job.start(kind, _client(context, main_thread=False), job_id=job_id, model_id=model_id)
-    last_status = ("INFO", "")
-    if not bpy.app.timers.is_registered(_tick):
-        # persistent: the backend's job goes on while the artist opens other files; the panel keeps following it
-        bpy.app.timers.register(_tick, first_interval=TIMER_INTERVAL, persistent=True)
-    return task
+def _follow(kind: str, context: Any, job_id: str | None = None, model_id: str | None = None,
+            folder: str | None = None) -> library_job.LibraryTask:
+    """:func:`follow` with the backend of the add-on's preferences."""
+    return follow(kind, *preferences.connection(context), job_id=job_id, model_id=model_id, folder=folder)
 
 
 def _fail(op: Any, message: str) -> set[str]:
     """Report an error and keep it on the panel's status line."""
-    global last_status
-    last_status = ("ERROR", message)
+    session.get().set_status(SLOT, "ERROR", message)
     op.report({"ERROR"}, f"Asset2Vec: {message}")
     return {"CANCELLED"}
 
@@ -161,11 +148,8 @@ class ASSET2VEC_OT_library_build(bpy.types.Operator):
         if not folder:
             return _fail(self, "pick the library folder first (a folder on the backend's machine)")
         try:
-            if library_job.running():
-                raise BackendError(f"{library_job.current.name} is still going: wait for it or press Cancel")
-            job_id = _client(context, main_thread=True).start_index(folder)
-            _follow("index", context, job_id=job_id)
-        except BackendError as e:
+            _follow("index", context, folder=folder)  # the worker asks the backend to start (and checks the folder)
+        except remote.BackendError as e:
             return _fail(self, str(e))
         self.report({"INFO"}, f"Asset2Vec: building a model from {folder} on the backend (the current model keeps "
                                f"serving meanwhile)")
@@ -182,11 +166,8 @@ class ASSET2VEC_OT_library_retrain(bpy.types.Operator):
 
     def execute(self, context: Any) -> set[str]:
         try:
-            if library_job.running():
-                raise BackendError(f"{library_job.current.name} is still going: wait for it or press Cancel")
-            job_id = _client(context, main_thread=True).start_retrain()
-            _follow("retrain", context, job_id=job_id)
-        except BackendError as e:
+            _follow("retrain", context)
+        except remote.BackendError as e:
             return _fail(self, str(e))
         self.report({"INFO"}, "Asset2Vec: retraining on the backend (the current model keeps serving meanwhile)")
         return {"FINISHED"}
@@ -200,16 +181,16 @@ class ASSET2VEC_OT_library_cancel(bpy.types.Operator):
     bl_options = {"REGISTER", "INTERNAL"}
 
     def execute(self, context: Any) -> set[str]:
-        if not library_job.running():
+        if not running():
             job = _background(_info(context))  # started elsewhere (CLI, another Blender): follow it to cancel it
             if job is None:
                 self.report({"WARNING"}, "Asset2Vec: no model is being built")
                 return {"CANCELLED"}
             try:
-                _follow("follow", context, job_id=str(job["id"]))
-            except BackendError as e:
+                _follow("follow", context, job_id=job.id)
+            except remote.BackendError as e:
                 return _fail(self, str(e))
-        library_job.cancel()
+        current().request_cancel()  # type: ignore[union-attr]
         self.report({"INFO"}, "Asset2Vec: cancelling; the current model keeps serving")
         return {"FINISHED"}
 
@@ -225,17 +206,19 @@ class ASSET2VEC_OT_library_restore(bpy.types.Operator):
         name="Model", description="The model to restore (empty: the previous one)", options={"SKIP_SAVE"})
 
     def execute(self, context: Any) -> set[str]:
-        target = self.model_id or _info(context).get("previous_model") or None
+        info = _info(context)
+        target = self.model_id or (info.previous_model if info is not None else None) or None
         try:
             _follow("restore", context, model_id=target)
-        except BackendError as e:
+        except remote.BackendError as e:
             return _fail(self, str(e))
         self.report({"INFO"}, f"Asset2Vec: restoring model {target or '(the previous one)'} ...")
         return {"FINISHED"}
 
 
 class ASSET2VEC_OT_library_refresh(bpy.types.Operator):
-    """Ask the backend which model it serves and whether it is building one (and follow that job)"""
+    """Ask the backend which model it serves and whether it is building one (and follow that job), in the
+    background"""
 
     bl_idname = "asset2vec.library_refresh"
     bl_label = "Refresh"
@@ -243,14 +226,17 @@ class ASSET2VEC_OT_library_refresh(bpy.types.Operator):
 
     def execute(self, context: Any) -> set[str]:
         url, token, timeout = preferences.connection(context)
-        try:
-            info = embed_job.check_backend(url, token, timeout=min(timeout, 5.0))
-            job = _background(info)
-            if job is not None and not library_job.running():
-                _follow("follow", context, job_id=str(job["id"]))
-        except BackendError as e:
-            return _fail(self, str(e))
-        self.report({"INFO"}, f"Asset2Vec: the backend serves model {info.get('model_id', '?')}")
+
+        def then(check: backend_check.BackendCheck) -> None:
+            job = _background(check.info)
+            if job is not None and not running():
+                try:
+                    follow("follow", url, token, timeout, job_id=job.id)
+                except remote.BackendError as e:
+                    session.get().set_status(SLOT, "ERROR", str(e))
+
+        task = backend_check.check(session.get(), url, token, timeout, channel=SLOT, then=then)
+        self.report({"INFO"}, f"Asset2Vec: {task.message}")
         return {"FINISHED"}
 
 
@@ -268,8 +254,8 @@ class ASSET2VEC_PT_library(_Asset2VecPanel, bpy.types.Panel):
             layout.label(text="Asset2Vec is not registered", icon="ERROR")
             return
         info = _info(context)
-        task = library_job.current
-        busy = library_job.running()
+        task = current()
+        busy = running()
         row = layout.row(align=True)
         if not info:
             row.label(text="Backend not checked yet", icon="UNLINKED")
@@ -280,18 +266,18 @@ class ASSET2VEC_PT_library(_Asset2VecPanel, bpy.types.Panel):
             row.operator("asset2vec.library_refresh", text="", icon="FILE_REFRESH")
             for line in lines[1:]:
                 layout.label(text=line)
-            if info.get("generic"):
+            if info.generic:
                 _message_box(layout, GENERIC_HELP, "INFO")
-            if info.get("retrain_advice"):
-                _message_box(layout, str(info["retrain_advice"]), "INFO")
+            if info.retrain_advice:
+                _message_box(layout, info.retrain_advice, "INFO")
 
         background = None if busy else _background(info)
         if busy or background is not None:
             if busy and task is not None and task.kind == "restore":
                 layout.label(text=task.message, icon="SORTTIME")
                 return
-            progress = task.progress if busy and task is not None else float(background.get("progress") or 0.0)
-            message = task.message if busy and task is not None else str(background.get("message") or "")
+            progress = task.progress if busy and task is not None else background.progress  # type: ignore[union-attr]
+            message = task.message if busy and task is not None else background.message  # type: ignore[union-attr]
             layout.progress(factor=progress, text=f"{progress:.0%}")
             for line in _wrap(message, 48)[:3]:
                 layout.label(text=line)
@@ -303,12 +289,12 @@ class ASSET2VEC_PT_library(_Asset2VecPanel, bpy.types.Panel):
         col.operator("asset2vec.library_build", icon="FILE_FOLDER")
         if info:
             layout.operator("asset2vec.library_retrain", icon="FILE_REFRESH")
-        previous = info.get("previous_model")
+        previous = info.previous_model if info is not None else None
         if previous:
             op = layout.operator("asset2vec.library_restore", text=f"Restore Previous Model ({previous})",
                                  icon="LOOP_BACK")
             op.model_id = str(previous)
-        level, message = last_status
+        level, message = session.get().status[SLOT]
         if message:
             _message_box(layout, message, "ERROR" if level == "ERROR" else "INFO")
 
@@ -323,9 +309,5 @@ def register() -> None:
 
 
 def unregister() -> None:
-    global last_status, _applied
-    if bpy.app.timers.is_registered(_tick):
-        bpy.app.timers.unregister(_tick)
-    library_job.clear()  # stop following; the backend's job goes on and a later Refresh finds it again
-    last_status, _applied = ("INFO", ""), None
+    # The session closes the task: it stops following; the backend's job goes on and a later Refresh finds it.
     del bpy.types.WindowManager.asset2vec_library

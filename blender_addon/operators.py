@@ -1,8 +1,10 @@
 """Thin operators over plain functions: capture, embed (with cancel), tag review, similar assets.
 
-Long work never runs inside an operator: Embed captures the first asset (so a capture error is
-reported at once) and hands the rest to :mod:`blender_addon.embed_job`'s timer. Every failure is
-an ``{'ERROR'}`` report the artist can act on, and the panel's status line repeats it.
+Long work never runs inside an operator and no operator waits on the network: Embed captures the first
+asset (so a capture error is reported at once) and hands the rest to a background task
+(:mod:`blender_addon.embed_job`) that the session's timer steps; its worker checks the backend. Check Backend
+and Load Thumbnails are background tasks too. Every failure is an ``{'ERROR'}`` report the artist can act on
+(or, for what fails later in the background, the panel's status line).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import embed_job, preferences, writeback
+from . import backend_check, embed_job, preferences, session, writeback
 from .capture import CaptureError, capture_asset
-from .client import BackendError
+from .embed_target import EmbedError, Options
 from .family import FamilyError
-from .protocol import bundle
+from .protocol import bundle, naming
+from .protocol import client as remote
+from .similar import LinkError, add_similar
+from .thumbnails import ThumbnailFetch
 
 
 def capture_folder_for(settings: Any, target: Any) -> Path:
@@ -25,8 +30,7 @@ def capture_folder_for(settings: Any, target: Any) -> Path:
     base = settings.output_dir or "//asset2vec_views"
     if base.startswith("//") and not bpy.data.filepath:
         raise CaptureError("the output folder is relative ('//') but this file is not saved: save it or pick a folder")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in target.name)
-    return Path(bpy.path.abspath(base)) / safe
+    return Path(bpy.path.abspath(base)) / naming.safe_folder_name(target.name)
 
 
 class ASSET2VEC_OT_capture(bpy.types.Operator):
@@ -57,7 +61,8 @@ class ASSET2VEC_OT_capture(bpy.types.Operator):
         wm.progress_begin(0, 18)
         try:
             out = capture_folder_for(settings, target)
-            result = capture_asset(target, out, size=settings.capture_size, samples=settings.capture_samples,
+            size, samples = preferences.view_settings(context)
+            result = capture_asset(target, out, size=size, samples=samples,
                                    progress=lambda done, total: wm.progress_update(done))
         except (CaptureError, bundle.BundleError) as e:
             self.report({"ERROR"}, f"Asset2Vec: {e}")
@@ -72,59 +77,17 @@ class ASSET2VEC_OT_capture(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class LinkError(ValueError):
-    """A similar asset cannot be appended/linked; the message says why."""
-
-
 def active_target(context: Any, kind: str) -> Any:
     """The active object (``kind="OBJECT"``) or active collection (``"COLLECTION"``); raises EmbedError."""
     if kind == "COLLECTION":
         layer_coll = context.view_layer.active_layer_collection if context.view_layer else None
         target = layer_coll.collection if layer_coll is not None else None
         if target is None or target == context.scene.collection:
-            raise embed_job.EmbedError("make a collection active (the scene collection is not an asset)")
+            raise EmbedError("make a collection active (the scene collection is not an asset)")
         return target
     if context.active_object is None:
-        raise embed_job.EmbedError("select an object (or switch the asset to 'Active Collection')")
+        raise EmbedError("select an object (or switch the asset to 'Active Collection')")
     return context.active_object
-
-
-def append_from_blend(path: str, name: str, link: bool, scene: Any) -> Any:
-    """Append (or link) the object or collection ``name`` from the .blend at ``path`` into ``scene``.
-
-    A collection is added as a child collection when appended, as a collection-instance empty when
-    linked (linked data cannot be edited in place). Returns the new ID. Raises :class:`LinkError`.
-    """
-    if not path:
-        raise LinkError(f"{name!r} has no source .blend recorded (it was embedded from an unsaved file)")
-    abspath = Path(bpy.path.abspath(path))
-    if not abspath.is_file():
-        raise LinkError(f"the .blend of {name!r} is missing: {abspath} (moved, renamed or on a drive not mounted)")
-    if bpy.data.filepath and abspath.resolve() == Path(bpy.data.filepath).resolve():
-        raise LinkError(f"{name!r} is in this very file already: find it in the Outliner")
-    kind = None
-    try:
-        with bpy.data.libraries.load(str(abspath), link=link) as (src, dst):
-            if name in src.collections:
-                dst.collections, kind = [name], "collection"
-            elif name in src.objects:
-                dst.objects, kind = [name], "object"
-    except OSError as e:
-        raise LinkError(f"cannot read {abspath}: {e}") from None
-    if kind is None:
-        raise LinkError(f"{abspath.name} has no object or collection named {name!r} (renamed since it was embedded?)")
-    if kind == "object":
-        obj = dst.objects[0]
-        scene.collection.objects.link(obj)
-        return obj
-    coll = dst.collections[0]
-    if not link:
-        scene.collection.children.link(coll)
-        return coll
-    empty = bpy.data.objects.new(coll.name, None)
-    empty.instance_type, empty.instance_collection = "COLLECTION", coll
-    scene.collection.objects.link(empty)
-    return empty
 
 
 def _settings(context: Any) -> Any:
@@ -139,7 +102,7 @@ def _os_message(e: OSError) -> str:
 
 def _fail(op: Any, message: str) -> set[str]:
     """Report an error to the artist and keep it on the panel's status line."""
-    embed_job.last_status = ("ERROR", message)
+    session.get().set_status("embed", "ERROR", message)
     op.report({"ERROR"}, f"Asset2Vec: {message}")
     return {"CANCELLED"}
 
@@ -148,7 +111,7 @@ def _embedded_target(op: Any, context: Any) -> Any:
     """The active asset if it has Asset2Vec data; reports and returns None otherwise."""
     try:
         target = active_target(context, _settings(context).capture_target)
-    except embed_job.EmbedError as e:
+    except EmbedError as e:
         _fail(op, str(e))
         return None
     if not writeback.read_metadata(target):
@@ -185,21 +148,21 @@ class ASSET2VEC_OT_embed(bpy.types.Operator):
 
     def execute(self, context: Any) -> set[str]:
         url, token, timeout = preferences.connection(context)
-        prefs = preferences.get(context)
+        size, samples = preferences.view_settings(context)
         try:
             target = active_target(context, self._opt("target", "capture_target"))
-            # A quick check first, so "not running / wrong version / token refused" is reported right away.
-            embed_job.check_backend(url, token, timeout=min(timeout, 5.0))
-            options = embed_job.Options(
+            # The backend check ("not running / wrong version / token refused") runs in the job's worker thread:
+            # its failure reaches the status line within seconds, and Blender never waits for it.
+            options = Options(
                 url=url, token=token, timeout=timeout,
-                size=prefs.capture_size if prefs else 128, samples=prefs.capture_samples if prefs else 16,
+                size=size, samples=samples,
                 family=self._opt("mode", "embed_mode") == "FAMILY", variants=self._opt("variants", "family_variants"),
                 family_mode=_settings(context).family_sampling, auto_accept=self._opt("auto_accept", "auto_accept"),
                 mark_as_asset=self._opt("mark_as_asset", "mark_as_asset"),
                 save_after=self._opt("save_after", "save_after"),
             )
             job = embed_job.start(target, options)
-        except (BackendError, CaptureError, FamilyError, embed_job.EmbedError, bundle.BundleError) as e:
+        except (remote.BackendError, CaptureError, FamilyError, EmbedError, bundle.BundleError) as e:
             return _fail(self, str(e))
         except OSError as e:
             return _fail(self, f"embed failed: {_os_message(e)}")
@@ -223,7 +186,7 @@ class ASSET2VEC_OT_embed_cancel(bpy.types.Operator):
 
 
 class ASSET2VEC_OT_check_backend(bpy.types.Operator):
-    """Check that the backend answers and show which model it serves"""
+    """Check that the backend answers and show which model it serves (in the background)"""
 
     bl_idname = "asset2vec.check_backend"
     bl_label = "Check Backend"
@@ -231,12 +194,8 @@ class ASSET2VEC_OT_check_backend(bpy.types.Operator):
 
     def execute(self, context: Any) -> set[str]:
         url, token, timeout = preferences.connection(context)
-        try:
-            info = embed_job.check_backend(url, token, timeout=min(timeout, 5.0))
-        except BackendError as e:
-            return _fail(self, str(e))
-        embed_job.last_status = ("INFO", f"backend at {url}: model {info.get('model_id', '?')}")
-        self.report({"INFO"}, f"Asset2Vec: {embed_job.last_status[1]}")
+        task = backend_check.check(session.get(), url, token, timeout)
+        self.report({"INFO"}, f"Asset2Vec: {task.message}")
         return {"FINISHED"}
 
 
@@ -307,15 +266,23 @@ class ASSET2VEC_OT_refresh_similar(bpy.types.Operator):
         target = _embedded_target(self, context)
         if target is None:
             return {"CANCELLED"}
+        sess = session.get()
+        if sess.running("thumbnails"):  # its thread would go on unseen, fetching the same files
+            self.report({"WARNING"}, "Asset2Vec: thumbnails are already loading")
+            return {"CANCELLED"}
         names = [n["name"] for n in writeback.neighbours(target)]
-        url, token, _ = preferences.connection(context)
-        embed_job.start_thumbnail_fetch(url, token, names)
+        url, token, timeout = preferences.connection(context)
+        try:
+            client = remote.Client(url, token, timeout=timeout)
+        except remote.BackendError as e:
+            return _fail(self, str(e))
+        sess.start("thumbnails", ThumbnailFetch(sess.thumbnails, client, names))
         self.report({"INFO"}, f"Asset2Vec: loading {len(set(names))} thumbnail(s)")
         return {"FINISHED"}
 
 
 class ASSET2VEC_OT_append_neighbour(bpy.types.Operator):
-    """Append (or link) this similar asset from its .blend into the scene"""
+    """Append (or link) this similar asset from its .blend at the 3D cursor, selected"""
 
     bl_idname = "asset2vec.append_neighbour"
     bl_label = "Append Similar Asset"
@@ -327,11 +294,12 @@ class ASSET2VEC_OT_append_neighbour(bpy.types.Operator):
 
     def execute(self, context: Any) -> set[str]:
         try:
-            new = append_from_blend(self.filepath, self.asset_name, self.link, context.scene)
+            new = add_similar(self.filepath, self.asset_name, self.link, context.scene, context.view_layer)
         except LinkError as e:
             return _fail(self, str(e))
         verb = "linked" if self.link else "appended"
-        self.report({"INFO"}, f"Asset2Vec: {verb} {new.name!r} from {bpy.path.basename(self.filepath)}")
+        self.report({"INFO"}, f"Asset2Vec: {verb} {new.name!r} from {bpy.path.basename(self.filepath)} at the 3D "
+                              f"cursor")
         return {"FINISHED"}
 
 
@@ -347,6 +315,3 @@ classes = (
     ASSET2VEC_OT_append_neighbour,
 )
 
-
-def unregister() -> None:
-    embed_job.clear()

@@ -2,8 +2,9 @@
 to accept or reject, similar assets with thumbnails (append/link), and the Capture settings.
 
 Panels only draw: every action is an operator (:mod:`blender_addon.operators`), every piece of state
-comes from the scene settings, the add-on preferences, :mod:`blender_addon.embed_job` and the
-asset's stored metadata (:mod:`blender_addon.writeback`).
+comes from the scene settings, the add-on preferences, the add-on's session (:mod:`blender_addon.session`:
+running tasks, status lines, backend info, thumbnails) and the asset's stored metadata
+(:mod:`blender_addon.writeback`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from typing import Any
 
 import bpy
 
-from . import embed_job, preferences, writeback
+from . import preferences, session, writeback
+from .embed_target import EmbedError
 from .operators import active_target
 from .protocol import metadata as M
+from .refinement import refinement_of
+from .similar import filter_neighbours
+from .tasks import RUNNING
 
 #: Predicted tags less likely than this are only counted, not listed (the list stays short).
 MIN_SHOWN_PROBABILITY = 0.05
@@ -30,20 +35,20 @@ def _target(context: Any) -> Any:
         return None
     try:
         return active_target(context, settings.capture_target)
-    except embed_job.EmbedError:
+    except EmbedError:
         return None
 
 
 def draw_backend(context: Any, layout: Any) -> None:
     """The backend line: model served (after a check or an embed) or the URL that is not checked yet."""
     url, _, _ = preferences.connection(context)
-    info = embed_job.backend_info
+    info = session.get().info_for(url)
     row = layout.row(align=True)
-    if info and info.get("url") == url:
-        row.label(text=f"Model {info.get('model_id', '?')} ({info.get('device', '?')})", icon="LINKED")
-        if info.get("generic"):
+    if info is not None:
+        row.label(text=f"Model {info.model_id} ({info.device or '?'})", icon="LINKED")
+        if info.generic:
             layout.label(text="Generic model: not trained on your library", icon="INFO")
-        if info.get("tags_help") and not info.get("tags"):
+        if info.tags_help and not info.tags:
             col = layout.column(align=True)
             for i, line in enumerate(NO_TAGS_LINES):
                 col.label(text=line, icon="INFO" if i == 0 else "BLANK1")
@@ -85,15 +90,16 @@ class ASSET2VEC_PT_main(_Asset2VecPanel, bpy.types.Panel):
         col.prop(settings, "mark_as_asset")
         col.prop(settings, "save_after")
 
-        job = embed_job.current
-        if job is not None and job.state == embed_job.RUNNING:
+        sess = session.get()
+        job = sess.task("embed")
+        if job is not None and job.state == RUNNING:
             layout.progress(factor=job.progress, text=job.message[:60])
             layout.operator("asset2vec.embed_cancel", icon="CANCEL")
         else:
             layout.operator("asset2vec.embed", icon="SHADERFX")
-        if embed_job.refinement_of(target) is not None:
+        if refinement_of(target) is not None:
             layout.label(text="Instant answer; refining on the backend...", icon="SORTTIME")
-        level, message = embed_job.last_status
+        level, message = sess.status["embed"]
         if message:
             _message_box(layout, message, "ERROR" if level == "ERROR" else "INFO")
 
@@ -121,7 +127,7 @@ class ASSET2VEC_PT_tags(_Asset2VecPanel, bpy.types.Panel):
                 row.operator("asset2vec.tag_reject", text="", icon="REMOVE").tag = tag
         if len(shown) < len(tags):
             layout.label(text=f"{len(tags) - len(shown)} more below {MIN_SHOWN_PROBABILITY:.0%}")
-        if embed_job.refinement_of(target) is not None:
+        if refinement_of(target) is not None:
             layout.label(text="From the instant encoder: refining...", icon="SORTTIME")
         elif writeback.read_metadata(target).get(M.CODE_SOURCE) == "encoder":
             layout.label(text="From the instant encoder (Embed again for the fitted code)", icon="INFO")
@@ -131,7 +137,8 @@ class ASSET2VEC_PT_tags(_Asset2VecPanel, bpy.types.Panel):
 
 
 class ASSET2VEC_PT_similar(_Asset2VecPanel, bpy.types.Panel):
-    """Nearest assets in shape, texture or both, with thumbnails and Append/Link."""
+    """Nearest assets in shape, texture or both, filtered by a text, with thumbnails and Append/Link (at the 3D
+    cursor)."""
 
     bl_idname = "ASSET2VEC_PT_similar"
     bl_label = "Similar Assets"
@@ -142,24 +149,29 @@ class ASSET2VEC_PT_similar(_Asset2VecPanel, bpy.types.Panel):
         settings = context.scene.asset2vec
         target = _target(context)
         layout.prop(settings, "similar_space", expand=True)
-        found = writeback.neighbours(target, settings.similar_space) if target is not None else []
-        if not found:
+        stored = writeback.neighbours(target, settings.similar_space) if target is not None else []
+        if not stored:
             layout.label(text="Embed the asset to see similar assets")
             return
+        layout.prop(settings, "similar_filter", text="", icon="VIEWZOOM")
+        found = filter_neighbours(stored, settings.similar_filter)
         row = layout.row(align=True)
         row.prop(settings, "link_neighbours")
         row.operator("asset2vec.refresh_similar", text="", icon="IMAGE_DATA")
+        if len(found) < len(stored):
+            layout.label(text=f"{len(found)} of {len(stored)} match the filter" if found else
+                         f"None of {len(stored)} matches the filter", icon="FILTER")
         for n in found:
             box = layout.box()
             row = box.row()
-            icon = embed_job.icon_id(n["name"])
+            icon = session.get().thumbnails.icon_id(n["name"])
             if icon:
                 row.template_icon(icon_value=icon, scale=3.0)
             else:  # thumbnail not loaded yet (or none on the backend)
                 row.label(text="", icon="IMAGE_DATA")
             col = row.column(align=True)
             col.label(text=n["name"])
-            col.label(text=f"distance {n['distance']:.3f}")
+            col.label(text=f"distance {n['distance']:.3f}" + (f"  {n['category']}" if n.get("category") else ""))
             col.label(text=bpy.path.basename(n.get("file", "")) or "no .blend recorded")
             op = col.operator("asset2vec.append_neighbour", text="Link" if settings.link_neighbours else "Append",
                               icon="LINK_BLEND" if settings.link_neighbours else "APPEND_BLEND")
@@ -168,7 +180,8 @@ class ASSET2VEC_PT_similar(_Asset2VecPanel, bpy.types.Panel):
 
 
 class ASSET2VEC_PT_capture(_Asset2VecPanel, bpy.types.Panel):
-    """Capture settings and button (views only, no backend)."""
+    """Capture settings and button (views only, no backend). The view size and samples shown are the add-on
+    preferences' (one setting for Capture, Embed and Bulk Tag)."""
 
     bl_idname = "ASSET2VEC_PT_capture"
     bl_label = "Capture"
@@ -181,9 +194,11 @@ class ASSET2VEC_PT_capture(_Asset2VecPanel, bpy.types.Panel):
         if settings is None:
             layout.label(text="Asset2Vec is not registered", icon="ERROR")
             return
-        col = layout.column(align=True)
-        col.prop(settings, "capture_size")
-        col.prop(settings, "capture_samples")
+        prefs = preferences.get(context)
+        if prefs is not None:  # the one view size/samples setting (also in the add-on preferences)
+            col = layout.column(align=True)
+            col.prop(prefs, "capture_size")
+            col.prop(prefs, "capture_samples")
         layout.prop(settings, "output_dir")
         layout.operator("asset2vec.capture", icon="RENDER_STILL")
 

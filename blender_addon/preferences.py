@@ -1,4 +1,5 @@
-"""The add-on's preferences: backend URL and token, zeroconf discovery, capture defaults for Embed.
+"""The add-on's preferences: backend URL and token, zeroconf discovery, the view size and samples of every
+capture (Capture, Embed, Bulk Tag: the one place they are set).
 
 ``bl_idname`` must be the add-on's module name: ``bl_ext.user_default.asset2vec`` when installed as an
 extension, ``blender_addon`` when registered from the source folder (tests, headless workers). When
@@ -9,18 +10,20 @@ adds the add-on entry itself so ``context.preferences.addons[ADDON_ID].preferenc
 from __future__ import annotations
 
 import shutil
-import threading
 from typing import Any
 
 import bpy
 from bpy.props import BoolProperty, CollectionProperty, FloatProperty, IntProperty, StringProperty
 
-from .client import DEFAULT_URL, BackendError, discover
+from . import session
 from .protocol import bundle
+from .protocol import client as remote
+from .tasks import BackgroundTask
 
 #: The add-on's module name (the package this file belongs to).
 ADDON_ID: str = __package__ or "blender_addon"
 _added_entry = False  # whether register() created the add-on entry (so unregister removes it)
+DISCOVERY_SLOT = "discover"
 
 
 class Asset2VecFoundBackend(bpy.types.PropertyGroup):
@@ -40,8 +43,9 @@ class Asset2VecPreferences(bpy.types.AddonPreferences):
 
     backend_url: StringProperty(  # type: ignore[valid-type]
         name="Backend URL",
-        description="Address of the Asset2Vec backend (start one with `asset2vec serve --run RUN_DIR`)",
-        default=DEFAULT_URL,
+        description="Address of the Asset2Vec backend (start one with `asset2vec serve`: it serves the starter model "
+                    "until your library has its own)",
+        default=remote.DEFAULT_URL,
     )
     token: StringProperty(  # type: ignore[valid-type]
         name="Token",
@@ -51,16 +55,18 @@ class Asset2VecPreferences(bpy.types.AddonPreferences):
     )
     discovered: CollectionProperty(type=Asset2VecFoundBackend)  # type: ignore[valid-type]
     discover_message: StringProperty(default="")  # type: ignore[valid-type]
+    # The one view size/samples setting: Capture, Embed and Bulk Tag all use it (the scene settings' properties of
+    # the same names only read and write these).
     capture_size: IntProperty(  # type: ignore[valid-type]
-        name="Embed View Size",
-        description="Width and height in pixels of the 18 views Embed renders",
+        name="View Size",
+        description="Width and height in pixels of each of the 18 views that Capture, Embed and Bulk Tag render",
         default=128,
         min=bundle.MIN_IMAGE_SIZE,
         max=bundle.MAX_IMAGE_SIZE,
     )
     capture_samples: IntProperty(  # type: ignore[valid-type]
-        name="Embed Samples",
-        description="Cycles samples per pixel for the views Embed renders",
+        name="Samples",
+        description="Cycles samples per pixel for the captured views (more is slower and less noisy)",
         default=16,
         min=1,
         max=4096,
@@ -110,16 +116,24 @@ def get(context: Any = None) -> Any:
     return addon.preferences if addon is not None else None
 
 
+def view_settings(context: Any = None) -> tuple[int, int]:
+    """``(view size, samples)`` of the captured views: the one setting, in the preferences (defaults: 128, 16)."""
+    prefs = get(context)
+    if prefs is None:
+        return 128, 16
+    return int(prefs.capture_size), int(prefs.capture_samples)
+
+
 def connection(context: Any = None) -> tuple[str, str | None, float]:
     """``(url, token, timeout)`` from the preferences (defaults when unavailable)."""
     prefs = get(context)
     if prefs is None:
-        return DEFAULT_URL, None, 30.0
+        return remote.DEFAULT_URL, None, 30.0
     return prefs.backend_url, (prefs.token or None), float(prefs.timeout)
 
 
-def fill_discovered(prefs: Any, found: list[tuple[str, str, dict[str, str]]]) -> None:
-    """Replace ``prefs.discovered`` with ``found`` (``[(name, url, txt)]`` from :func:`client.discover`)."""
+def fill_discovered(prefs: Any, found: list[remote.Discovered]) -> None:
+    """Replace ``prefs.discovered`` with ``found`` (``[(name, url, txt)]`` from ``shared.client.discover``)."""
     prefs.discovered.clear()
     for name, url, txt in found:
         item = prefs.discovered.add()
@@ -130,52 +144,37 @@ def fill_discovered(prefs: Any, found: list[tuple[str, str, dict[str, str]]]) ->
                               "no backend answered: start one with `asset2vec serve`, or enter its URL by hand")
 
 
-class _Discovery:
-    """One zeroconf browse in a background thread (browsing waits for answers: never on the UI thread)."""
+class Discovery(BackgroundTask):
+    """One zeroconf browse in a worker thread (browsing waits for answers: never on the UI thread)."""
+
+    title = "looking for backends"
+    cancel_on_timeout = False
 
     def __init__(self, timeout: float, interfaces: list[str] | None) -> None:
-        self.found: list[tuple[str, str, dict[str, str]]] = []
-        self.error: str | None = None
-        self.thread = threading.Thread(target=self._run, args=(timeout, interfaces), name="asset2vec-discover",
-                                       daemon=True)
-        self.thread.start()
+        super().__init__(f"looking for backends ({timeout:.0f} s)...")
+        self.timeout, self.interfaces = timeout, interfaces
+        self.found: list[remote.Discovered] = []
 
-    def _run(self, timeout: float, interfaces: list[str] | None) -> None:
-        try:
-            self.found = discover(timeout=timeout, interfaces=interfaces)
-        except BackendError as e:
-            self.error = str(e)
+    def work(self) -> None:
+        self.found = remote.discover(timeout=self.timeout, interfaces=self.interfaces)
 
 
-_discovery: _Discovery | None = None
-
-
-def discovery_step() -> float | None:
-    """Timer callback: copy the browse's results into the preferences once it has finished."""
-    global _discovery
-    if _discovery is None:
-        return None
-    if _discovery.thread.is_alive():
-        return 0.2
+def _show_discovery(task: BackgroundTask) -> None:
+    """Main thread: copy the browse's results into the preferences once it has finished."""
+    assert isinstance(task, Discovery)
     prefs = get()
-    if prefs is not None:
-        if _discovery.error is not None:
-            prefs.discovered.clear()
-            prefs.discover_message = _discovery.error
-        else:
-            fill_discovered(prefs, _discovery.found)
-    _discovery = None
-    for window in getattr(bpy.context.window_manager, "windows", []):
-        for area in window.screen.areas:
-            area.tag_redraw()
-    return None
+    if prefs is None:
+        return
+    if task.error is not None:
+        prefs.discovered.clear()
+        prefs.discover_message = task.error
+    else:
+        fill_discovered(prefs, task.found)  # the session's timer redraws the preferences window next
 
 
 def wait_for_discovery(timeout: float = 15.0) -> None:
-    """Block until the running browse ends and apply it (headless use and tests; the UI uses the timer)."""
-    if _discovery is not None:
-        _discovery.thread.join(timeout)
-    discovery_step()
+    """Block until the running browse ends and apply it (headless use and tests; the UI uses the session's timer)."""
+    session.get().pump(DISCOVERY_SLOT, timeout)
 
 
 class ASSET2VEC_OT_discover(bpy.types.Operator):
@@ -191,18 +190,19 @@ class ASSET2VEC_OT_discover(bpy.types.Operator):
     )
 
     def execute(self, context: Any) -> set[str]:
-        global _discovery
         prefs = get(context)
         if prefs is None:
             self.report({"ERROR"}, "Asset2Vec: the add-on's preferences are not available (enable the add-on)")
             return {"CANCELLED"}
-        if _discovery is not None:
+        sess = session.get()
+        if sess.running(DISCOVERY_SLOT):
             self.report({"WARNING"}, "Asset2Vec: already looking for backends")
             return {"CANCELLED"}
         interfaces = [s.strip() for s in self.interfaces.split(",") if s.strip()] or None
-        _discovery = _Discovery(self.timeout, interfaces)
-        prefs.discover_message = f"looking for backends ({self.timeout:.0f} s)..."
-        bpy.app.timers.register(discovery_step, first_interval=0.2)
+        task = Discovery(self.timeout, interfaces)
+        task.on_finish.append(_show_discovery)
+        sess.start(DISCOVERY_SLOT, task)
+        prefs.discover_message = task.message
         self.report({"INFO"}, f"Asset2Vec: {prefs.discover_message}")
         return {"FINISHED"}
 
@@ -242,8 +242,6 @@ def register() -> None:
 
 def unregister() -> None:
     global _added_entry
-    if bpy.app.timers.is_registered(discovery_step):
-        bpy.app.timers.unregister(discovery_step)
     if _added_entry:
         addons = bpy.context.preferences.addons
         entry = addons.get(ADDON_ID)

@@ -1,12 +1,12 @@
-"""Access to Asset2Vec's shared protocol (rig, bundle, metadata keys, API) from the add-on.
+"""Access to Asset2Vec's shared protocol (rig, bundle, metadata keys, API, backend client) from the add-on.
 
 In the repository and in headless runs the protocol is the top-level ``shared`` package; the
 built extension vendors it as ``<extension>/shared`` so the add-on needs nothing installed.
 """
 
 try:  # inside the built extension
-    from .shared import api, bundle, metadata, naming, rig  # type: ignore[no-redef]
+    from .shared import api, bundle, client, metadata, naming, rig  # type: ignore[no-redef]
 except ImportError:  # repository checkout / headless workers
-    from shared import api, bundle, metadata, naming, rig  # type: ignore[no-redef]
+    from shared import api, bundle, client, metadata, naming, rig  # type: ignore[no-redef]
 
-__all__ = ["api", "bundle", "metadata", "naming", "rig"]
+__all__ = ["api", "bundle", "client", "metadata", "naming", "rig"]

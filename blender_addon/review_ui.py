@@ -6,130 +6,87 @@ rejection), retrains its tag classifiers and sends back the next questions, so e
 the next predictions. The answers live in the backend's catalogue (they survive re-embedding), not in
 the open .blend: the assets asked about are usually in other files.
 
-Every request runs in a worker thread (no bpy there); a ``bpy.app.timers`` step (or :func:`pump` in
-tests) picks up the outcome on the main thread, so Blender never freezes while the backend retrains.
+Every request is a :class:`~blender_addon.tasks.CallTask` (a worker thread, no bpy there) in the session's
+``"review"`` slot; the session's timer (or :func:`pump` in tests) applies its outcome on the main thread, so
+Blender never freezes while the backend retrains.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
-from . import embed_job, preferences
-from .client import BackendError, Client
+from . import preferences, session
+from .errors import AddonError
 from .panels import _Asset2VecPanel, _message_box
+from .protocol import api
+from .protocol import client as remote
+from .tasks import DONE, BackgroundTask, CallTask
+from .thumbnails import Thumbnails
 
-TIMER_INTERVAL = 0.1
 #: Questions fetched (and shown) at once.
 QUEUE_LIMIT = 8
-
-#: The current questions: ``[{"name", "tag", "probability", "source_file", "asset_name", "thumbnail_url"}]``.
-items: list[dict[str, Any]] = []
-#: ``(level, message)`` of the last refresh or answer, shown in the panel ("INFO" / "ERROR").
-last_status: tuple[str, str] = ("INFO", "")
+SLOT = "review"
 
 
-class ReviewBusy(RuntimeError):
+class ReviewBusy(AddonError, RuntimeError):
     """A request to the backend is still running."""
-
-
-class _Request:
-    """One call to the backend in a worker thread; :func:`step` applies its outcome on the main thread."""
-
-    def __init__(self, what: str, call: Callable[[], dict[str, Any]]) -> None:
-        self.what, self.result, self.error = what, None, None
-        self.done = threading.Event()
-        self.started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, args=(call,), name=f"asset2vec-review-{what}", daemon=True)
-        self._thread.start()
-
-    def _run(self, call: Callable[[], dict[str, Any]]) -> None:
-        try:
-            self.result = call()
-        except BackendError as e:
-            self.error = str(e)
-        except Exception as e:  # noqa: BLE001 - a worker thread must report, never die silently
-            self.error = f"unexpected error while talking to the backend: {type(e).__name__}: {e}"
-        finally:
-            self.done.set()
-
-
-current: _Request | None = None
 
 
 def busy() -> bool:
     """Whether a refresh or an answer is on its way."""
-    return current is not None and not current.done.is_set()
+    return session.get().running(SLOT)
 
 
-def fetch_queue(url: str, token: str | None, timeout: float, limit: int = QUEUE_LIMIT) -> dict[str, Any]:
+def fetch_queue(thumbs: Thumbnails, url: str, token: str | None, timeout: float,
+                limit: int = QUEUE_LIMIT) -> api.ReviewQueue:
     """The backend's review queue plus the questions' thumbnails on disk (any thread, no bpy)."""
-    client = Client(url, token, timeout=timeout)
+    client = remote.Client(url, token, timeout=timeout)
     queue = client.review_queue(limit)
-    embed_job.fetch_thumbnails(client, [i["name"] for i in queue.get("items", [])])
+    thumbs.fetch(client, [i.name for i in queue.items])
     return queue
 
 
-def send_answer(url: str, token: str | None, timeout: float, name: str, tag: str, accept: bool,
-                limit: int = QUEUE_LIMIT) -> dict[str, Any]:
+def send_answer(thumbs: Thumbnails, url: str, token: str | None, timeout: float, name: str, tag: str, accept: bool,
+                limit: int = QUEUE_LIMIT) -> api.ReviewResult:
     """Send one answer; returns the backend's reply with the next questions (their thumbnails fetched)."""
-    client = Client(url, token, timeout=timeout)
+    client = remote.Client(url, token, timeout=timeout)
     reply = client.review_answer(name, tag, accept, limit)
-    embed_job.fetch_thumbnails(client, [i["name"] for i in reply.get("queue", [])])
+    thumbs.fetch(client, [i.name for i in reply.queue])
     return reply
 
 
-def start(what: str, call: Callable[[], dict[str, Any]]) -> _Request:
-    """Run ``call`` in a worker thread and follow it from a timer. Raises :class:`ReviewBusy`."""
-    global current
+def start(what: str, call: Callable[[], api.ReviewQueue | api.ReviewResult]) -> CallTask:
+    """Run ``call`` in a worker thread, stepped by the session's timer. Raises :class:`ReviewBusy`."""
+    sess = session.get()
     if busy():
         raise ReviewBusy("the backend is still answering the last request; wait a moment")
-    current = _Request(what, call)
-    if not bpy.app.timers.is_registered(_tick):
-        bpy.app.timers.register(_tick, first_interval=TIMER_INTERVAL)
-    return current
+    task = CallTask(what, call)
+    task.on_finish.append(lambda t: _apply(sess, t))
+    return sess.start(SLOT, task)
 
 
-def step() -> bool:
-    """Apply a finished request to :data:`items` / :data:`last_status`; True while one is still running."""
-    global current, last_status, items
-    req = current
-    if req is None:
-        return False
-    if not req.done.is_set():
-        return True
-    current = None
-    if req.error is not None:
-        last_status = ("ERROR", req.error)
-        return False
-    result = req.result or {}
-    if req.what == "answer":
-        items = list(result.get("queue", []))
-        last_status = ("INFO", str(result.get("message", "answer stored")))
-    else:
-        items = list(result.get("items", []))
-        last_status = ("INFO", str(result.get("message") or ""))
-    return False
+def _apply(sess: session.Session, task: BackgroundTask) -> None:
+    """Main thread: a finished request's outcome becomes the questions and the status line."""
+    assert isinstance(task, CallTask)
+    if task.state != DONE:
+        sess.set_status(SLOT, "ERROR", task.message)
+        return
+    result = task.result
+    if isinstance(result, api.ReviewResult):
+        sess.review_items = list(result.queue)
+        sess.set_status(SLOT, "INFO", result.message or "answer stored")
+    elif isinstance(result, api.ReviewQueue):
+        sess.review_items = list(result.items)
+        sess.set_status(SLOT, "INFO", result.message)
 
 
-def pump(timeout: float = 60.0, interval: float = 0.05) -> None:
+def pump(timeout: float = 60.0) -> None:
     """Wait for the running request and apply it (what the timer does; for tests and headless use)."""
-    deadline = time.monotonic() + timeout
-    while step():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the backend did not answer within {timeout:.0f} s")
-        time.sleep(interval)
-
-
-def _tick() -> float | None:
-    running = step()
-    embed_job.redraw_sidebar()
-    return TIMER_INTERVAL if running else None
+    session.get().pump(SLOT, timeout)
 
 
 class ASSET2VEC_OT_review_refresh(bpy.types.Operator):
@@ -142,7 +99,8 @@ class ASSET2VEC_OT_review_refresh(bpy.types.Operator):
     def execute(self, context: Any) -> set[str]:
         url, token, timeout = preferences.connection(context)
         try:
-            start("refresh", lambda: fetch_queue(url, token, timeout))
+            thumbs = session.get().thumbnails
+            start("refresh", lambda: fetch_queue(thumbs, url, token, timeout))
         except ReviewBusy as e:
             self.report({"WARNING"}, f"Asset2Vec: {e}")
             return {"CANCELLED"}
@@ -172,8 +130,9 @@ class ASSET2VEC_OT_review_answer(bpy.types.Operator):
             return {"CANCELLED"}
         url, token, timeout = preferences.connection(context)
         name, tag, accept = self.name, self.tag, self.accept
+        thumbs = session.get().thumbnails
         try:
-            start("answer", lambda: send_answer(url, token, timeout, name, tag, accept))
+            start("answer", lambda: send_answer(thumbs, url, token, timeout, name, tag, accept))
         except ReviewBusy as e:
             self.report({"WARNING"}, f"Asset2Vec: {e}")
             return {"CANCELLED"}
@@ -191,14 +150,17 @@ class ASSET2VEC_PT_review(_Asset2VecPanel, bpy.types.Panel):
 
     def draw(self, context: Any) -> None:
         layout = self.layout
+        sess = session.get()
         waiting = busy()
         row = layout.row(align=True)
         row.enabled = not waiting
         row.operator("asset2vec.review_refresh", icon="FILE_REFRESH")
         if waiting:
-            what = "retraining on your answer" if current is not None and current.what == "answer" else "asking"
+            task = sess.task(SLOT)
+            what = "retraining on your answer" if getattr(task, "what", "") == "answer" else "asking"
             layout.label(text=f"Backend: {what} ...", icon="TIME")
-        level, message = last_status
+        level, message = sess.status[SLOT]
+        items = sess.review_items
         if message:
             _message_box(layout, message, "ERROR" if level == "ERROR" else "INFO")
         if not items:
@@ -208,30 +170,23 @@ class ASSET2VEC_PT_review(_Asset2VecPanel, bpy.types.Panel):
         for it in items:
             box = layout.box()
             row = box.row()
-            icon = embed_job.icon_id(it["name"])
+            icon = sess.thumbnails.icon_id(it.name)
             if icon:
                 row.template_icon(icon_value=icon, scale=2.5)
             else:  # no thumbnail (yet): keep the rows aligned
                 row.label(text="", icon="IMAGE_DATA")
             col = row.column(align=True)
-            col.label(text=f"{it['name']} — {it['tag']} ({it['probability']:.0%})")
-            if it.get("learnt") is False:  # a tag too rare to learn yet: asked about assets like its examples
+            col.label(text=f"{it.name} — {it.tag} ({it.probability:.0%})")
+            if not it.learnt:  # a tag too rare to learn yet: asked about assets like its examples
                 col.label(text="new tag: like the assets that have it", icon="LIGHT")
-            where = bpy.path.basename(it.get("source_file") or "")
+            where = bpy.path.basename(it.source_file)
             if where:
                 col.label(text=where, icon="FILE_BLEND")
             buttons = col.row(align=True)
             buttons.enabled = not waiting
             for accept, text, op_icon in ((True, "Accept", "CHECKMARK"), (False, "Reject", "X")):
                 op = buttons.operator("asset2vec.review_answer", text=text, icon=op_icon)
-                op.name, op.tag, op.accept = it["name"], it["tag"], accept
+                op.name, op.tag, op.accept = it.name, it.tag, accept
 
 
 classes = (ASSET2VEC_OT_review_refresh, ASSET2VEC_OT_review_answer, ASSET2VEC_PT_review)
-
-
-def unregister() -> None:
-    global current, items, last_status
-    if bpy.app.timers.is_registered(_tick):
-        bpy.app.timers.unregister(_tick)
-    current, items, last_status = None, [], ("INFO", "")  # a running request finishes unseen in its daemon thread

@@ -1,11 +1,15 @@
 """Write an embedding result into an asset's metadata in the .blend, and undo exactly what was added.
 
 Plain functions on an ID (object or collection). Everything Asset2Vec knows lives in one namespaced
-custom property group ``id[metadata.NAMESPACE]``; the only thing written outside it is the *accepted*
-predicted tags, added to the Blender asset tags (``id.asset_data.tags``). The artist's own tags and
+custom property group ``id[metadata.NAMESPACE]``; the only thing written outside it here is the *accepted*
+predicted tags, added to the Blender asset tags (``id.asset_data.tags``) (the Embed flow also sets the asset's
+preview image: :mod:`blender_addon.asset_preview`). The artist's own tags and
 description are never removed or changed: every tag Asset2Vec adds is listed under
 ``ADDED_TAGS``, and :func:`remove_predicted_tags` removes exactly those. A tag the artist already
 had is never recorded as added, even when it was also predicted.
+
+Which tags to propose is the backend's answer (``EmbedResult.proposed_tags``, computed once there); this module
+only leaves out what the asset has meanwhile and what the artist rejected (:func:`proposed_for`).
 
 Nothing here saves the file: the data is in the .blend when the artist saves (or the embed
 operator's "Save after embedding" option calls Blender's own save).
@@ -18,14 +22,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .errors import AddonError
+from .protocol import api
 from .protocol import metadata as M
 
-SPACES = ("shape", "texture", "both")
 #: Blender limits IDProperty names (the keys of the predicted-tags group) to 63 bytes.
 _MAX_KEY_BYTES = 63
+#: Key in the namespace group (beside shared/metadata.py's): the fingerprint of the preview image Asset2Vec set
+#: (:mod:`blender_addon.asset_preview`), so a preview the artist chose later is recognised and kept.
+PREVIEW_FINGERPRINT = "preview_fingerprint"
 
 
-class WritebackError(ValueError):
+class WritebackError(AddonError, ValueError):
     """The result cannot be written to this ID; the message says why."""
 
 
@@ -38,6 +46,8 @@ class WriteReport:
     proposed: list[str] = field(default_factory=list)
     marked: bool = False
     is_asset: bool = True
+    #: Whether the asset's Blender preview was set from its captured views (None: not attempted).
+    preview: bool | None = None
 
     def summary(self) -> str:
         """One line for the status bar / operator report."""
@@ -48,6 +58,8 @@ class WriteReport:
             parts.append(f"added tag(s) {', '.join(self.added)}")
         elif self.proposed:
             parts.append(f"{len(self.proposed)} tag(s) to review")
+        if self.preview is False:
+            parts.append("kept its own preview")
         if not self.is_asset:
             parts.append("it is not marked as an asset, so tags and suggestions are stored in its custom property "
                          f"'{M.NAMESPACE}' only (enable 'Mark as Asset' to get real asset tags)")
@@ -85,34 +97,52 @@ def read_metadata(id_: Any) -> dict[str, Any]:
 
 
 def neighbours(id_: Any, space: str | None = None) -> list[dict[str, Any]]:
-    """Stored similar-asset suggestions (``name``, ``file``, ``asset_name``, ``distance``, ``space``), nearest first."""
+    """Stored similar-asset suggestions, nearest first: ``name`` (catalogue name), ``file`` (the .blend: the
+    metadata's key, kept for files saved before), ``asset_name`` (Blender name), ``distance``, ``space``."""
     found = read_metadata(id_).get(M.NEIGHBOURS, [])
     return [n for n in found if space is None or n.get("space") == space]
 
 
-def proposals(predicted: dict[str, float], existing: set[str], rejected: set[str], threshold: float) -> list[str]:
-    """Predicted tags at or above ``threshold`` that the asset does not have and the artist did not reject."""
-    return sorted((t for t, p in predicted.items() if p >= threshold and t not in existing and t not in rejected),
-                  key=lambda t: (-predicted[t], t))
+def proposed_for(id_: Any, result: api.EmbedResult, threshold: float | None = None) -> list[str]:
+    """The tags to propose for ``id_`` from ``result``, most probable first.
+
+    The backend's ``proposed_tags`` (at its threshold, without the tags the asset had when captured), less the
+    tags the asset has now or Asset2Vec added before, and the tags the artist rejected. ``threshold``: an own
+    threshold instead of the backend's (then every predicted tag at or above it is a candidate).
+    """
+    old = read_metadata(id_)
+    existing = set(asset_tags(id_)) | set(old.get(M.ADDED_TAGS, []))
+    return _proposals(result, existing, set(old.get(M.REJECTED_TAGS, [])), threshold)
+
+
+def _proposals(result: api.EmbedResult, existing: set[str], rejected: set[str], threshold: float | None) -> list[str]:
+    if threshold is None or threshold == result.threshold:
+        candidates = result.proposed_tags
+    else:  # an own threshold: the backend could not know it
+        candidates = {t: p for t, p in result.predicted_tags.items() if p >= threshold}
+    return sorted((t for t in candidates if t not in existing and t not in rejected and _fits_key(t)),
+                  key=lambda t: (-candidates[t], t))
+
+
+def _fits_key(tag: str) -> bool:
+    return len(tag.encode()) <= _MAX_KEY_BYTES
 
 
 def write_result(
     id_: Any,
-    result: dict[str, Any],
+    result: api.EmbedResult,
     *,
     auto_accept: bool = True,
     threshold: float | None = None,
     mark_as_asset: bool = False,
     family_members: list[dict[str, Any]] | None = None,
 ) -> WriteReport:
-    """Store an embedding ``result`` (the backend's embed reply) on ``id_``.
+    """Store an embedding ``result`` (the backend's typed embed answer) on ``id_``.
 
-    ``result`` has ``model_id``, ``shape`` [32], ``texture`` [32], ``predicted_tags`` {tag: p},
-    ``neighbours`` {space: [{name, file, asset_name, distance}]}, ``content_hash``, ``threshold``.
-    ``auto_accept``: add predicted tags at or above the threshold to the asset's tags (recorded as
-    added). ``mark_as_asset``: mark a plain object/collection as an asset first; otherwise an
-    unmarked ID keeps everything in the custom property only. Re-embedding keeps what was added
-    before (so it can still be removed) and never re-proposes a rejected tag.
+    ``auto_accept``: add the proposed tags (:func:`proposed_for`) to the asset's tags (recorded as added);
+    ``threshold``: an own threshold instead of the backend's. ``mark_as_asset``: mark a plain object/collection
+    as an asset first; otherwise an unmarked ID keeps everything in the custom property only. Re-embedding keeps
+    what was added before (so it can still be removed) and never re-proposes a rejected tag.
     """
     if not hasattr(id_, "asset_mark"):
         raise WritebackError(f"{getattr(id_, 'name', id_)!r} cannot hold asset metadata (only objects, collections, "
@@ -131,41 +161,52 @@ def write_result(
         rejected += [t for t in old_added if t not in current and t not in rejected]
     else:
         added = old_added
-    predicted = {str(t): float(p) for t, p in (result.get("predicted_tags") or {}).items()
-                 if len(str(t).encode()) <= _MAX_KEY_BYTES}
-    thr = float(threshold if threshold is not None else result.get("threshold", 0.5))
-    proposed = proposals(predicted, set(asset_tags(id_)) | set(added), set(rejected), thr)
+    predicted = {t: p for t, p in result.predicted_tags.items() if _fits_key(t)}
+    proposed = _proposals(result, set(asset_tags(id_)) | set(added), set(rejected), threshold)
 
     new_added: list[str] = []
     if auto_accept:
         for tag in proposed:
             if _add_tag(id_, tag):
                 new_added.append(tag)
-    flat = [
-        {"name": n.get("name", ""), "file": n.get("file", ""), "asset_name": n.get("asset_name", ""),
-         "distance": float(n.get("distance", 0.0)), "space": space}
-        for space in SPACES for n in (result.get("neighbours") or {}).get(space, [])
-    ]
+    flat = [_stored_neighbour(n, space) for space in api.SPACES for n in result.neighbours.get(space, [])]
     group: dict[str, Any] = {
-        M.CODE_SHAPE: [float(x) for x in result.get("shape", [])],
-        M.CODE_TEXTURE: [float(x) for x in result.get("texture", [])],
-        M.MODEL_ID: str(result.get("model_id", "")),
-        M.ASSET_NAME: str(result.get("name", "")),
-        M.CODE_SOURCE: str(result.get("code_source") or "inversion"),  # older backends only invert
+        M.CODE_SHAPE: list(result.shape),
+        M.CODE_TEXTURE: list(result.texture),
+        M.MODEL_ID: result.model_id,
+        M.ASSET_NAME: result.name,  # the catalogue name (the metadata key predates the wire's glossary)
+        M.CODE_SOURCE: result.code_source,
         M.PREDICTED_TAGS: predicted,
         M.ADDED_TAGS: added + [t for t in new_added if t not in added],
         M.REJECTED_TAGS: list(rejected),
         M.NEIGHBOURS: json.dumps(flat),
-        M.CONTENT_HASH: str(result.get("content_hash", "")),
+        M.CONTENT_HASH: result.content_hash,
         M.TIMESTAMP: datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if family_members is not None:
         group[M.FAMILY_MEMBERS] = json.dumps(family_members)
     elif old.get(M.FAMILY_MEMBERS):  # a family embedded before keeps its members when embedded alone
         group[M.FAMILY_MEMBERS] = json.dumps(old[M.FAMILY_MEMBERS])
+    if old.get(PREVIEW_FINGERPRINT):  # the preview Asset2Vec set stays recognisable as its own
+        group[PREVIEW_FINGERPRINT] = str(old[PREVIEW_FINGERPRINT])
     id_[M.NAMESPACE] = group
     return WriteReport(name=id_.name, added=new_added, proposed=[t for t in proposed if t not in new_added], marked=marked,
                        is_asset=is_asset(id_))
+
+
+def _stored_neighbour(n: api.Neighbour, space: str) -> dict[str, Any]:
+    """A neighbour as stored in the metadata (``file``: the metadata's key for the .blend), with what the Similar
+    panel's filter can match: category, family, and the neighbour's tags when the backend sends them."""
+    stored: dict[str, Any] = {"name": n.name, "file": n.source_file, "asset_name": n.asset_name,
+                              "distance": n.distance, "space": space}
+    if n.category:
+        stored["category"] = n.category
+    if n.family:
+        stored["family"] = n.family
+    tags = getattr(n, "tags", None)  # not on the wire today: the filter then matches names and categories
+    if tags:
+        stored["tags"] = [str(t) for t in tags]
+    return stored
 
 
 def pending_tags(id_: Any, threshold: float = 0.0) -> list[tuple[str, float, str]]:

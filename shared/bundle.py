@@ -40,8 +40,12 @@ MAX_IMAGE_SIZE = 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Largest transforms.json accepted (it is a few kB; anything bigger is not a bundle).
 MAX_TRANSFORMS_BYTES = 1024 * 1024
-#: Errors the zip reader raises for damaged, encrypted or exotic archives.
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError)
+#: Errors the zip reader raises for damaged, encrypted, truncated or exotic archives (half an archive:
+#: ValueError "negative seek value"; a damaged header: struct.error).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError, ValueError,
+               struct.error)
+#: Bytes decompressed per read: a member is never inflated past its limit, whatever its header declares.
+_CHUNK = 64 * 1024
 
 
 class BundleError(ValueError):
@@ -212,19 +216,58 @@ def parse_archive(data: bytes, expected_size: int | None = None) -> tuple[Bundle
     return bundle, images
 
 
+def protocol_members() -> tuple[str, ...]:
+    """The archive members a bundle consists of: ``transforms.json`` and ``views/00.png`` .. ``views/17.png``.
+    Nothing else in an archive is ever read (extra members are ignored, never unpacked)."""
+    return (TRANSFORMS, *(f"{VIEWS_DIR}/{i:02d}.png" for i in range(rig.NUM_VIEWS)))
+
+
+def _check_declared_total(zf: zipfile.ZipFile, size: int | None, where: str) -> None:
+    """Refuse an archive whose protocol members declare more uncompressed bytes than a bundle of its image size
+    can hold, before any view is decompressed (the reads also stop at each member's limit)."""
+    limit = MAX_TRANSFORMS_BYTES + rig.NUM_VIEWS * _max_png_bytes(size)
+    total = 0
+    for name in protocol_members():
+        try:
+            declared = zf.getinfo(name).file_size
+        except KeyError:
+            continue
+        most = MAX_TRANSFORMS_BYTES if name == TRANSFORMS else _max_png_bytes(size)
+        if declared > most:
+            raise BundleError(f"{where}: {name} is {declared} bytes uncompressed, more than the {most} allowed")
+        total += declared
+    if total > limit:
+        raise BundleError(f"{where}: the bundle's files declare {total} bytes uncompressed, more than the {limit} "
+                          f"a bundle of its image size can hold")
+
+
 def parse_archive_bytes_from(zf: zipfile.ZipFile, root: Path | None, expected_size: int | None) -> Bundle:
-    names = set(zf.namelist())
-    where = str(root) if root else "archive"
+    try:
+        names = set(zf.namelist()) & set(protocol_members())  # only the members the protocol names
+    except _ZIP_ERRORS as e:
+        raise BundleError(f"{where_of(root)}: damaged archive ({type(e).__name__})") from None
+    where = where_of(root)
     if TRANSFORMS not in names:
         raise BundleError(f"{where}: not a view bundle, it has no {TRANSFORMS} at its root")
 
     raw = _read_member(zf, TRANSFORMS, MAX_TRANSFORMS_BYTES, where)
     size = _declared_size(raw)
+    _check_declared_total(zf, size, where)
 
     def read(rel: str) -> bytes | None:
-        return _read_member(zf, rel, _max_png_bytes(size), where) if rel in names else None
+        if rel not in names:
+            if rel in protocol_members():
+                return None
+            raise BundleError(f"{where}: {rel!r} is not a view of the bundle protocol (views/00.png .. "
+                              f"views/{rig.NUM_VIEWS - 1:02d}.png)")
+        return _read_member(zf, rel, _max_png_bytes(size), where)
 
     return _parse(raw, read, root, expected_size)
+
+
+def where_of(root: Path | None) -> str:
+    """How messages name a bundle: its path, or "archive" for an upload."""
+    return str(root) if root else "archive"
 
 
 def _max_png_bytes(size: int | None) -> int:
@@ -236,23 +279,36 @@ def _max_png_bytes(size: int | None) -> int:
 def _declared_size(raw: bytes) -> int | None:
     try:
         meta = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, too deep, an integer of thousands of digits
         return None
     return meta.get("w") if isinstance(meta, dict) else None
 
 
 def _read_member(zf: zipfile.ZipFile, name: str, limit: int, where: str) -> bytes:
-    """Read one archive member, refusing (before decompressing) one that declares more than ``limit`` bytes.
-
-    zipfile stops at the declared ``file_size``, so checking the header bounds memory: a zip bomb is refused.
-    """
-    info = zf.getinfo(name)
+    """Read one archive member, refusing one that declares more than ``limit`` bytes before decompressing it,
+    and one that inflates past ``limit`` while reading (a header that lies): at most ``limit + _CHUNK`` bytes are
+    ever held. A zip bomb is refused without writing or allocating it."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise BundleError(f"{where}: {name} is missing") from None
     if info.file_size > limit:
         raise BundleError(f"{where}: {name} is {info.file_size} bytes uncompressed, more than the {limit} allowed")
+    chunks: list[bytes] = []
+    got = 0
     try:
-        return zf.read(info)
+        with zf.open(info) as member:
+            while chunk := member.read(_CHUNK):
+                got += len(chunk)
+                if got > limit:
+                    raise BundleError(f"{where}: {name} inflates past the {limit} bytes allowed")
+                chunks.append(chunk)
     except _ZIP_ERRORS as e:
-        raise BundleError(f"{where}: {name} cannot be read from the archive ({type(e).__name__}: {e})") from None
+        if isinstance(e, BundleError):
+            raise
+        raise BundleError(f"{where}: {name} cannot be read from the archive ({type(e).__name__}: "
+                          f"{str(e)[:120]})") from None
+    return b"".join(chunks)
 
 
 def png_info(data: bytes) -> tuple[int, int, int, int]:
@@ -269,6 +325,8 @@ def _parse(raw: bytes, read, root: Path | None, expected_size: int | None) -> Bu
         meta = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{where}/{TRANSFORMS}: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # nested too deep, an integer of thousands of digits
+        raise BundleError(f"{where}/{TRANSFORMS}: not acceptable JSON ({type(e).__name__})") from None
     if not isinstance(meta, dict):
         raise BundleError(f"{where}/{TRANSFORMS}: expected a JSON object")
     version = meta.get("bundle_version")
@@ -302,7 +360,7 @@ def _parse(raw: bytes, read, root: Path | None, expected_size: int | None) -> Bu
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
             raise BundleError(f"{where}: frame {i} needs 'file_path' and 'transform_matrix'")
         m = _matrix(fr["transform_matrix"], f"{where}: frame {i}")
-        rel = str(fr["file_path"])
+        rel = str(fr["file_path"])[:300]
         if rel.startswith("/") or ".." in Path(rel).parts:
             raise BundleError(f"{where}: frame {i} file_path {rel!r} must be relative inside the bundle")
         data = read(rel)

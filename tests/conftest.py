@@ -9,19 +9,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-# tests/blender_addon, tests/backend and tests/shared mirror the packages' names; without the
-# repository root on sys.path they would be imported as empty namespace packages instead of them.
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
 
 _BLENDER_HOME = tempfile.mkdtemp(prefix="asset2vec-blender-user-")
 atexit.register(shutil.rmtree, _BLENDER_HOME, ignore_errors=True)
@@ -64,3 +57,15 @@ def sample_truth(sample_library: Path) -> dict[str, Any]:
     import json
 
     return json.loads((sample_library / "ground_truth.json").read_text())
+
+
+#: Fixtures that train a model or serve the tiny trained run: a test using one is ``slow`` whatever its module says
+#: (``python build.py test --quick`` runs ``-m "not slow"``). Modules that render with Cycles, train or start
+#: Blender subprocesses say so themselves with ``pytestmark = pytest.mark.slow``.
+SLOW_FIXTURES = frozenset({"engine", "service", "backend", "http", "trained"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

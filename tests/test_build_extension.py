@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+import build
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import build  # noqa: E402  (build.py is standard-library only)
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +19,7 @@ def extension_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build.build_extension(tmp_path_factory.mktemp("dist"), platforms=["linux-x64"])
 
 
+@pytest.mark.slow  # builds the extension zip
 def test_zip_has_manifest_protocol_and_wheels(extension_zip: Path) -> None:
     with zipfile.ZipFile(extension_zip) as zf:
         names = set(zf.namelist())
@@ -32,6 +33,7 @@ def test_zip_has_manifest_protocol_and_wheels(extension_zip: Path) -> None:
     assert not any("torch" in n for n in names), "the add-on must not ship or need torch"
 
 
+@pytest.mark.slow  # builds the extension zip, installs it and captures with Cycles
 def test_zip_installs_and_capture_operator_runs(blender, extension_zip: Path, tmp_path: Path) -> None:
     bpy = blender
     result = bpy.ops.extensions.package_install_files(filepath=str(extension_zip), repo="user_default")

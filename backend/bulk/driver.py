@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend.errors import Asset2VecError
+
 from .journal import CAPTURED, EMBEDDED, WRITTEN, Journal
 from .report import write_report
 from .workers import Event, ProcessPool, RayPool
@@ -25,7 +27,7 @@ STATE_DIR = ".asset2vec"
 TMP_PREFIX = ".a2v-tmp-"  # as blender_addon.headless.bulk.TMP_PREFIX (not imported: that module needs bpy)
 
 
-class BulkError(Exception):
+class BulkError(Asset2VecError):
     """The run cannot start (no files, bad options); the message says what to do."""
 
 

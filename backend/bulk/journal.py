@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backend.errors import Asset2VecError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, sha256 TEXT, model_id TEXT,
@@ -42,7 +44,7 @@ CAPTURED, EMBEDDED, WRITTEN = "captured", "embedded", "written"
 DONE_STATES = ("written", "unchanged")
 
 
-class JournalError(Exception):
+class JournalError(Asset2VecError):
     """The journal cannot be opened or written; the message says what to do."""
 
 

@@ -16,12 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from backend.errors import Asset2VecError
+
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
 WORKER_MODULE = "blender_addon.headless.bulk_worker"
 
 
-class WorkerError(Exception):
+class WorkerError(Asset2VecError):
     """Workers cannot be started; the message says what to do."""
 
 
@@ -84,6 +86,13 @@ class WorkerProcess:
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         return {"ev": "result", "status": "failed", "crashed": True,
                 "error": f"the Blender worker crashed on this file ({how}); the file was not changed"}
+
+    def kill(self) -> None:
+        """Stop at once, mid-request too (a cancelled or failed driver)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stop()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

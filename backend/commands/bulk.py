@@ -109,7 +109,7 @@ def _bulk_tag(args: argparse.Namespace) -> int:
     from backend.bulk.driver import BulkError, BulkOptions, bulk_tag
     from backend.bulk.journal import JournalError
     from backend.bulk.workers import WorkerError
-    from blender_addon.client import BackendError, Client
+    from shared.client import BackendError, Client
 
     _check(args)
     token = os.environ.get(args.token_env, "").strip() or None
@@ -119,7 +119,7 @@ def _bulk_tag(args: argparse.Namespace) -> int:
             info = Client(url, token).info()
         except BackendError as e:
             raise CommandError(str(e)) from None
-        opts = BulkOptions(url=url, token=token, model_id=str(info.get("model_id", "")), workers=args.workers,
+        opts = BulkOptions(url=url, token=token, model_id=info.model_id, workers=args.workers,
                            dry_run=args.dry_run, threshold=args.threshold, all_objects=args.all_objects,
                            backup=not args.no_backup, size=args.size, samples=args.samples, device=args.device,
                            report_dir=Path(args.report) if args.report else None,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.cli import CommandError
+from shared import api
 
 CATALOGUE_NAME = "catalogue.sqlite"
 TAG_MODEL_NAME = "tags.joblib"
@@ -29,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = csub.add_parser("info", help="models, asset and tag counts")
     _common(q)
     q.set_defaults(func=cmd_catalogue_info)
+    from .catalogue_hygiene import register_remove
+
+    register_remove(csub)
 
     p = sub.add_parser("tags", help="learn the artists' tags from codes and propose them")
     tsub = p.add_subparsers(dest="tags_command", required=True, metavar="ACTION")
@@ -66,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("similar", help="nearest assets in shape, texture or both")
     _common(p)
     p.add_argument("asset", nargs="?", help="asset name (omit with --all)")
-    p.add_argument("--space", choices=("shape", "texture", "both"), default="both")
+    p.add_argument("--space", choices=api.SPACES, default="both")
     p.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
     p.add_argument("--exclude-family", action="store_true", help="leave out the asset's own parametric family")
     p.add_argument("--size-weight", type=float, default=0.0, help="weight of the metric-size feature (default 0)")
@@ -83,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sparse", help="regions of code space where the library is thin")
     _common(p)
     p.add_argument("-n", type=int, default=5, help="how many regions (default 5)")
-    p.add_argument("--space", choices=("shape", "texture", "both"), default="both")
+    p.add_argument("--space", choices=api.SPACES, default="both")
     p.add_argument("--render", type=Path, default=None, help="PNG of decoder renders of the regions' centres")
     p.set_defaults(func=cmd_sparse)
 
@@ -114,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=Path, help="PNG/JPEG: RGBA, or RGB on a plain background")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--steps", type=int, default=None, help="fitting steps (default: the preset's inversion steps)")
-    p.add_argument("--space", choices=("shape", "texture", "both"), default="both", help="space to search in")
+    p.add_argument("--space", choices=api.SPACES, default="both", help="space to search in")
     p.set_defaults(func=cmd_query_image)
 
 

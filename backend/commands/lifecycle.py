@@ -91,7 +91,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         elif bar is not None:
             bar.show(event)
 
-    # SIGTERM (the service cancelling, a scheduler) stops cleanly at the next checkpoint like Ctrl-C.
+    # SIGTERM (a scheduler, or a parent process) stops cleanly at the next checkpoint like Ctrl-C.
     previous = signal.signal(signal.SIGTERM, lambda *_: cancel.set()) if threading.current_thread() is \
         threading.main_thread() else None
     opts = IndexOptions(preset=args.preset, steps=args.steps, minutes=args.minutes, size=args.size,
@@ -134,6 +134,14 @@ def _describe(s: dict[str, Any]) -> str:
              f"{s['assets']} assets"]
     if s["folder"]:
         lines.append(f"  captured {s['captured']} asset(s), {s['capture_up_to_date']} up to date")
+    pruned = s.get("pruned") or []
+    if pruned:
+        shown = ", ".join(pruned[:5]) + (f" and {len(pruned) - 5} more" if len(pruned) > 5 else "")
+        lines.append(f"  removed {len(pruned)} asset(s) whose .blend is gone or no longer has them: {shown}")
+    moved = s.get("moved") or {}
+    if moved:
+        lines.append(f"  recognised {len(moved)} moved or renamed asset(s) by content: "
+                     + ", ".join(f"{a} -> {b}" for a, b in list(moved.items())[:5]))
     if s["trained"]:
         lines.append(f"  held-out view PSNR {s['heldout_psnr']} dB")
     enc = s.get("encoder") or {}

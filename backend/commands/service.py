@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--home", help="library home to serve (default: $ASSET2VEC_HOME, else ~/.asset2vec): its active "
                                   "model, or the generic starter model until one is built with `asset2vec index` "
                                   "or the add-on's Build Model button")
+    p.add_argument("--library-root", action="append", default=None, metavar="DIR", dest="library_roots",
+                   help="a folder under which the add-on's Build Model from Library may read a library (repeatable; "
+                        "default: the folders the home's models were built from); any other folder is refused")
     p.add_argument("--catalogue", help="catalogue file (default: RUN_DIR/catalogue.sqlite)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 = the LAN)")
     p.add_argument("--port", type=int, default=api.DEFAULT_PORT, help=f"TCP port (default {api.DEFAULT_PORT})")
@@ -77,6 +80,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CommandError("--invert-steps must be at least 1")
     if args.refine_steps is not None and args.refine_steps < 1:
         raise CommandError("--refine-steps must be at least 1")
+    for root in args.library_roots or ():
+        if not os.path.isdir(os.path.expanduser(root)):
+            raise CommandError(f"--library-root {root}: no such folder")
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -94,17 +100,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             engine = Engine.open_home(LibraryHome.at(args.home), invert_steps=args.invert_steps, device=args.device,
                                       instant=not args.no_instant, refine_steps=args.refine_steps)
         service = Service(engine, host=args.host, port=args.port, token=token, advertise=not args.no_zeroconf,
-                          log_level=args.log_level)
+                          log_level=args.log_level, library_roots=args.library_roots)
     except (AuthError, ServiceError, LibraryError, ModelError, HomeError) as e:
         raise CommandError(str(e)) from None
     info = engine.info()
-    if info.get("generic"):
+    if info.generic:
         print("serving the generic starter model (trained on the sample library): build one from your own library "
               "with `asset2vec index FOLDER` or the add-on's Build Model from Library button", file=sys.stderr)
-    print(f"Asset2Vec backend: model {info['model_id']} ({info['preset']}, {info['device']}), "
-          f"{info['assets']} assets, serving at {service.url}{api.API_PREFIX}"
+    print(f"Asset2Vec backend: model {info.model_id} ({info.preset}, {info.device}), "
+          f"{info.assets} assets, serving at {service.url}{api.API_PREFIX}"
           + ("" if args.host == "127.0.0.1" else f" (bound to {args.host}:{service.port})"), file=sys.stderr)
-    if info.get("instant_embed"):
+    if info.instant_embed:
         print("instant embedding: answers come from the model's encoder at once, then inversion refines each code "
               "in the background (--no-instant turns this off)", file=sys.stderr)
     if generated:
@@ -112,6 +118,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"token (enter it in the add-on's preferences): {token}", flush=True)
     elif token:
         print(f"token required (from ${args.token_env})", file=sys.stderr)
+    roots = service.app.state.library_roots.roots
+    print(("libraries may be read from: " + ", ".join(map(str, roots))) if roots else
+          "no library root: Build Model from Library is refused until the backend is started with --library-root DIR",
+          file=sys.stderr)
     if service.advertiser:
         print(f"advertised over zeroconf as {api.SERVICE_TYPE}", file=sys.stderr)
     print("press Ctrl-C to stop", file=sys.stderr, flush=True)

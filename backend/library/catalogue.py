@@ -11,181 +11,46 @@ Safety rules the schema and API enforce:
   tags are separate rows (``source='predicted'``, with probability and model id) that can be
   replaced or reverted on their own.
 
-The schema version is ``PRAGMA user_version``; :data:`MIGRATIONS` upgrades older files in place.
+The schema and its migrations are in :mod:`.schema`, the rows read back in :mod:`.code_table`, the tag
+queries in :mod:`.catalogue_tags`; all are importable from here.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shared.api import SPACES  # the catalogue stores neighbours per wire space
 from shared.bundle import AssetInfo
+from shared.naming import is_unsaved
 
-from .errors import LibraryError
+from .catalogue_tags import TagQueries, now_iso
+from .code_table import AssetRow, CodeTable, unknown_asset_message
+from .errors import CatalogueBusy, LibraryError
+from .schema import CODE_SOURCES, MIGRATIONS, SCHEMA_VERSION, TAG_SOURCES, migrate, statements
 
-CODE_SOURCES = ("inversion", "training", "encoder")
-TAG_SOURCES = ("artist", "predicted")
-SPACES = ("shape", "texture", "both")
-
-#: Schema migrations: entry ``i`` upgrades ``user_version`` ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE assets (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        source_blend TEXT NOT NULL DEFAULT '',
-        asset_name TEXT NOT NULL DEFAULT '',
-        content_hash TEXT NOT NULL DEFAULT '',
-        family TEXT NOT NULL DEFAULT '',
-        parameters TEXT NOT NULL DEFAULT '{}',
-        category TEXT NOT NULL DEFAULT '',
-        size_x REAL NOT NULL DEFAULT 0, size_y REAL NOT NULL DEFAULT 0, size_z REAL NOT NULL DEFAULT 0,
-        thumbnail BLOB,
-        updated TEXT NOT NULL
-    );
-    CREATE TABLE models (
-        model_id TEXT PRIMARY KEY,
-        preset TEXT NOT NULL DEFAULT '',
-        created TEXT NOT NULL,
-        active INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1))
-    );
-    CREATE TABLE codes (
-        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
-        model_id TEXT NOT NULL REFERENCES models(model_id) ON DELETE CASCADE,
-        shape BLOB NOT NULL,
-        texture BLOB NOT NULL,
-        psnr REAL,
-        source TEXT NOT NULL CHECK (source IN ('inversion', 'training', 'encoder')),
-        updated TEXT NOT NULL,
-        PRIMARY KEY (asset_id, model_id)
-    );
-    CREATE TABLE tags (
-        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
-        tag TEXT NOT NULL,
-        source TEXT NOT NULL CHECK (source IN ('artist', 'predicted')),
-        probability REAL,
-        model_id TEXT NOT NULL DEFAULT '',
-        PRIMARY KEY (asset_id, tag, source, model_id)
-    );
-    CREATE INDEX tags_by_tag ON tags(tag);
-    CREATE TABLE neighbours (
-        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
-        model_id TEXT NOT NULL,
-        space TEXT NOT NULL CHECK (space IN ('shape', 'texture', 'both')),
-        rank INTEGER NOT NULL,
-        neighbour_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
-        distance REAL NOT NULL,
-        PRIMARY KEY (asset_id, model_id, space, rank)
-    );
-    """,
-    # 2: the tag review queue's answers (kept apart from the artist rows that re-embedding replaces),
-    # and the history of active models (what "restore the previous model" goes back to).
-    """
-    CREATE TABLE reviews (
-        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
-        tag TEXT NOT NULL,
-        accepted INTEGER NOT NULL CHECK (accepted IN (0, 1)),
-        answered TEXT NOT NULL,
-        PRIMARY KEY (asset_id, tag)
-    );
-    CREATE TABLE activations (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        model_id TEXT NOT NULL,
-        at TEXT NOT NULL
-    );
-    ALTER TABLE models ADD COLUMN info TEXT NOT NULL DEFAULT '{}';
-    """,
-    # 3: where an artist tag came from: '' (Blender: replaced when the asset is embedded again) or
-    # 'import' (a tag list: kept, since Blender never had it).
-    """
-    ALTER TABLE tags ADD COLUMN origin TEXT NOT NULL DEFAULT '';
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
+#: Older names, still imported by callers and tests.
+_statements = statements
+_unknown_asset_message = unknown_asset_message
+__all__ = ["AssetRow", "BUSY_TIMEOUT_S", "CODE_SOURCES", "Catalogue", "CatalogueBusy", "CodeTable", "MIGRATIONS", "SCHEMA_VERSION", "SPACES",
+           "TAG_SOURCES", "import_run"]
 
 
-def _statements(script: str) -> list[str]:
-    """Split an SQL script into complete statements (for running inside an open transaction)."""
-    out, pending = [], ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            out.append(pending.strip())
-            pending = ""
-    if pending.strip():
-        out.append(pending.strip())
-    return out
-
-
-@dataclass
-class CodeTable:
-    """All codes of one model, row-aligned: ``shape [N, D]``, ``texture [N, D]``, ``size [N, 3]`` (metres)."""
-
-    model_id: str
-    ids: np.ndarray  # [N] int64 asset ids
-    names: list[str]
-    shape: np.ndarray  # [N, D] float32
-    texture: np.ndarray  # [N, D] float32
-    size: np.ndarray  # [N, 3] float32
-    families: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    psnr: np.ndarray | None = None  # [N] float32, NaN where unknown
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def index_of(self, name: str) -> int:
-        """Row of asset ``name``; unknown names raise :class:`LibraryError` with close matches."""
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise LibraryError(_unknown_asset_message(name, self.names)) from None
-
-    def subset(self, rows: np.ndarray | list[int]) -> CodeTable:
-        """The table restricted to ``rows`` (in that order)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        return CodeTable(
-            model_id=self.model_id,
-            ids=self.ids[rows],
-            names=[self.names[i] for i in rows],
-            shape=self.shape[rows],
-            texture=self.texture[rows],
-            size=self.size[rows],
-            families=[self.families[i] for i in rows] if self.families else [],
-            categories=[self.categories[i] for i in rows] if self.categories else [],
-            psnr=None if self.psnr is None else self.psnr[rows],
-        )
-
-
-@dataclass
-class AssetRow:
-    """One asset as stored in the catalogue."""
-
-    id: int
-    name: str
-    source_blend: str
-    asset_name: str
-    content_hash: str
-    family: str
-    parameters: dict[str, Any]
-    category: str
-    size: tuple[float, float, float]
-    has_thumbnail: bool
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+#: Seconds a write waits for another connection's write lock before :class:`CatalogueBusy` (a service stays
+#: responsive; batch tools pass a longer ``busy_timeout``).
+BUSY_TIMEOUT_S = 1.0
+#: ``busy_timeout`` of batch tools (the index pipeline) that would rather wait for a service's short writes.
+BATCH_TIMEOUT_S = 30.0
+#: Seconds opening a catalogue waits for another process that is migrating the same file.
+MIGRATION_TIMEOUT_S = 30.0
 
 
 def _blob(vec: Any, what: str) -> bytes:
@@ -195,48 +60,75 @@ def _blob(vec: Any, what: str) -> bytes:
     return arr.tobytes()
 
 
-def _unknown_asset_message(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=5, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"no asset named {name!r} in the catalogue{hint}"
+class Catalogue(TagQueries):
+    """The asset catalogue in one SQLite file. Safe to share between threads: each thread gets its own connection.
 
-
-class Catalogue:
-    """The asset catalogue in one SQLite file. Safe to share between threads (one connection + lock).
+    No Python lock is ever held across an SQLite call: in WAL mode readers never wait for a writer, and a
+    write that cannot get SQLite's write lock within ``busy_timeout`` seconds (another process, or another
+    thread, is writing) raises :class:`CatalogueBusy` instead of stalling its caller (a service answers 503).
+    Batch tools that would rather wait (the index pipeline) pass a longer ``busy_timeout``.
 
     ``expect_model``: the model id the caller is about to query; if the file already holds codes
     but none of that model, :class:`LibraryError` is raised instead of silently mixing spaces.
     """
 
-    def __init__(self, path: str | os.PathLike[str], expect_model: str | None = None, create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], expect_model: str | None = None, create: bool = True,
+                 busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise LibraryError(f"{self.path}: no catalogue here; embed or import a library first")
         if self.path.exists() and self.path.is_dir():
             raise LibraryError(f"{self.path} is a folder; give the path of a catalogue file (e.g. catalogue.sqlite)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._depth = 0
+        self.busy_timeout = float(busy_timeout)
+        self._local = threading.local()  # .db (this thread's connection), .depth (nested transactions)
+        self._conns: dict[threading.Thread, sqlite3.Connection] = {}
+        self._conns_lock = threading.Lock()  # guards _conns only; never held across an SQLite call
+        self._closed = False
         try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves so batches are explicit transactions.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-            self._db.execute("PRAGMA foreign_keys = ON")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            # NORMAL is crash-safe in WAL mode (a kill never corrupts; only an OS crash may lose the last commit).
-            self._db.execute("PRAGMA synchronous = NORMAL")
+            db = self._conn()
+            # WAL is a property of the file (set once): readers then never wait for a writer.
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             self._migrate()
+        except CatalogueBusy:
+            self.close()
+            raise
         except sqlite3.DatabaseError as e:
+            self.close()
             raise LibraryError(f"{self.path}: not a readable Asset2Vec catalogue ({e})") from None
         if mode.lower() != "wal":
+            self.close()
             raise LibraryError(f"{self.path}: cannot switch the catalogue to WAL mode (got {mode!r}); is it read-only?")
         if expect_model is not None:
             self.check_model(expect_model)
 
     # -- plumbing -----------------------------------------------------------------------------
 
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use; connections of finished threads are closed)."""
+        if self._closed:
+            raise LibraryError(f"{self.path}: the catalogue was closed")
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            return db
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so batches are explicit transactions.
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
+        db.execute("PRAGMA foreign_keys = ON")
+        # NORMAL is crash-safe in WAL mode (a kill never corrupts; only an OS crash may lose the last commit).
+        db.execute("PRAGMA synchronous = NORMAL")
+        self._local.db, self._local.depth = db, 0
+        with self._conns_lock:
+            for thread in [t for t in self._conns if not t.is_alive()]:
+                self._conns.pop(thread).close()
+            self._conns[threading.current_thread()] = db
+        return db
+
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._conns_lock:
+            self._closed = True
+            conns, self._conns = list(self._conns.values()), {}
+        for db in conns:
+            db.close()
 
     def __enter__(self) -> Catalogue:
         return self
@@ -244,54 +136,60 @@ class Catalogue:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _busy(self, e: sqlite3.OperationalError) -> CatalogueBusy | None:
+        """The typed error for SQLite's "database is locked" (None for any other error)."""
+        code = getattr(e, "sqlite_errorcode", None)
+        if (code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)) or "locked" in str(e):
+            return CatalogueBusy(f"{self.path.name}: the catalogue is busy (another program is writing to it, "
+                                 f"e.g. an index run); nothing was changed, try again in a moment")
+        return None
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One all-or-nothing transaction; nested uses join the outermost one."""
-        with self._lock:
-            if self._depth == 0:
-                self._db.execute("BEGIN IMMEDIATE")
-            self._depth += 1
+        """One all-or-nothing transaction; nested uses (in one thread) join the outermost one.
+
+        Raises :class:`CatalogueBusy` when the write lock is not free within ``busy_timeout`` seconds.
+        """
+        db = self._conn()
+        local = self._local
+        if local.depth == 0:
             try:
-                yield self._db
-            except BaseException:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._depth -= 1
-            if self._depth == 0:
-                self._db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise (self._busy(e) or e) from None
+        local.depth += 1
+        try:
+            yield db
+        except BaseException:
+            local.depth -= 1
+            if local.depth == 0 and db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        local.depth -= 1
+        if local.depth == 0:
+            try:
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise (self._busy(e) or e) from None
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise LibraryError(
-                f"{self.path}: catalogue schema version {version} is newer than this Asset2Vec ({SCHEMA_VERSION}); "
-                "update Asset2Vec"
-            )
-        for v in range(version, SCHEMA_VERSION):
-            # The whole migration + version bump is one transaction. The version is read again once
-            # the write lock is held: another process opening the same new catalogue may have
-            # applied this step in between (executescript would commit first, so statements run
-            # one by one).
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                current = self._db.execute("PRAGMA user_version").fetchone()[0]
-                if current > v:
-                    self._db.execute("COMMIT")
-                    continue
-                for statement in _statements(MIGRATIONS[v]):
-                    self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {v + 1}")
-                self._db.execute("COMMIT")
-            except sqlite3.Error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        # Opening waits longer than a query: two processes creating one catalogue take turns migrating.
+        db = self._conn()
+        db.execute(f"PRAGMA busy_timeout = {int(max(self.busy_timeout, MIGRATION_TIMEOUT_S) * 1000)}")
+        try:
+            migrate(db, self.path)
+        except sqlite3.OperationalError as e:
+            raise (self._busy(e) or e) from None
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, tuple(params)).fetchall()
+        try:
+            return self._conn().execute(sql, tuple(params)).fetchall()
+        except sqlite3.OperationalError as e:
+            raise (self._busy(e) or e) from None
 
     @property
     def schema_version(self) -> int:
@@ -309,7 +207,7 @@ class Catalogue:
                 "INSERT INTO models(model_id, preset, created, active) VALUES (?, ?, ?, 0) "
                 "ON CONFLICT(model_id) DO UPDATE SET preset = CASE WHEN excluded.preset != '' "
                 "THEN excluded.preset ELSE models.preset END",
-                (model_id, preset, _now()),
+                (model_id, preset, now_iso()),
             )
             if info:
                 old = json.loads(db.execute("SELECT info FROM models WHERE model_id = ?", (model_id,)).fetchone()[0])
@@ -330,7 +228,7 @@ class Catalogue:
         current = db.execute("SELECT model_id FROM models WHERE active = 1").fetchone()
         db.execute("UPDATE models SET active = (model_id = ?)", (model_id,))
         if current is None or current[0] != model_id:
-            db.execute("INSERT INTO activations(model_id, at) VALUES (?, ?)", (model_id, _now()))
+            db.execute("INSERT INTO activations(model_id, at) VALUES (?, ?)", (model_id, now_iso()))
 
     def activation_history(self) -> list[dict[str, str]]:
         """Every switch of the active model, oldest first: ``[{"model_id", "at"}]``."""
@@ -387,7 +285,7 @@ class Catalogue:
                 "category=excluded.category, size_x=excluded.size_x, size_y=excluded.size_y, size_z=excluded.size_z, "
                 "thumbnail=COALESCE(excluded.thumbnail, assets.thumbnail), updated=excluded.updated",
                 (info.name, info.source_blend, info.asset_name, info.content_hash, info.family, params,
-                 info.category, *size, thumbnail, _now()),
+                 info.category, *size, thumbnail, now_iso()),
             )
             return int(db.execute("SELECT id FROM assets WHERE name = ?", (info.name,)).fetchone()[0])
 
@@ -413,9 +311,62 @@ class Catalogue:
         if not rows:
             if not self._query("SELECT 1 FROM assets LIMIT 1"):
                 raise LibraryError(f"{self.path}: the catalogue is empty; embed or import a library first")
-            raise LibraryError(_unknown_asset_message(name, self.asset_names()))
+            raise LibraryError(unknown_asset_message(name, self.asset_names()))
         r = rows[0]
         return AssetRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], (r[8], r[9], r[10]), bool(r[11]))
+
+    def remove_assets(self, assets: Iterable[int | str]) -> list[str]:
+        """Forget assets: their rows, codes of every model, tags, review answers and neighbour lists naming them.
+
+        One transaction. Any unknown name or id raises :class:`LibraryError` (with close matches) before
+        anything is removed. Returns the removed names. A model folder's ``codes.npz`` still holds the
+        training codes of the assets it was trained on; embedding or indexing the file again brings one back.
+        """
+        wanted = list(dict.fromkeys(assets))
+        with self.transaction() as db:
+            known = self.asset_names()
+            found: dict[int, str] = {}
+            unknown: list[str] = []
+            for a in wanted:
+                if isinstance(a, (int, np.integer)):
+                    row = db.execute("SELECT id, name FROM assets WHERE id = ?", (int(a),)).fetchone()
+                else:
+                    row = db.execute("SELECT id, name FROM assets WHERE name = ?", (str(a),)).fetchone()
+                if row is None:
+                    unknown.append(f"no asset with id {int(a)} in the catalogue" if isinstance(a, (int, np.integer))
+                                   else unknown_asset_message(str(a), known))
+                else:
+                    found[int(row[0])] = str(row[1])
+            if unknown:
+                raise LibraryError("; ".join(unknown) + ". Nothing was removed")
+            ids = [(i,) for i in found]
+            db.executemany("DELETE FROM neighbours WHERE neighbour_id = ?", ids)
+            db.executemany("DELETE FROM assets WHERE id = ?", ids)  # codes, tags, reviews, neighbours: cascade
+        return sorted(found.values())
+
+    def missing_assets(self) -> list[str]:
+        """Assets whose .blend (``source_blend``, as this machine sees it) is gone; unsaved and imported ones aside."""
+        rows = self._query("SELECT name, source_blend FROM assets WHERE source_blend != '' ORDER BY name")
+        return [n for n, src in rows if not is_unsaved(n) and not Path(src).is_file()]
+
+    def unsaved_assets(self) -> list[str]:
+        """Embeds of files never saved (``unsaved/...``): answered once, never another asset's neighbour."""
+        return [r[0] for r in self._query("SELECT name FROM assets WHERE substr(name, 1, 8) = 'unsaved/' "
+                                          "ORDER BY name")]
+
+    def asset_sources(self) -> dict[str, tuple[str, str, str, str]]:
+        """``{name: (source_blend, family, content_hash, asset_name)}`` of every asset (``''`` where unknown)."""
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in self._query(
+            "SELECT name, source_blend, family, content_hash, asset_name FROM assets ORDER BY name")}
+
+    def rename_asset(self, old: str, new: str, source_blend: str | None = None) -> None:
+        """Give an asset a new name (a .blend moved or renamed: same content); codes, tags and answers stay."""
+        with self.transaction() as db:
+            aid = self._asset_id(old)
+            if db.execute("SELECT 1 FROM assets WHERE name = ?", (new,)).fetchone():
+                raise LibraryError(f"cannot rename {old!r}: an asset named {new!r} is already in the catalogue")
+            db.execute("UPDATE assets SET name = ?, source_blend = COALESCE(?, source_blend), updated = ? WHERE id = ?",
+                       (new, source_blend, now_iso(), aid))
 
     def _asset_id(self, asset: int | str) -> int:
         if isinstance(asset, (int, np.integer)):
@@ -438,7 +389,7 @@ class Catalogue:
         rows = []
         for aid, (shape, texture, psnr) in codes.items():
             s, t = _blob(shape, f"shape code of asset {aid}"), _blob(texture, f"texture code of asset {aid}")
-            rows.append((int(aid), model_id, s, t, None if psnr is None else float(psnr), source, _now()))
+            rows.append((int(aid), model_id, s, t, None if psnr is None else float(psnr), source, now_iso()))
         with self.transaction() as db:
             if not db.execute("SELECT 1 FROM models WHERE model_id = ?", (model_id,)).fetchone():
                 self.register_model(model_id, active=self.active_model() is None)
@@ -463,11 +414,16 @@ class Catalogue:
             except sqlite3.IntegrityError:
                 raise LibraryError("set_codes: some asset ids are not in the catalogue; upsert the assets first") from None
 
-    def codes(self, model_id: str) -> CodeTable:
-        """Every code of ``model_id`` (ordered by asset name). Raises if there are none."""
+    def codes(self, model_id: str, include_unsaved: bool = True) -> CodeTable:
+        """Every code of ``model_id`` (ordered by asset name). Raises if there are none.
+
+        ``include_unsaved=False`` leaves out embeds of files never saved (``unsaved/...``): the table a
+        library's neighbour index is built from, so such an embed is never another asset's neighbour.
+        """
+        unsaved = "" if include_unsaved else " AND substr(a.name, 1, 8) != 'unsaved/'"
         rows = self._query(
             "SELECT a.id, a.name, c.shape, c.texture, a.size_x, a.size_y, a.size_z, a.family, a.category, c.psnr "
-            "FROM codes c JOIN assets a ON a.id = c.asset_id WHERE c.model_id = ? ORDER BY a.name",
+            f"FROM codes c JOIN assets a ON a.id = c.asset_id WHERE c.model_id = ?{unsaved} ORDER BY a.name",
             (model_id,),
         )
         if not rows:
@@ -505,189 +461,6 @@ class Catalogue:
         if table not in ("assets", "codes", "tags", "neighbours", "models", "reviews"):
             raise ValueError(table)
         return int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
-
-    # -- tags ---------------------------------------------------------------------------------
-
-    def add_artist_tags(self, asset: int | str, tags: Iterable[str]) -> None:
-        """Add the artist's tags (existing ones are kept; nothing is removed)."""
-        aid = self._asset_id(asset)
-        clean = sorted({t.strip() for t in tags if t and t.strip()})
-        with self.transaction() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) VALUES (?, ?, 'artist', NULL, '')",
-                [(aid, t) for t in clean],
-            )
-
-    def set_artist_tags(self, asset: int | str, tags: Iterable[str]) -> None:
-        """Replace the artist's tags of ``asset`` with ``tags`` (a re-embedded asset's current tags).
-
-        Only artist rows of that asset that came from Blender change, so a tag the artist deleted in
-        Blender goes away; predicted rows are untouched. Tags from an imported tag list stay, and so do
-        tags the artist accepted in the review queue (the answers live in ``reviews``, so they are
-        never lost when Blender sends the asset again).
-        """
-        aid = self._asset_id(asset)
-        clean = sorted({t.strip() for t in tags if t and t.strip()})
-        with self.transaction() as db:
-            db.execute("DELETE FROM tags WHERE asset_id = ? AND source = 'artist' AND origin != 'import'", (aid,))
-            db.executemany(
-                "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) VALUES (?, ?, 'artist', NULL, '')",
-                [(aid, t) for t in clean],
-            )
-            db.execute(
-                "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) "
-                "SELECT asset_id, tag, 'artist', NULL, '' FROM reviews WHERE asset_id = ? AND accepted = 1",
-                (aid,),
-            )
-
-    def import_artist_tags(self, asset: int | str, tags: Iterable[str]) -> None:
-        """Add artist tags from a tag list (kept when the asset is embedded again from Blender)."""
-        aid = self._asset_id(asset)
-        clean = sorted({t.strip() for t in tags if t and t.strip()})
-        with self.transaction() as db:
-            db.executemany(
-                "INSERT INTO tags(asset_id, tag, source, probability, model_id, origin) VALUES (?, ?, 'artist', NULL, "
-                "'', 'import') ON CONFLICT(asset_id, tag, source, model_id) DO UPDATE SET origin = 'import'",
-                [(aid, t) for t in clean],
-            )
-
-    def set_predicted_tags(self, model_id: str, predictions: Mapping[int | str, Mapping[str, float]]) -> None:
-        """Replace model ``model_id``'s predictions for the given assets: ``{asset: {tag: probability}}``.
-
-        Artist tags are separate rows and are never touched; a prediction equal to an artist tag is
-        still stored (it is evidence the classifier agrees) but never shown as an addition.
-        """
-        rows, aids = [], []
-        for asset, probs in predictions.items():
-            aid = self._asset_id(asset)
-            aids.append(aid)
-            for tag, p in probs.items():
-                if not 0.0 <= float(p) <= 1.0:
-                    raise LibraryError(f"probability of tag {tag!r} must be in [0, 1], got {p}")
-                rows.append((aid, tag, float(p), model_id))
-        with self.transaction() as db:
-            db.executemany(
-                "DELETE FROM tags WHERE asset_id = ? AND source = 'predicted' AND model_id = ?",
-                [(a, model_id) for a in aids],
-            )
-            db.executemany(
-                "INSERT INTO tags(asset_id, tag, source, probability, model_id) VALUES (?, ?, 'predicted', ?, ?)", rows
-            )
-
-    def revert_predicted_tag(self, asset: int | str, tag: str, model_id: str | None = None) -> int:
-        """Remove a predicted tag (all models unless ``model_id``); returns rows removed. Artist tags stay."""
-        aid = self._asset_id(asset)
-        sql = "DELETE FROM tags WHERE asset_id = ? AND tag = ? AND source = 'predicted'"
-        params: tuple = (aid, tag)
-        if model_id is not None:
-            sql, params = sql + " AND model_id = ?", (*params, model_id)
-        with self.transaction() as db:
-            return db.execute(sql, params).rowcount
-
-    def tags_of(self, asset: int | str, model_id: str | None = None, threshold: float = 0.5) -> dict[str, Any]:
-        """``{"artist": [tags], "predicted": {tag: p >= threshold, not an artist tag}, "probabilities": {all}}``."""
-        aid = self._asset_id(asset)
-        artist = [r[0] for r in self._query(
-            "SELECT tag FROM tags WHERE asset_id = ? AND source = 'artist' ORDER BY tag", (aid,))]
-        sql = "SELECT tag, probability FROM tags WHERE asset_id = ? AND source = 'predicted'"
-        params: tuple = (aid,)
-        if model_id is not None:
-            sql, params = sql + " AND model_id = ?", (aid, model_id)
-        probs = {t: float(p) for t, p in self._query(sql + " ORDER BY probability DESC", params)}
-        proposed = {t: p for t, p in probs.items() if p >= threshold and t not in artist}
-        return {"artist": artist, "predicted": proposed, "probabilities": probs}
-
-    def artist_tag_sets(self, asset_ids: Iterable[int]) -> list[set[str] | None]:
-        """Artist tags per asset id; ``None`` for assets the artists never tagged (unlabelled)."""
-        by_id: dict[int, set[str]] = {}
-        for aid, tag in self._query("SELECT asset_id, tag FROM tags WHERE source = 'artist'"):
-            by_id.setdefault(aid, set()).add(tag)
-        return [by_id.get(int(a)) for a in asset_ids]
-
-    def artist_tags(self) -> dict[int, set[str]]:
-        """Every tagged asset's artist tags: ``{asset_id: {tags}}`` (untagged assets are absent)."""
-        by_id: dict[int, set[str]] = {}
-        for aid, tag in self._query("SELECT asset_id, tag FROM tags WHERE source = 'artist'"):
-            by_id.setdefault(int(aid), set()).add(tag)
-        return by_id
-
-    # -- tag review answers -------------------------------------------------------------------
-
-    def record_review(self, asset: int | str, tag: str, accepted: bool) -> None:
-        """Store the artist's answer to "does ``asset`` have ``tag``?" (a new answer replaces an older one).
-
-        An accepted tag is also added as an artist tag (one transaction). A rejection never removes
-        an artist tag: it only makes the asset a known negative for ``tag`` when training.
-        """
-        aid = self._asset_id(asset)
-        tag = (tag or "").strip()
-        if not tag:
-            raise LibraryError("a reviewed tag must be a non-empty string")
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO reviews(asset_id, tag, accepted, answered) VALUES (?, ?, ?, ?) ON CONFLICT(asset_id, tag) "
-                "DO UPDATE SET accepted = excluded.accepted, answered = excluded.answered",
-                (aid, tag, int(bool(accepted)), _now()),
-            )
-            if accepted:
-                db.execute(
-                    "INSERT OR IGNORE INTO tags(asset_id, tag, source, probability, model_id) "
-                    "VALUES (?, ?, 'artist', NULL, '')",
-                    (aid, tag),
-                )
-
-    def reviews(self) -> list[dict[str, Any]]:
-        """Every review answer, oldest first: ``[{"name", "asset_id", "tag", "accepted", "answered"}]``."""
-        rows = self._query(
-            "SELECT a.name, r.asset_id, r.tag, r.accepted, r.answered FROM reviews r JOIN assets a ON a.id = r.asset_id "
-            "ORDER BY r.answered, a.name, r.tag"
-        )
-        return [dict(name=r[0], asset_id=r[1], tag=r[2], accepted=bool(r[3]), answered=r[4]) for r in rows]
-
-    def review_answers(self, asset_ids: Iterable[int]) -> list[dict[str, bool]]:
-        """Review answers per asset id, row-aligned: ``{tag: accepted}`` (empty when never asked)."""
-        by_id: dict[int, dict[str, bool]] = {}
-        for aid, tag, accepted in self._query("SELECT asset_id, tag, accepted FROM reviews"):
-            by_id.setdefault(int(aid), {})[tag] = bool(accepted)
-        return [dict(by_id.get(int(a), {})) for a in asset_ids]
-
-    def rejected_tag_sets(self, asset_ids: Iterable[int]) -> list[set[str]]:
-        """Tags the artist rejected in the review queue, per asset id (empty sets where none)."""
-        return [{t for t, ok in answers.items() if not ok} for answers in self.review_answers(asset_ids)]
-
-    def uncertain_predictions(self, model_id: str, limit: int = 10, exclude: Iterable[tuple[int, str]] = ()
-                              ) -> list[dict[str, Any]]:
-        """Predicted ``(asset, tag)`` pairs of ``model_id``, least sure first (probability closest to 0.5).
-
-        Leaves out pairs the artist already answered, tags the asset already has as artist tags, and
-        ``exclude`` (``(asset_id, tag)`` pairs, e.g. skipped in this session). Items: ``name``,
-        ``asset_id``, ``tag``, ``probability``, ``source_file``, ``asset_name``.
-        """
-        skip = {(int(a), t) for a, t in exclude}
-        rows = self._query(
-            "SELECT a.name, t.asset_id, t.tag, t.probability, a.source_blend, a.asset_name FROM tags t "
-            "JOIN assets a ON a.id = t.asset_id WHERE t.source = 'predicted' AND t.model_id = ? "
-            "AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.asset_id = t.asset_id AND r.tag = t.tag) "
-            "AND NOT EXISTS (SELECT 1 FROM tags x WHERE x.asset_id = t.asset_id AND x.tag = t.tag "
-            "AND x.source = 'artist') ORDER BY ABS(t.probability - 0.5), a.name, t.tag LIMIT ?",
-            (model_id, max(0, int(limit)) + len(skip)),
-        )
-        out = [dict(name=r[0], asset_id=r[1], tag=r[2], probability=float(r[3]), source_file=r[4], asset_name=r[5])
-               for r in rows if (r[1], r[2]) not in skip]
-        return out[: max(0, int(limit))]
-
-    def predicted_tag_names(self, model_id: str) -> set[str]:
-        """The tags ``model_id``'s tag classifiers have predicted for at least one asset."""
-        return {r[0] for r in self._query(
-            "SELECT DISTINCT tag FROM tags WHERE source = 'predicted' AND model_id = ?", (model_id,))}
-
-    def unpredicted_ids(self, model_id: str) -> list[int]:
-        """Assets with a code of ``model_id`` but no tag prediction of that model yet."""
-        return [int(r[0]) for r in self._query(
-            "SELECT c.asset_id FROM codes c WHERE c.model_id = ? AND NOT EXISTS (SELECT 1 FROM tags t "
-            "WHERE t.asset_id = c.asset_id AND t.source = 'predicted' AND t.model_id = c.model_id) ORDER BY c.asset_id",
-            (model_id,),
-        )]
 
     # -- neighbours ---------------------------------------------------------------------------
 

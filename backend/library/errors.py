@@ -5,9 +5,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from backend.errors import Asset2VecError
 
-class LibraryError(ValueError):
+
+class LibraryError(Asset2VecError, ValueError):
     """A catalogue, tag model, query or input file is unusable; the message says what to do about it."""
+
+
+class CatalogueBusy(LibraryError):
+    """Another connection (an index run, a CLI command) held the catalogue's write lock past the busy timeout.
+
+    Nothing was written; the same call can simply be tried again. A service answers it with 503 and
+    ``Retry-After: retry_after_s`` instead of making every request wait on SQLite.
+    """
+
+    #: Seconds after which trying again makes sense (a service's ``Retry-After``).
+    retry_after_s = 1
 
 
 def read_text_file(path: str | os.PathLike[str], what: str, expected: str) -> tuple[Path, str]:

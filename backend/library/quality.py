@@ -6,16 +6,18 @@ features ``x [N, D]`` in asset order and labels for the same assets:
 * :func:`cv_accuracy`: stratified k-fold accuracy of a (standardised) logistic regression.
 * :func:`precision_at_k`: mean fraction of each asset's k nearest others (Euclidean) sharing its label.
 * :func:`adapted_precision_at_k`: the same in a space adapted to the labels out of fold (LDA learnt without the query).
+* :func:`oof_precision_at_k`: the same in any space learnt from labels (e.g. tags) out of fold.
 * :func:`average_precision` / :func:`tag_map`: per-tag AP of out-of-fold linear scores, averaged.
 * :func:`probe_attributes`: disentanglement probes (accuracy of each ground-truth attribute from a feature set).
 * :func:`blocks`: concatenation of normalised feature blocks (codes halves, log size) for retrieval.
 * :func:`view_arrays` / :func:`pca_features`: the raw-pixel and silhouette baselines.
+* :func:`score`: all of the above for one feature set (with visual classes: accuracy and precision@10 on them).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -107,6 +109,29 @@ def adapted_precision_at_k(x: np.ndarray, y: Sequence[Any], k: int = 10, folds: 
         nn = _nearest(lda.transform(scaler.transform(x)), k)
         hits[te] = (y[nn[te]] == y[te, None]).mean(1)
     return float(hits.mean())
+
+
+def oof_precision_at_k(embed: Callable[[np.ndarray], np.ndarray], labels: Sequence[Any], k: int = 10,
+                       folds: int = FOLDS, seed: int = 0) -> float:
+    """Precision@k of a space learnt from labels out of fold: for each fold, ``embed(train_rows)`` returns every
+    asset's embedding ``[N, D]`` learnt with only ``train_rows``' labels (e.g. a metric fit on the library's tags),
+    and the fold's assets are the queries (their neighbours are all other assets, None-labelled ones excluded from
+    the search). No query's labels shape the space it is scored in.
+    """
+    from sklearn.model_selection import KFold
+
+    y = np.array(["" if v is None else str(v) for v in labels], dtype=object)
+    rows = np.flatnonzero(y != "")
+    k = min(k, len(rows) - 1)
+    hits = np.zeros(len(y))
+    for tr, te in KFold(folds, shuffle=True, random_state=seed).split(np.arange(len(y))):
+        z = np.asarray(embed(tr), np.float64)[rows]
+        nn = rows[_nearest(z, k)]  # [len(rows), k] in asset indices
+        where = {r: i for i, r in enumerate(rows)}
+        for t in te:
+            if t in where:
+                hits[t] = (y[nn[where[t]]] == y[t]).mean()
+    return float(hits[rows].mean())
 
 
 def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -237,16 +262,28 @@ def pca_features(x: np.ndarray, n_components: int = 64, seed: int = 0) -> np.nda
 
 
 def score(x: np.ndarray, categories: Sequence[Any], tags: Sequence[Sequence[str]] | None = None,
-          standardise_linear: bool = True) -> dict[str, Any]:
-    """The benchmark's three scores for one feature set ``x [N, D]``: category accuracy, precision@10 (and @1, and
-    @10 in a label-adapted space) and, with ``tags``, tag mAP."""
+          standardise_linear: bool = True, visual: Sequence[str | None] | None = None,
+          adapted: bool = True) -> dict[str, Any]:
+    """The benchmark's scores for one feature set ``x [N, D]``: category accuracy, precision@10 (and @1, and
+    @10 in a label-adapted space unless ``adapted`` is False), with ``tags`` tag mAP, and with ``visual`` (a
+    visual class per asset, None = unclassed) visual-class accuracy and precision@10 on the classed assets only
+    (their neighbours are searched among the classed assets)."""
     out: dict[str, Any] = {
         "category_accuracy": cv_accuracy(x, categories, standardise=standardise_linear),
         "precision_at_10": precision_at_k(x, categories, 10),
         "precision_at_1": precision_at_k(x, categories, 1),
-        "precision_at_10_adapted": adapted_precision_at_k(x, categories, 10),
     }
+    if adapted:
+        out["precision_at_10_adapted"] = adapted_precision_at_k(x, categories, 10)
     if tags is not None:
         t = tag_map(x, tags, standardise=standardise_linear)
         out["tag_map"], out["tags_scored"] = t["map"], t["tags"]
+    if visual is not None:
+        keep = np.array([v is not None for v in visual])
+        v = np.array([str(c) for c in visual], dtype=object)[keep]
+        if len(set(v)) >= 2:
+            xv = np.asarray(x)[keep]
+            out["visual_accuracy"] = cv_accuracy(xv, v, standardise=standardise_linear)
+            out["visual_precision_at_10"] = precision_at_k(xv, v, 10)
+            out["visual_assets"], out["visual_classes"] = int(keep.sum()), int(len(set(v)))
     return out

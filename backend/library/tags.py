@@ -118,26 +118,46 @@ def features(shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None = N
     return np.concatenate(parts, axis=1)
 
 
-def _base(seed: int) -> Pipeline:
-    return make_pipeline(
-        StandardScaler(), LogisticRegression(class_weight="balanced", C=1.0, max_iter=5000, random_state=seed)
-    )
+def _base(seed: int, standardise: bool = True) -> Pipeline:
+    clf = LogisticRegression(class_weight="balanced", C=1.0, max_iter=5000, random_state=seed)
+    return make_pipeline(StandardScaler(), clf) if standardise else make_pipeline(clf)
 
 
 @dataclass
 class TagModel:
-    """Per-tag classifiers for one decoder model (``model_id``); ``use_size`` adds log metric size."""
+    """Per-tag classifiers for one decoder model (``model_id``); ``use_size`` adds log metric size.
+
+    With ``descriptor`` (a fitted :class:`backend.features.descriptor.Descriptor`'s ``to_json()``), the classifiers
+    learn from the descriptor's classifier features (pretrained appearance + codes + size, block-weighted, used
+    unstandardised) instead of the plain codes; ``fit``/``predict`` then need the assets' ``appearance`` features
+    (pooled as the descriptor says). On Scopia this lifts tag mAP from 0.47 (CNN + size) to about 0.50.
+    """
 
     model_id: str
     use_size: bool = True
     seed: int = 0
     classifiers: dict[str, Any] = field(default_factory=dict)
     report: dict[str, dict[str, Any]] = field(default_factory=dict)
+    descriptor: dict[str, Any] | None = None
 
-    def _x(self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None) -> np.ndarray:
+    def _x(self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None,
+           appearance: np.ndarray | None = None) -> np.ndarray:
         if self.use_size and size is None:
             raise LibraryError("this tag model uses asset sizes; pass the sizes (metres) with the codes")
-        return features(shape, texture, size if self.use_size else None)
+        if self.descriptor is None:
+            return features(shape, texture, size if self.use_size else None)
+        if appearance is None:
+            raise LibraryError(f"this tag model uses the appearance feature {self.descriptor.get('feature_key')}; "
+                               "pass it with the codes")
+        from backend.features.descriptor import Descriptor, log_size
+
+        blocks = {"appearance": appearance, "shape": shape, "texture": texture}
+        if size is not None:
+            blocks["size"] = log_size(size)
+        try:
+            return Descriptor.from_json(self.descriptor).classifier_features(blocks).astype(np.float64)
+        except (ValueError, KeyError) as e:
+            raise LibraryError(f"the tag model's descriptor does not fit these features ({e}); retrain the tags") from None
 
     def fit(
         self,
@@ -149,6 +169,7 @@ class TagModel:
         rejected: Sequence[set[str] | None] | None = None,
         partial: Sequence[bool] | None = None,
         cross_validate: bool = True,
+        appearance: np.ndarray | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Train one classifier per tag on the labelled assets; returns the per-tag report.
 
@@ -168,7 +189,7 @@ class TagModel:
                                f"{len(partial_flags)} partial flags")
         if all(s is None for s in tag_sets) and not any(rejected_sets):
             raise NoTagsError()
-        x_all = self._x(shape, texture, size)
+        x_all = self._x(shape, texture, size, appearance)
         all_tags = sorted(set().union(*(s for s in tag_sets if s is not None), *rejected_sets))
         if not all_tags:
             raise LibraryError("the tagged assets have no tags to learn")
@@ -211,19 +232,21 @@ class TagModel:
         return self.report
 
     def _make(self, minority: int) -> Any:
+        base = _base(self.seed, standardise=self.descriptor is None)
         if minority >= CALIBRATE_EXAMPLES:
-            return CalibratedClassifierCV(_base(self.seed), method="sigmoid", cv=3)
-        return _base(self.seed)
+            return CalibratedClassifierCV(base, method="sigmoid", cv=3)
+        return base
 
     @property
     def tags(self) -> list[str]:
         return sorted(self.classifiers)
 
-    def predict(self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None = None) -> list[dict[str, float]]:
+    def predict(self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None = None,
+                appearance: np.ndarray | None = None) -> list[dict[str, float]]:
         """Probability of every trained tag for each code: ``[{tag: p}]`` (length N)."""
         if not self.classifiers:
             raise LibraryError("the tag model has no trained tags; train it first (asset2vec tags train)")
-        x = self._x(shape, texture, size)
+        x = self._x(shape, texture, size, appearance)
         with threadpool_limits(1):
             probs = {t: np.clip(m.predict_proba(x)[:, 1], 0.0, 1.0) for t, m in self.classifiers.items()}
         return [{t: float(p[i]) for t, p in probs.items()} for i in range(len(x))]
@@ -240,7 +263,7 @@ class TagModel:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"format": FORMAT_VERSION, "model_id": self.model_id, "use_size": self.use_size, "seed": self.seed,
-                   "classifiers": self.classifiers, "report": self.report}
+                   "classifiers": self.classifiers, "report": self.report, "descriptor": self.descriptor}
         # A unique temporary name: a training job, a review answer and an index run may save at once.
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
@@ -270,4 +293,4 @@ class TagModel:
                 "retrain it with this run (asset2vec tags train)"
             )
         return cls(payload["model_id"], payload["use_size"], payload["seed"], payload["classifiers"],
-                   payload["report"])
+                   payload["report"], payload.get("descriptor"))

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.errors import Asset2VecError
 from shared.atomic import atomic_write
 
 HOME_ENV = "ASSET2VEC_HOME"
@@ -33,18 +33,13 @@ MODEL_FILE = "MODEL.json"
 STATE_FILE = "index-state.json"
 
 
-class HomeError(Exception):
+class HomeError(Asset2VecError):
     """The home folder cannot be used; the message says what to do."""
 
 
 def default_home() -> Path:
     """``$ASSET2VEC_HOME``, else ``~/.asset2vec``."""
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".asset2vec").expanduser()
-
-
-def safe_folder_name(name: str) -> str:
-    """A file-system-safe, still readable folder name for a catalogue name like ``chairs/Chair_01``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "__", name).strip("._") or "asset"
 
 
 @dataclass(frozen=True)

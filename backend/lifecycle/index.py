@@ -2,8 +2,9 @@
 
 Stages, each resumable after a kill (the work is checkpointed where it is done):
 
-1. **capture** — every marked asset's 18 views into ``HOME/bundles`` (up-to-date bundles are
-   skipped by content hash; a file that crashed Blender twice is skipped and reported);
+1. **capture** — every marked asset's 18 views into ``HOME/bundles``, in a headless Blender worker
+   process (up-to-date bundles are skipped by content hash; a file that crashed Blender twice is
+   skipped and reported);
 2. **train** — a new decoder on every bundle of the home, in ``HOME/training`` (checkpoints;
    resumed), then its instant encoder (seconds to a minute: the service then embeds at once),
    renamed to ``HOME/models/<model_id>`` when done. Skipped when a library model is
@@ -34,7 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from backend.errors import Asset2VecError, Cancelled
+from shared.api import SPACES, THUMBNAIL_VIEW
+
 from .home import LibraryHome, catalogue_fields, read_model_file, write_model_file
+from .pruning import mark_library_root, prune_library
 
 STAGES = ("capture", "train", "embed", "tags", "neighbours", "activate")
 #: Share of the whole run each stage takes (for one overall progress fraction).
@@ -49,11 +54,11 @@ ENCODER_SHARE, ENCODER_MIN_S, ENCODER_MAX_S = 0.25, 5.0, 60.0
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-class PipelineError(Exception):
+class PipelineError(Asset2VecError):
     """The pipeline cannot go on; the message says what to do."""
 
 
-class PipelineCancelled(PipelineError):
+class PipelineCancelled(PipelineError, Cancelled):
     """Stopped on request; everything done so far is kept and a new run continues from there."""
 
 
@@ -94,6 +99,8 @@ class IndexSummary:
     captured: int = 0
     capture_up_to_date: int = 0
     failures: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)  # assets whose .blend is gone or no longer has them
+    moved: dict[str, str] = field(default_factory=dict)  # old name -> new name (same content, moved or renamed)
     inverted: int = 0
     heldout_psnr: float | None = None
     encoder: dict[str, Any] | None = None  # the new model's instant encoder: steps, seconds, nearest_own (or error)
@@ -169,7 +176,7 @@ def _exclusive(home: LibraryHome) -> Iterator[None]:
 
 
 def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: IndexOptions) -> IndexSummary:
-    from backend.library.catalogue import Catalogue
+    from backend.library.catalogue import BATCH_TIMEOUT_S, Catalogue
 
     summary = IndexSummary(home=str(home.root))
     src = Path(folder).expanduser().resolve() if folder is not None else None
@@ -180,7 +187,7 @@ def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: Index
             raise PipelineError(f"the home {home.root} is inside the library {src}; choose a home elsewhere "
                                 "(--home) or a hidden folder like FOLDER/.asset2vec")
         summary.folder = str(src)
-    with Catalogue(home.catalogue) as cat:
+    with Catalogue(home.catalogue, busy_timeout=BATCH_TIMEOUT_S) as cat:
         active = cat.active_model()
         active_info = next((m["info"] for m in cat.models() if m["model_id"] == active), {})
         summary.previous_model = active
@@ -191,7 +198,9 @@ def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: Index
     if src is not None:
         t0 = time.monotonic()
         progress.start("capture", f"capturing the assets of {src}")
-        _capture(src, home, opts, progress, summary)
+        mark_library_root(src)
+        captured = _capture(src, home, opts, progress, summary)
+        summary.pruned, summary.moved = prune_library(src, home, captured)
         summary.seconds["capture"] = round(time.monotonic() - t0, 1)
 
     if not any(home.bundles.glob("*/transforms.json")):
@@ -211,7 +220,7 @@ def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: Index
 
     run = load_run(home.run_dir(model_id), device=opts.device)
     summary.heldout_psnr = _finite(run.heldout_psnr)
-    with Catalogue(home.catalogue) as cat:
+    with Catalogue(home.catalogue, busy_timeout=BATCH_TIMEOUT_S) as cat:
         t0 = time.monotonic()
         progress.start("embed", "storing codes")
         _embed(run, cat, home, opts, progress, summary)
@@ -264,45 +273,72 @@ def _finite(x: Any) -> float | None:
 
 # -- stages ---------------------------------------------------------------------------------------
 
-def _capture(src: Path, home: LibraryHome, opts: IndexOptions, progress: _Progress, summary: IndexSummary) -> None:
-    from backend.cli import CommandError
-    from backend.commands.blender import capture_library
+def _capture(src: Path, home: LibraryHome, opts: IndexOptions, progress: _Progress,
+             summary: IndexSummary) -> dict[str, Any]:
+    """Capture ``src`` into the home's bundles in a headless Blender worker process.
+
+    bpy never runs in this process: a backend builds models from a worker thread, and bpy only runs on
+    its main thread. The file the worker has open is recorded before it is opened; when the worker
+    dies on it (Blender crashed), a new worker continues, and a file that crashed Blender
+    :data:`MAX_CAPTURE_ATTEMPTS` times is skipped and reported. A killed run remembers the counts.
+    """
+    from backend.bulk.workers import WorkerError, WorkerProcess
 
     state = home.read_state()
     attempts: dict[str, int] = state.get("capture_attempts", {})
-    crashed = {f for f, n in attempts.items() if n >= MAX_CAPTURE_ATTEMPTS}
-    opened: list[str] = []
+    current: list[str] = []  # the file the worker has open (at most one)
 
-    def on_file(path: Path) -> None:
-        # The file opened before this one finished without killing the process: forget its attempt.
-        if opened:
-            attempts.pop(opened[-1], None)
-        opened.append(str(path))
-        attempts[str(path)] = attempts.get(str(path), 0) + 1
-        home.write_state({**state, "stage": "capture", "folder": str(src), "capture_attempts": attempts})
+    def record(stage: str) -> None:
+        home.write_state({**state, "stage": stage, "folder": str(src), "capture_attempts": attempts})
 
-    def on_asset(done: int, total: int) -> None:
-        progress.update(done, total, f"captured {done}/{total} assets")
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("ev") == "file":
+            # The file opened before this one finished without killing Blender: forget its attempt.
+            if current:
+                attempts.pop(current[0], None)
+            current[:] = [str(event["path"])]
+            attempts[current[0]] = attempts.get(current[0], 0) + 1
+            record("capture")
+        elif event.get("ev") == "asset":
+            progress.update(event["done"], event["total"], f"captured {event['done']}/{event['total']} assets")
 
+    logs = home.root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    worker = WorkerProcess(logs / "capture-worker.log")
+    request = {"op": "capture", "src": str(src), "out": str(home.bundles), "size": opts.size,
+               "samples": opts.samples, "device": opts.capture_device}
     try:
-        result = capture_library(src, home.bundles, size=opts.size, samples=opts.samples,
-                                 device=opts.capture_device, on_file=on_file, on_asset=on_asset, skip_files=crashed)
-    except BaseException as e:
+        while True:
+            crashed = sorted(f for f, n in attempts.items() if n >= MAX_CAPTURE_ATTEMPTS)
+            current.clear()
+            result = worker.request({**request, "skip_files": crashed}, on_event)
+            if not result.get("crashed"):
+                break
+            if not current:  # died before opening any file: not one file's fault
+                raise PipelineError(f"the Blender capture worker crashed ({result['error']}); see {logs}")
+            # Blender died on current[0]: its attempt stays counted; a new worker continues.
+    except WorkerError as e:
+        raise PipelineError(str(e)) from None
+    except BaseException:
         # A Python-level stop (cancel, Ctrl-C, an error) is not a Blender crash: forget this file's attempt.
-        if opened:
-            attempts.pop(opened[-1], None)
-            home.write_state({**state, "stage": "capture", "folder": str(src), "capture_attempts": attempts})
-        if isinstance(e, CommandError):
-            raise PipelineError(str(e)) from None
+        worker.kill()
+        if current:
+            attempts.pop(current[0], None)
+            record("capture")
         raise
-    if opened:
-        attempts.pop(opened[-1], None)
-    home.write_state({**state, "stage": "captured", "folder": str(src), "capture_attempts": attempts})
-    summary.captured, summary.capture_up_to_date = result.done, result.skipped
-    summary.failures += result.failed
-    if not result.done and not result.skipped:
+    worker.stop()
+    if current:
+        attempts.pop(current[0], None)
+    record("captured")
+    if result.get("status") != "done":
+        raise PipelineError(str(result.get("error") or "the capture failed"))
+    summary.captured, summary.capture_up_to_date = int(result["done"]), int(result["skipped"])
+    summary.failures += list(result["failed"])
+    if not summary.captured and not summary.capture_up_to_date:
+        failed = summary.failures
         raise PipelineError(f"no asset of {src} could be captured"
-                            + (f": {result.failed[0]}" if result.failed else " (mark assets with Mark as Asset)"))
+                            + (f": {failed[0]}" if failed else " (mark assets with Mark as Asset)"))
+    return result
 
 
 def _bundle_names(home: LibraryHome) -> list[str]:
@@ -403,7 +439,7 @@ def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: 
         thumbs = {}
         for b in read_bundles(find_bundles(home.bundles)):
             if b.asset.name in run.names:
-                thumbs[b.asset.name] = b.image_bytes(7)
+                thumbs[b.asset.name] = b.image_bytes(THUMBNAIL_VIEW)
         import_run(cat, run, thumbnails=thumbs, activate=False)
     cat.register_model(run.model_id, run.preset, active=False, info=catalogue_fields(info))
 
@@ -427,7 +463,7 @@ def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: 
         with cat.transaction():  # one committed batch: a kill loses at most this batch
             codes = {}
             for b, r in zip(batch, results, strict=True):
-                aid = cat.upsert_asset(b.asset, thumbnail=b.image_bytes(7))
+                aid = cat.upsert_asset(b.asset, thumbnail=b.image_bytes(THUMBNAIL_VIEW))
                 cat.set_artist_tags(aid, b.asset.tags)
                 codes[aid] = (np.asarray(r.shape).reshape(-1), np.asarray(r.texture).reshape(-1), float(r.psnr))
             cat.set_codes(run.model_id, codes, source="inversion")
@@ -463,9 +499,10 @@ def _tags(run: Any, cat: Any, home: LibraryHome, summary: IndexSummary) -> None:
 def _neighbours(cat: Any, model_id: str, progress: _Progress) -> None:
     from backend.library.similarity import SimilarityIndex
 
-    table = cat.codes(model_id)
+    # Embeds of unsaved files are never a library asset's neighbour (nor get stored suggestions).
+    table = cat.codes(model_id, include_unsaved=False)
     k = min(NEIGHBOURS_K, max(len(table) - 1, 1))
-    for i, space in enumerate(("shape", "texture", "both")):
+    for i, space in enumerate(SPACES):
         progress.update(i, 3, f"similar assets in {space} space")
         cat.set_neighbours(model_id, space, SimilarityIndex(table, space).all_neighbours(k))
 

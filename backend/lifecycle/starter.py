@@ -172,7 +172,7 @@ def build_starter(
         marker = sh3d_lib / "source.txt"
         if not (marker.is_file() and marker.read_text() == str(sh3d) and (sh3d_lib / "import_report.json").is_file()):
             shutil.rmtree(sh3d_lib, ignore_errors=True)
-            _cli(argv, allow_partial=True)
+            _import_folder(sh3d, sh3d_lib, catalog if catalog.is_file() else None)
             marker.write_text(str(sh3d))
         sources.append({"kind": "sweet-home-3d", "folder": str(sh3d), "catalogue": catalog.is_file()})
         _done(say, t0, "imported")
@@ -185,7 +185,8 @@ def build_starter(
         argv = ["capture", str(src), "--out", str(bundles / sub), "--size", str(cap["size"]),
                 "--samples", str(cap["samples"]), "--device", str(cap.get("device", "CPU"))]
         commands.append(shlex.join(["asset2vec", *argv]).replace(str(cache), "CACHE"))
-        _cli(argv, allow_partial=sub == "sh3d")  # the capture skips assets whose bundle is up to date
+        # The capture skips assets whose bundle is up to date.
+        _capture(src, bundles / sub, cap, allow_partial=sub == "sh3d")
     _done(say, t0, f"{sum(1 for _ in bundles.rglob('transforms.json'))} bundles")
 
     t0 = _step(say, f"3. Train the decoder ({tr['preset']}, {tr['steps']} steps, seed {tr['seed']}) -> {stage}")
@@ -200,7 +201,8 @@ def build_starter(
     argv = ["tags", "train", "--run", str(stage), "--min-examples", str(tg.get("min_examples", 3))]
     argv += [] if tg.get("use_size", True) else ["--no-size"]
     commands.append(shlex.join(["asset2vec", *argv]).replace(str(stage), "RUN"))
-    tags = _train_tags(stage, metrics["model_id"], argv)
+    tags = _train_tags(stage, metrics["model_id"], min_examples=int(tg.get("min_examples", 3)),
+                       use_size=bool(tg.get("use_size", True)))
     _done(say, t0, f"{len(tags)} tags: {', '.join(tags)}")
 
     enc = recipe.get("encoder")
@@ -231,13 +233,28 @@ def _done(say: Say, t0: float, what: str) -> None:
     say(f"   {what} ({time.perf_counter() - t0:.1f} s)")
 
 
-def _cli(argv: list[str], allow_partial: bool = False) -> None:
-    """Run an ``asset2vec`` command in this process; exit 1 (some assets failed) is accepted when ``allow_partial``."""
-    from backend.cli import main as cli_main
+def _import_folder(src: Path, out: Path, catalogue: Path | None) -> None:
+    """``asset2vec import-folder``: OBJ/glTF models into marked assets (some failing models are accepted)."""
+    from blender_addon.headless.import_folder import FolderImportError, import_folder
 
-    code = cli_main(argv)
-    if code not in (0, None) and not (allow_partial and code == 1):
-        raise StarterError(f"`asset2vec {shlex.join(argv)}` failed (exit {code})")
+    try:
+        import_folder(src, out, catalogue)
+    except FolderImportError as e:
+        raise StarterError(f"importing {src} failed: {e}") from None
+
+
+def _capture(src: Path, out: Path, cap: dict[str, Any], allow_partial: bool = False) -> None:
+    """``asset2vec capture``: every marked asset of ``src``; failed assets are accepted when ``allow_partial``."""
+    from blender_addon.headless import AddonError
+    from blender_addon.headless.capture_library import capture_library
+
+    try:
+        summary = capture_library(src, out, size=int(cap["size"]), samples=int(cap["samples"]),
+                                  device=str(cap.get("device", "CPU")))
+    except AddonError as e:
+        raise StarterError(f"capturing {src} failed: {e}") from None
+    if summary.failed and (not allow_partial or not (summary.done or summary.skipped)):
+        raise StarterError(f"capturing {src} failed for {len(summary.failed)} asset(s): {summary.failed[0]}")
 
 
 def _manifest_or_none(folder: Path) -> dict[str, Any] | None:
@@ -298,9 +315,12 @@ def _train_starter_encoder(stage: Path, bundles: Path, model_id: str, enc: dict[
     return f"{done.steps} steps in {done.seconds:.0f} s"
 
 
-def _train_tags(stage: Path, model_id: str, argv: list[str]) -> list[str]:
-    """Train the tag model with ``asset2vec tags train`` unless ``stage/tags.joblib`` is already this model's."""
+def _train_tags(stage: Path, model_id: str, min_examples: int, use_size: bool) -> list[str]:
+    """Train the tag model as ``asset2vec tags train`` does unless ``stage/tags.joblib`` is already this model's."""
+    from backend.library.catalogue import Catalogue, import_run
+    from backend.library.review import fit_tag_model
     from backend.library.tags import TagModel
+    from backend.training.run import load_run
 
     path = stage / "tags.joblib"
     try:
@@ -309,8 +329,12 @@ def _train_tags(stage: Path, model_id: str, argv: list[str]) -> list[str]:
         path.unlink(missing_ok=True)
         for f in stage.glob("catalogue.sqlite*"):  # a catalogue left by an earlier attempt: start clean
             f.unlink()
-        _cli(argv)
-        model = TagModel.load(path, expect_model=model_id)
+        run = load_run(stage)
+        with Catalogue(stage / "catalogue.sqlite", expect_model=run.model_id) as cat:
+            table = import_run(cat, run)  # the run's training codes and artist tags
+            model, _ = fit_tag_model(cat, run.model_id, table, use_size=use_size, min_examples=min_examples)
+        if model.classifiers:
+            model.save(path)
     if not model.classifiers:
         raise StarterError("the starter tag model learnt no tag (too few tagged assets in the recipe's data)")
     return sorted(model.classifiers)

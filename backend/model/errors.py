@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from backend.errors import Asset2VecError
 
-class ModelError(ValueError):
+
+class ModelError(Asset2VecError, ValueError):
     """A library, checkpoint or request the NeRF engine cannot use; the message says what to do."""

@@ -2,7 +2,8 @@
 
 The app only validates, queues and translates; the work is done by an *engine* object passed to
 :func:`create_app` (normally :class:`backend.service.engine.Engine`), so the HTTP layer can be
-served and tested with any engine that has the same methods (see :class:`EngineLike`).
+served and tested with any engine that has the same methods (see :class:`EngineLike`). Requests and
+answers are the typed contract of :mod:`shared.api` (each answer serialised once, by ``to_json``).
 
 Endpoints (all under ``/v1``; all need the token when one is configured)::
 
@@ -24,28 +25,33 @@ Endpoints (all under ``/v1``; all need the token when one is configured)::
                                         retrained: {"probability" (new), "queue": next items, ...}
 
 Without a token (loopback only) a request whose Host header is not 127.0.0.1, localhost or [::1]
-is refused with 400 (DNS-rebinding guard). ``POST /embed`` needs Content-Type ``application/zip``,
-``application/octet-stream`` or ``multipart/form-data`` (415 otherwise).
+is refused with 400 (DNS-rebinding guard). Every endpoint then applies the request policy of
+:mod:`backend.service.policy`: a foreign ``Origin`` is refused (403); every POST needs the header
+:data:`shared.api.CLIENT_HEADER` (403 without it; a web page cannot send it cross-site); JSON bodies need
+``Content-Type: application/json`` and ``POST /embed`` ``application/zip``, ``application/octet-stream`` or
+``multipart/form-data`` (415 otherwise). At most ``max_uploads`` uploads are read at once (503 with
+``Retry-After`` beyond). ``POST /index`` only reads folders under the server's library roots (403 otherwise).
 
 Building a model (``/index``, ``/train`` with ``decoder``) runs in a second, one-slot background
 queue beside the embed queue: the current model keeps serving and the backend switches to the new
 one atomically when it is ready (``GET /info`` shows the running build under ``background``).
 
 Every error is JSON ``{"detail": "..."}`` with a 4xx status naming what is wrong; an unexpected
-exception becomes a logged 500 with a message and the server keeps serving.
+exception becomes a logged 500 with a message and the server keeps serving. No error body names a
+server folder (:func:`backend.service.policy.redact`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -53,44 +59,45 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from backend.library.errors import LibraryError
+from backend.library.errors import CatalogueBusy, LibraryError
 from backend.model.errors import ModelError
 from shared import api
-from shared.bundle import Bundle, BundleError, parse_archive
+from shared.api import MAX_K, SPACES
+from shared.bundle import Bundle, BundleError
 
 from . import auth
-from .errors import ServiceError
+from .embedding import Followups
+from .errors import Busy, ServiceError
 from .jobs import DONE, FINAL_STATES, JobError, JobQueue
+from .policy import UPLOAD_TYPES, LibraryRoots, RequestPolicy, redact  # noqa: F401 - UPLOAD_TYPES re-exported
+from .uploads import parse_upload
 
 log = logging.getLogger(__name__)
-
-SPACES = ("shape", "texture", "both")
-MAX_K = 100
 #: Largest JSON body accepted by endpoints that take options (not uploads).
 MAX_JSON_BYTES = 64 * 1024
+#: Uploads read and validated at the same time (each buffers up to max_upload_bytes): beyond, 503 + Retry-After.
+MAX_CONCURRENT_UPLOADS = 4
+#: Deepest JSON nesting accepted in an options body (they are flat objects).
+MAX_JSON_DEPTH = 16
 
 
 class EngineLike(Protocol):
     """What the app needs from an engine. Methods run in worker threads and may raise ServiceError."""
 
-    def info(self) -> dict[str, Any]: ...
+    def info(self) -> api.ModelInfo: ...
 
     def embed(
-        self, upload: bytes, bundle: Bundle, progress: Callable[[float, str], None], cancel: threading.Event
-    ) -> dict[str, Any]: ...
+        self, bundle: Bundle, progress: Callable[[float, str], None], cancel: threading.Event,
+        followups: Followups | None = None,
+    ) -> api.EmbedResult: ...
 
     def train(
-        self, options: dict[str, Any], progress: Callable[[float, str], None], cancel: threading.Event
-    ) -> dict[str, Any]: ...
+        self, request: api.TrainRequest, progress: Callable[[float, str], None], cancel: threading.Event
+    ) -> api.TrainResult | api.BuildResult: ...
 
-    def neighbours(self, name: str, space: str, k: int) -> dict[str, Any]: ...
+    def neighbours(self, name: str, space: str, k: int) -> api.NeighbourList: ...
 
     def thumbnail(self, name: str) -> bytes: ...
-
-
-def thumbnail_url(name: str) -> str:
-    """The API path of an asset's thumbnail (relative to the server's base URL)."""
-    return f"{api.API_PREFIX}/assets/{quote(name, safe='')}/thumbnail"
 
 
 def create_app(
@@ -100,6 +107,9 @@ def create_app(
     max_upload_bytes: int = api.MAX_UPLOAD_BYTES,
     on_startup: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
+    host: str | None = None,
+    library_roots: LibraryRoots | None = None,
+    max_uploads: int = MAX_CONCURRENT_UPLOADS,
 ) -> FastAPI:
     """Build the FastAPI app around ``engine``.
 
@@ -107,6 +117,9 @@ def create_app(
     ``queue``: the job queue (a new one by default); ``app.state.queue`` holds it.
     ``on_startup`` / ``on_shutdown`` run in the server's lifespan (e.g. zeroconf registration);
     the queue is shut down after ``on_shutdown``.
+    ``host``: the host the server was started on (its origin is one of the server's own, see
+    :class:`~backend.service.policy.RequestPolicy`); ``library_roots``: the folders ``POST /index`` may read
+    (default: none); ``max_uploads``: uploads buffered at once.
     """
     jobs = queue or JobQueue()
     # Model building runs beside the embed queue (hours on a CPU; the old model keeps serving meanwhile).
@@ -130,10 +143,14 @@ def create_app(
     )
     app.state.queue, app.state.engine, app.state.token = jobs, engine, token
     app.state.background = background
-    if hasattr(engine, "submit_followup"):
+    roots = library_roots or LibraryRoots()
+    app.state.library_roots = roots
+    uploads = asyncio.Semaphore(max_uploads)
+
+    def followups(kind: str, fn: Any) -> str:
         # Refinements of instant-encoder codes: jobs of this queue (visible, cancellable, one decoder user at a
         # time), behind every waiting upload so the next Embed still answers at once.
-        engine.submit_followup = lambda kind, fn: jobs.submit(kind, fn, low_priority=True).id
+        return jobs.submit(kind, fn, low_priority=True).id
 
     def queue_of(job_id: str) -> JobQueue:
         try:
@@ -144,11 +161,18 @@ def create_app(
 
     def submit_background(kind: str, fn: Any) -> dict[str, Any]:
         running = background.latest()
-        if running and running["status"] not in FINAL_STATES:
-            raise ServiceError(f"a model is already being built (job {running['id']}: {running['message']}); "
-                               "wait for it or cancel it first", 409)
+        if running and running.status not in FINAL_STATES:
+            raise Busy(f"a model is already being built (job {running.id}: {running.message}); "
+                       "wait for it or cancel it first")
         job = background.submit(kind, fn)
         return _accepted(job.id, "building a new model in the background; the current one keeps serving")
+
+    def scrub(status: api.JobStatus) -> api.JobStatus:
+        # A job's failure message may quote an exception that names a server folder: redacted like error bodies.
+        for key in ("message", "error"):
+            if getattr(status, key):
+                setattr(status, key, redact(getattr(status, key), _server_paths(engine)))
+        return status
 
     def require_token(request: Request) -> None:
         if not auth.token_ok(token, request.headers.get(api.TOKEN_HEADER)):
@@ -166,35 +190,36 @@ def create_app(
                 400,
             )
 
-    router = APIRouter(prefix=api.API_PREFIX, dependencies=[Depends(require_local_host), Depends(require_token)])
+    router = APIRouter(prefix=api.API_PREFIX, dependencies=[
+        Depends(require_local_host), Depends(require_token), Depends(RequestPolicy(host))])
 
     @router.get("/info")
     def info() -> dict[str, Any]:
-        return {
-            **engine.info(),
-            "api_version": api.API_VERSION,
-            "token_required": token is not None,
-            "max_upload_bytes": max_upload_bytes,
-            "queue": jobs.stats(),
-            "background": background.latest(),
-        }
+        served = engine.info()
+        return api.ServerInfo(
+            **{f.name: getattr(served, f.name) for f in dataclasses.fields(served)},
+            api_version=api.API_VERSION,
+            token_required=token is not None,
+            max_upload_bytes=max_upload_bytes,
+            queue=jobs.stats(),
+            background=scrub(latest) if (latest := background.latest()) else None,
+        ).to_json()
 
     @router.post("/embed", status_code=202)
     async def embed(request: Request) -> dict[str, Any]:
-        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if ctype not in UPLOAD_TYPES:
-            raise ServiceError(
-                f"upload refused: Content-Type {ctype or '(none)'!r} is not accepted; send the bundle .zip with "
-                f"Content-Type {', '.join(UPLOAD_TYPES)}",
-                415,
-            )
-        data = await _read_upload(request, max_upload_bytes)
-        try:
-            # Validation reads every PNG header of an up-to-32-MiB archive: off the event loop.
-            bundle, _ = await asyncio.to_thread(parse_archive, data)
-        except BundleError as e:
-            raise ServiceError(f"upload refused: {e}", 400) from None
-        job = jobs.submit("embed", lambda progress, cancel: engine.embed(data, bundle, progress, cancel))
+        # The Content-Type was checked by the request policy. Uploads buffered at once are bounded, not queued:
+        # a client told to retry holds no memory here.
+        if uploads.locked():
+            raise Busy(f"{max_uploads} uploads are being received already; retry in a moment", 503)
+        async with uploads:
+            data = await _read_upload(request, max_upload_bytes)
+            try:
+                # Validation decodes every view of an up-to-32-MiB archive: off the event loop.
+                bundle = await asyncio.to_thread(parse_upload, data)
+            except BundleError as e:
+                raise ServiceError(f"upload refused: {e}", 400) from None
+            del data  # from here on only the validated bundle (its images in memory) travels
+        job = jobs.submit("embed", lambda progress, cancel: engine.embed(bundle, progress, cancel, followups))
         return _accepted(job.id, f"embedding {bundle.asset.name!r}")
 
     @router.post("/train", status_code=202)
@@ -208,31 +233,35 @@ def create_app(
                 f"train the decoder with `asset2vec train BUNDLES --out RUN_DIR` and serve the new run",
                 400,
             )
+        train_request = _parse(api.TrainRequest, options)
         if what == "decoder":
-            return submit_background("train", lambda progress, cancel: engine.train(options, progress, cancel))
-        job = jobs.submit("train", lambda progress, cancel: engine.train(options, progress, cancel))
+            return submit_background(
+                "train", lambda progress, cancel: engine.train(train_request, progress, cancel))
+        job = jobs.submit("train", lambda progress, cancel: engine.train(train_request, progress, cancel))
         return _accepted(job.id, "training")
 
     @router.post("/index", status_code=202)
     async def index(request: Request) -> dict[str, Any]:
         options = await _read_json(request)
         folder = options.get("folder")
-        if not hasattr(engine, "rebuild") or "decoder" not in tuple(getattr(engine, "trainable", ())):
+        if not hasattr(engine, "build") or "decoder" not in tuple(getattr(engine, "trainable", ())):
             raise ServiceError("this backend serves a single run (started with --run); start it with a library "
                                "home (asset2vec serve --home DIR) to build models from a library", 400)
         if not isinstance(folder, str) or not folder.strip():
             raise ServiceError('give the library folder: {"folder": "/path/to/library"}', 422)
-        if not Path(folder).expanduser().is_dir():
-            raise ServiceError(f"{folder}: no such folder on the backend's machine (the backend reads the library "
-                               "from its own disk)", 422)
-        return submit_background(
-            "index", lambda progress, cancel: engine.rebuild(folder, options, progress, cancel))
+        index_request = _parse(api.IndexRequest, options)
+        resolved = roots.check(folder)  # 403 outside the roots, before anything looks at the disk
+        if not await asyncio.to_thread(resolved.is_dir):
+            raise ServiceError(f"{folder[:200]}: no such folder under the library roots (the backend reads the "
+                               "library from its own disk)", 422)
+        index_request = dataclasses.replace(index_request, folder=str(resolved))
+        return submit_background("index", lambda progress, cancel: engine.build(index_request, progress, cancel))
 
     @router.get("/models")
     def models() -> dict[str, Any]:
         if not hasattr(engine, "models"):
             raise ServiceError("this backend has no model list", 400)
-        return engine.models()
+        return engine.models().to_json()
 
     @router.post("/models/restore")
     async def restore(request: Request) -> dict[str, Any]:
@@ -240,28 +269,34 @@ def create_app(
         model_id = options.get("model_id")
         if model_id is not None and not isinstance(model_id, str):
             raise ServiceError("model_id must be a string", 422)
+        restore_request = _parse(api.RestoreRequest, options)
         if not hasattr(engine, "restore"):
             raise ServiceError("this backend cannot switch models", 400)
         try:
-            return await asyncio.to_thread(engine.restore, model_id)
+            return (await asyncio.to_thread(engine.restore, restore_request.model_id)).to_json()
+        except CatalogueBusy:
+            raise  # 503 + Retry-After (its own handler), not a refusal of the switch
         except (LibraryError, ModelError) as e:
             raise ServiceError(f"cannot switch models: {e}", 409) from None
 
+    def public(status: api.JobStatus) -> dict[str, Any]:
+        return scrub(status).to_json()
+
     @router.get("/jobs/{job_id}")
     def job_status(job_id: str) -> dict[str, Any]:
-        return queue_of(job_id).snapshot(job_id)
+        return public(queue_of(job_id).snapshot(job_id))
 
     @router.post("/jobs/{job_id}/cancel")
     def job_cancel(job_id: str) -> dict[str, Any]:
-        return queue_of(job_id).cancel(job_id)
+        return public(queue_of(job_id).cancel(job_id))
 
     @router.get("/jobs/{job_id}/result")
     def job_result(job_id: str) -> dict[str, Any]:
         job = queue_of(job_id).get(job_id)
         if job.status != DONE:
-            why = f": {job.error}" if job.error else ""
+            why = f": {redact(job.error, _server_paths(engine))}" if job.error else ""
             raise ServiceError(f"job {job_id} has no result: it is {job.status}{why}", 409)
-        return _with_thumbnail_urls(job.result or {})
+        return job.result or {}  # stored as the contract's JSON when the job finished
 
     @router.get("/assets/{name:path}/neighbours")
     def neighbours(name: str, space: str = "both", k: str = "10") -> dict[str, Any]:
@@ -273,14 +308,13 @@ def create_app(
             raise ServiceError(f"k must be a whole number between 1 and {MAX_K}, got {k!r}", 400) from None
         if not 1 <= k_int <= MAX_K:
             raise ServiceError(f"k must be between 1 and {MAX_K}, got {k_int}", 400)
-        return _with_thumbnail_urls(engine.neighbours(name, space, k_int))
+        return engine.neighbours(name, space, k_int).to_json()
 
     @router.get("/review")
     def review_queue(limit: str = "10") -> dict[str, Any]:
         if not hasattr(engine, "review_queue"):
             raise ServiceError("this backend has no tag review", 400)
-        result = engine.review_queue(_review_limit(limit))
-        return {**result, "items": [_nb_with_url(i) for i in result["items"]]}
+        return engine.review_queue(_review_limit(limit)).to_json()
 
     @router.post("/review")
     async def review_answer(request: Request) -> dict[str, Any]:
@@ -296,56 +330,58 @@ def create_app(
         if not hasattr(engine, "review_answer"):
             raise ServiceError("this backend has no tag review", 400)
         # Retraining the tag classifiers takes a moment: off the event loop.
-        result = await asyncio.to_thread(engine.review_answer, name, tag.strip(), accept, limit)
-        return {**_with_thumbnail_urls({k: v for k, v in result.items() if k != "queue"}),
-                "queue": [_nb_with_url(i) for i in result["queue"]]}
+        answer = _parse(api.ReviewRequest, {"name": name, "tag": tag.strip(), "accept": accept, "limit": limit})
+        result = await asyncio.to_thread(engine.review_answer, answer.name, answer.tag, answer.accept, answer.limit)
+        return result.to_json()
 
     @router.get("/assets/{name:path}/thumbnail")
     def thumbnail(name: str) -> Response:
         return Response(engine.thumbnail(name), media_type="image/png")
 
     app.include_router(router)
-    _install_error_handlers(app)
+    _install_error_handlers(app, lambda: _server_paths(engine))
     return app
+
+
+def _server_paths(engine: Any) -> list[Any]:
+    """The engine's folders (home, run), kept out of error bodies."""
+    paths = []
+    for attr in ("home", "run"):
+        value = getattr(engine, attr, None)
+        value = getattr(value, "root", None) or getattr(value, "run_dir", None) or value
+        if isinstance(value, str | Path):
+            paths.append(value)
+    return paths
 
 
 def _accepted(job_id: str, message: str) -> dict[str, Any]:
     base = f"{api.API_PREFIX}/jobs/{job_id}"
-    return {"job": job_id, "status": "queued", "message": message, "status_url": base, "result_url": f"{base}/result"}
+    return api.JobAccepted(job=job_id, status=api.QUEUED, message=message, status_url=base,
+                           result_url=f"{base}/result").to_json()
 
 
-def _with_thumbnail_urls(result: dict[str, Any]) -> dict[str, Any]:
-    """Add ``thumbnail_url`` to every neighbour (and the asset itself) so clients can show them."""
-    out = dict(result)
-    if isinstance(out.get("name"), str):
-        out.setdefault("thumbnail_url", thumbnail_url(out["name"]))
-    nb = out.get("neighbours")
-    if isinstance(nb, dict):  # {space: [...]}
-        out["neighbours"] = {s: [_nb_with_url(n) for n in items] for s, items in nb.items()}
-    elif isinstance(nb, list):
-        out["neighbours"] = [_nb_with_url(n) for n in nb]
-    return out
+def _parse(cls: type[api.W], data: dict[str, Any]) -> api.W:
+    """A request of the contract; one that breaks it is a 422 naming the field."""
+    try:
+        return cls.from_json(data)
+    except api.ApiError as e:
+        raise ServiceError(f"invalid request: {e}", 422) from None
 
 
 def _review_limit(raw: Any) -> int:
     """The ``limit`` of a review request: a whole number in 1..MAX_K (422 otherwise)."""
     try:
-        limit = int(raw)
         if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
             raise ValueError
-    except (TypeError, ValueError):
-        raise ServiceError(f"limit must be a whole number between 1 and {MAX_K}, got {raw!r}", 422) from None
+        limit = int(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise ServiceError(f"limit must be a whole number between 1 and {MAX_K}, got {str(raw)[:40]!r}",
+                           422) from None
     if not 1 <= limit <= MAX_K:
         raise ServiceError(f"limit must be between 1 and {MAX_K}, got {limit}", 422)
     return limit
 
 
-def _nb_with_url(n: dict[str, Any]) -> dict[str, Any]:
-    return {**n, "thumbnail_url": thumbnail_url(n["name"])} if "name" in n else n
-
-
-#: Content types accepted for an uploaded bundle (a raw .zip body or a multipart form).
-UPLOAD_TYPES = ("application/zip", "application/octet-stream", "multipart/form-data")
 #: Host names that address this machine's loopback interface.
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -424,19 +460,54 @@ async def _read_json(request: Request) -> dict[str, Any]:
             raise ServiceError(f"request body is over {MAX_JSON_BYTES} bytes; options are a small JSON object", 413)
     if not raw.strip():
         return {}
+    depth = _nesting(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise ServiceError(f"request body nests {depth} levels deep; options are a flat JSON object", 400)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ServiceError(f"request body is not valid JSON ({e})", 400) from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
+        raise ServiceError(f"request body is not acceptable JSON ({str(e)[:120]})", 400) from None
     if not isinstance(data, dict):
         raise ServiceError("request body must be a JSON object of options", 400)
     return data
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _nesting(raw: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON text (outside strings), counted without parsing it (no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _install_error_handlers(app: FastAPI, server_paths: Callable[[], list[Any]]) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        reply = exc.reply()
+        reply.detail = redact(reply.detail, server_paths())
+        return JSONResponse(reply.to_json(), status_code=exc.status, headers=exc.headers())
+
+    @app.exception_handler(CatalogueBusy)
+    async def catalogue_busy(request: Request, exc: CatalogueBusy) -> JSONResponse:
+        # Another process holds the catalogue's write lock: nothing was written, the request can simply be retried.
+        reply = api.ErrorReply(detail=redact(f"the backend is busy: {exc}", server_paths()), code=api.BUSY)
+        return JSONResponse(reply.to_json(), status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

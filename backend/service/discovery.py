@@ -3,8 +3,8 @@
 The service type is :data:`shared.api.SERVICE_TYPE`; TXT records carry the API version, model id,
 device and whether a token is required, so the add-on can show them before connecting. A backend
 bound to loopback is advertised on loopback only (``Zeroconf(interfaces=["127.0.0.1"])``), so it
-is visible to this machine and not announced to the LAN. Browsing lives in the add-on's client
-(:func:`blender_addon.client.discover`, re-exported here as :func:`browse`) because Blender uses it.
+is visible to this machine and not announced to the LAN. Browsing lives in the shared client
+(:func:`shared.client.discover`, re-exported here as :func:`browse`) because Blender uses it too.
 """
 
 from __future__ import annotations
@@ -12,26 +12,25 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import Any
 
 from zeroconf import IPVersion, ServiceInfo, Zeroconf
 
-from blender_addon.client import discover as browse  # noqa: F401 - the browse helper, re-exported
 from shared import api
+from shared.client import discover as browse  # noqa: F401 - the browse helper, re-exported
 
 from .auth import is_loopback
 
 log = logging.getLogger(__name__)
 
 
-def txt_records(info: dict[str, Any], token_required: bool) -> dict[str, str]:
+def txt_records(info: api.ModelInfo, token_required: bool) -> dict[str, str]:
     """TXT records from an engine's ``info()`` (short keys: TXT records are small)."""
     return {
         "api": str(api.API_VERSION),
         "path": api.API_PREFIX,
-        "model": str(info.get("model_id", "")),
-        "preset": str(info.get("preset", "")),
-        "device": str(info.get("device", "")),
+        "model": info.model_id,
+        "preset": info.preset,
+        "device": info.device,
         "token": "1" if token_required else "0",
     }
 

@@ -6,7 +6,7 @@ message, a cancel flag and, when finished, a result or an error message. Finishe
 for a while (bounded) so clients can fetch their results.
 
 Nothing here knows about HTTP, torch or the model: a job is any callable
-``fn(progress, cancel) -> dict`` where ``progress(fraction, message)`` reports and ``cancel`` is a
+``fn(progress, cancel) -> result`` (a :mod:`shared.api` object, stored as its JSON) where ``progress(fraction, message)`` reports and ``cancel`` is a
 :class:`threading.Event` the callable should check (the engine raises when it is set).
 """
 
@@ -21,23 +21,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ServiceError
+from backend.errors import Asset2VecError, Cancelled
+from shared import api
+from shared.api import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING
+
+from .errors import Busy, ServiceError
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
+__all__ = ["CANCELLED", "DONE", "FAILED", "FINAL_STATES", "QUEUED", "RUNNING", "Job", "JobCancelled", "JobError",
+           "JobFn", "JobQueue", "ProgressFn"]
 
 ProgressFn = Callable[[float, str], None]
-JobFn = Callable[[ProgressFn, threading.Event], dict[str, Any]]
+#: A job's work: ``fn(progress, cancel)`` returns its result, a contract object or a JSON-able dict.
+JobFn = Callable[[ProgressFn, threading.Event], "api.Wire | dict[str, Any]"]
 
 
-class JobCancelled(Exception):
+class JobCancelled(Cancelled):
     """Raised by a job's callable when it noticed its cancel flag and stopped."""
 
 
 class JobError(ServiceError):
     """A job request that cannot be served (unknown id, queue full, shutting down)."""
+
+
+class QueueBusy(JobError, Busy):
+    """The queue cannot take a job now (full, or shutting down): 503, code "busy"."""
+
+    def __init__(self, message: str) -> None:
+        Busy.__init__(self, message, 503)
 
 
 @dataclass
@@ -59,22 +71,11 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     low_priority: bool = False  # e.g. a background refinement: waits behind every queued normal job
 
-    def snapshot(self, position: int | None = None) -> dict[str, Any]:
-        """A JSON-able view of the job (no result payload: that has its own endpoint)."""
-        snap: dict[str, Any] = {
-            "id": self.id,
-            "kind": self.kind,
-            "status": self.status,
-            "progress": round(self.progress, 4),
-            "message": self.message,
-            "error": self.error,
-            "created": self.created,
-            "started": self.started,
-            "finished": self.finished,
-        }
-        if position is not None:
-            snap["queue_position"] = position
-        return snap
+    def snapshot(self, position: int | None = None) -> api.JobStatus:
+        """Where the job stands (no result payload: that has its own endpoint)."""
+        return api.JobStatus(id=self.id, kind=self.kind, status=self.status, progress=round(self.progress, 4),
+                             message=self.message, error=self.error, created=self.created, started=self.started,
+                             finished=self.finished, queue_position=position)
 
 
 class JobQueue:
@@ -106,10 +107,10 @@ class JobQueue:
         """
         with self._lock:
             if self._stopping:
-                raise JobError("the backend is shutting down; try again once it is restarted", 503)
+                raise QueueBusy("the backend is shutting down; try again once it is restarted")
             if sum(1 for j in self._pending if j.low_priority == low_priority) >= self.max_queued:
-                raise JobError(
-                    f"the job queue is full ({self.max_queued} jobs waiting); wait for some to finish and retry", 503
+                raise QueueBusy(
+                    f"the job queue is full ({self.max_queued} jobs waiting); wait for some to finish and retry"
                 )
             job = Job(id=uuid.uuid4().hex, kind=kind, fn=fn, low_priority=low_priority)
             self._jobs[job.id] = job
@@ -129,8 +130,8 @@ class JobQueue:
             raise JobError(f"no job with id {job_id!r} (finished jobs are forgotten after a while)", 404)
         return job
 
-    def snapshot(self, job_id: str) -> dict[str, Any]:
-        """The job's status dict, with its place in the queue while it waits (0 = next)."""
+    def snapshot(self, job_id: str) -> api.JobStatus:
+        """The job's status, with its place in the queue while it waits (0 = next)."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None:
@@ -140,7 +141,7 @@ class JobQueue:
                 position = next((i for i, j in enumerate(self._pending) if j.id == job_id), None)
             return job.snapshot(position)
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str) -> api.JobStatus:
         """Ask a job to stop. A queued job is cancelled at once; a running one at its next check."""
         with self._lock:
             job = self._jobs.get(job_id)
@@ -156,22 +157,22 @@ class JobQueue:
                 job.message = "cancelling..."
             return job.snapshot()
 
-    def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Block until the job is finished (or ``timeout`` seconds pass); returns its status dict."""
+    def wait(self, job_id: str, timeout: float | None = None) -> api.JobStatus:
+        """Block until the job is finished (or ``timeout`` seconds pass); returns its status."""
         self.get(job_id).done.wait(timeout)
         return self.snapshot(job_id)
 
-    def latest(self, kind: str | None = None) -> dict[str, Any] | None:
-        """The status dict of the most recent job (of ``kind``), or None."""
+    def latest(self, kind: str | None = None) -> api.JobStatus | None:
+        """The status of the most recent job (of ``kind``), or None."""
         with self._lock:
             jobs = [j for j in self._jobs.values() if kind is None or j.kind == kind]
             return max(jobs, key=lambda j: j.created).snapshot() if jobs else None
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> api.QueueStats:
         """How many jobs are waiting and running."""
         with self._lock:
             running = sum(1 for j in self._jobs.values() if j.status == RUNNING)
-            return {"queued": len(self._pending), "running": running}
+            return api.QueueStats(queued=len(self._pending), running=running)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Cancel everything queued, ask the running job to stop and join the worker."""
@@ -211,9 +212,9 @@ class JobQueue:
             with self._lock:
                 if job.cancel.is_set() or isinstance(e, JobCancelled):
                     self._finish(job, CANCELLED, "cancelled")
-                elif isinstance(e, (ServiceError, ValueError)):
+                elif isinstance(e, (Asset2VecError, ValueError)):
                     # Expected failures carry a message for users: ServiceError and the domain errors
-                    # (BundleError, ModelError, LibraryError are ValueErrors). No traceback for those.
+                    # (ModelError, LibraryError, PipelineError...; BundleError is a ValueError). No traceback.
                     self._finish(job, FAILED, str(e), error=str(e))
                 else:
                     log.exception("job %s (%s) failed", job.id, job.kind)
@@ -221,7 +222,7 @@ class JobQueue:
                     self._finish(job, FAILED, msg, error=msg)
             return
         with self._lock:
-            job.result = result if result is not None else {}
+            job.result = result.to_json() if isinstance(result, api.Wire) else (result if result is not None else {})
             job.progress = 1.0
             self._finish(job, DONE, "done")
 

@@ -12,6 +12,8 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterable
+from os import PathLike
 from typing import Any
 
 import uvicorn
@@ -23,6 +25,7 @@ from .auth import check_bind
 from .discovery import Advertiser, txt_records
 from .errors import ServiceError
 from .jobs import JobQueue
+from .policy import LibraryRoots, home_library_roots
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,9 @@ class Service:
     ``port=0`` picks a free port (see :attr:`port` after construction). Raises
     :class:`backend.service.auth.AuthError` for a non-loopback host without a token, and
     :class:`ServiceError` when the address cannot be bound.
+
+    ``library_roots``: the folders ``POST /index`` may read (``asset2vec serve --library-root``); ``None``: the
+    library folders the served home's own models were built from (none for a single run).
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class Service:
         advertise: bool = True,
         log_level: str = "warning",
         max_upload_bytes: int = api.MAX_UPLOAD_BYTES,
+        library_roots: Iterable[str | PathLike[str]] | None = None,
     ) -> None:
         check_bind(host, token)  # before anything is bound or advertised
         self.engine, self.host, self.token = engine, host, token
@@ -60,6 +67,9 @@ class Service:
             max_upload_bytes=max_upload_bytes,
             on_startup=self._on_startup,
             on_shutdown=self._on_shutdown,
+            host=host,
+            library_roots=LibraryRoots(home_library_roots(getattr(engine, "home", None))
+                                       if library_roots is None else library_roots),
         )
         config = uvicorn.Config(
             self.app, log_level=log_level, timeout_graceful_shutdown=10, lifespan="on", access_log=False

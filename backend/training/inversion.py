@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from backend.errors import Cancelled  # re-exported: the one "stopped on request" error
 from backend.model.config import Preset
 from backend.model.field import LatentField
 
@@ -23,10 +24,6 @@ from .metrics import evaluate
 from .trainer import loss_step
 
 Progress = Callable[[float, str], None]
-
-
-class Cancelled(Exception):
-    """The caller set the cancel event; the work stopped early and returned nothing."""
 
 
 @dataclass

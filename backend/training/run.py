@@ -132,27 +132,36 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedRun:
     run_dir = Path(run_dir)
     dev = pick_device(device)
     state = load_checkpoint(run_dir / CHECKPOINT, map_location=dev)
-    cfg = Preset.from_json(state["config"])
-    if cfg.name != state["preset"]:
-        raise ModelError(f"{run_dir}: checkpoint is inconsistent (preset {state['preset']!r} vs {cfg.name!r})")
-    net = LatentField(cfg.model).to(dev)
-    try:
-        net.load_state_dict(state["field"])
-    except RuntimeError as e:
-        raise ModelError(f"{run_dir}: checkpoint weights do not fit preset {cfg.name!r} ({e})") from None
-    net.eval()
-    codes = state["codes"].float().cpu().numpy()
-    sd = cfg.model.shape_dim
-    metrics = state.get("metrics") or {}
+    try:  # data only, but any shape of it: a malformed checkpoint is a ModelError, never a crash of the caller
+        cfg = Preset.from_json(state["config"])
+        if cfg.name != state["preset"]:
+            raise ModelError(f"{run_dir}: checkpoint is inconsistent (preset {state['preset']!r} vs {cfg.name!r})")
+        net = LatentField(cfg.model).to(dev)
+        try:
+            net.load_state_dict(state["field"])
+        except RuntimeError as e:
+            raise ModelError(f"{run_dir}: checkpoint weights do not fit preset {cfg.name!r} ({e})") from None
+        net.eval()
+        codes = state["codes"].float().cpu().numpy()
+        sd = cfg.model.shape_dim
+        metrics = state.get("metrics") or {}
+        assets = [AssetInfo(**a) for a in state.get("assets", [])]
+        names = [str(n) for n in state["names"]]
+        heldout = float(metrics.get("heldout_psnr", float("nan")))
+        model_id = str(state["model_id"])
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - wrong types or fields inside a readable file
+        raise ModelError(f"{run_dir}: not a usable Asset2Vec checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     return TrainedRun(
         run_dir=run_dir,
-        model_id=str(state["model_id"]),
+        model_id=model_id,
         preset=cfg.name,
-        names=list(state["names"]),
+        names=names,
         shape_codes=codes[:, :sd].copy(),
         texture_codes=codes[:, sd:].copy(),
-        assets=[AssetInfo(**a) for a in state.get("assets", [])],
-        heldout_psnr=float(metrics.get("heldout_psnr", float("nan"))),
+        assets=assets,
+        heldout_psnr=heldout,
         config=cfg,
         decoder=net,
         device=dev,

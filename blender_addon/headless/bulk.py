@@ -6,8 +6,9 @@ call of :func:`process_file` per .blend, reporting through ``emit(event: dict)``
 
 Safety of the artist's file, in order:
 
-1. :func:`check_file` refuses before Blender reads anything: not a .blend / corrupt header, saved by
-   a newer Blender, read-only (no owner write bit: tests run as root, where writes would succeed).
+1. :func:`~blender_addon.headless.blend_files.check_blend` refuses before Blender reads anything: not a
+   .blend / corrupt header, saved by a newer Blender, read-only (no owner write bit: tests run as root,
+   where writes would succeed).
 2. A file that Blender cannot open is reported; nothing is written.
 3. Changes are written to a temporary file in the same folder (``save_as_mainfile(copy=True)``),
    fsynced, the original copied to ``NAME.blend1`` (Blender's backup name), and only then
@@ -24,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -35,22 +35,22 @@ from typing import Any
 
 import bpy
 
-from ..capture import CaptureError, asset_tags, capture_asset, evaluated_parts, quiet_stdout
-from ..client import BackendError, Client
+from ..capture import CaptureError, asset_tags, capture_asset, quiet_stdout
 from ..content_hash import hash_parts
-from ..protocol import bundle, metadata, naming
-from ..writeback import WritebackError, proposals, read_metadata, write_result
+from ..errors import BlendFileError
+from ..parts import evaluated_parts
+from ..protocol import api, bundle, client, metadata, naming
+from ..writeback import WritebackError, proposed_for, read_metadata, write_result
+from .blend_files import check_blend, load_blend, marked_assets
 
 Emit = Callable[[dict[str, Any]], None]
 #: Prefix of the temporary files written next to the original during a safe save.
 TMP_PREFIX = ".a2v-tmp-"
-#: Rig view copied as the report thumbnail (middle ring, three-quarter view; as the backend's thumbnail).
-THUMB_VIEW = 7
 #: Uploads retried while the backend's queue is full (waits of 1, 2, 4, ... 30 s).
 BUSY_RETRIES = 8
 
 
-class BulkFileError(Exception):
+class BulkFileError(BlendFileError):
     """This file cannot be tagged; the message says why and what to do. The file was left untouched."""
 
 
@@ -64,80 +64,18 @@ def file_stat(path: Path) -> dict[str, Any]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest()}
 
 
-def blend_version(head: bytes) -> int | None:
-    """Blender version (e.g. 500) that wrote an uncompressed .blend, from its header, or None.
-
-    Headers are ``BLENDER-v402`` (pointer size, endianness, 3 digits) or, from 5.0 on,
-    ``BLENDER17-01v0500`` (header size, format version, endianness, 4 digits).
-    """
-    m = re.match(rb"BLENDER(?:[-_][vV](\d{3})|\d\d-\d\d[vV](\d{4}))", head)
-    return None if m is None else int(m.group(1) or m.group(2))
-
-
-def is_read_only(path: Path) -> bool:
-    """No owner write bit. Checked on the bits, not by trying: root may write anyway, but the owner said no."""
-    return not (path.stat().st_mode & stat.S_IWUSR)
-
-
-def check_file(path: Path, dry_run: bool) -> None:
-    """Refuse a file before Blender reads it. Raises :class:`BulkFileError`."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(17)
-    except OSError as e:
-        raise BulkFileError(f"cannot read it ({e.strerror or e}): check its permissions or whether another program "
-                            f"locks it") from None
-    if not (head.startswith(b"BLENDER") or head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd"):
-        raise BulkFileError("not a .blend file, or it is corrupt (its header is wrong); restore it from a backup")
-    saved_by = blend_version(head)
-    mine = bpy.app.version[0] * 100 + bpy.app.version[1]
-    if saved_by is not None and saved_by > mine:
-        raise BulkFileError(f"saved by Blender {saved_by // 100}.{saved_by % 100}, newer than this Blender "
-                            f"{bpy.app.version_string}: tag it with a Blender at least that new")
-    if is_read_only(path):  # refused in dry runs too: the report must not propose changes that cannot be made
-        raise BulkFileError("it is read-only (no write permission for its owner): make it writable "
-                            "(chmod u+w) to tag it, or leave it out")
-
-
-def open_file(path: Path) -> None:
-    """Open ``path`` headless (no UI); a file Blender cannot read raises :class:`BulkFileError`."""
-    try:
-        with quiet_stdout(True, fds=(1, 2)):
-            bpy.ops.wm.open_mainfile(filepath=str(path), load_ui=False)
-    except RuntimeError as e:
-        # Blender's message repeats the path ("Loading '...' failed: Failed to read '...': Missing DNA block").
-        detail = str(e).strip().splitlines()[-1].rsplit(": ", 1)[-1] if str(e).strip() else "unknown error"
-        raise BulkFileError(f"Blender {bpy.app.version_string} cannot open it ({detail}): it may be truncated or "
-                            f"corrupt; restore it from a backup") from None
-    # A compressed file's header cannot be read before opening, so check_file could not see its version.
-    saved = tuple(bpy.data.version[:2])
-    if saved > tuple(bpy.app.version[:2]):
-        raise BulkFileError(f"saved by Blender {saved[0]}.{saved[1]}, newer than this Blender "
-                            f"{bpy.app.version_string}: tag it with a Blender at least that new")
-
-
-def find_assets(all_objects: bool = False) -> list[Any]:
-    """Marked object and collection assets of the open file (local only), sorted by name.
-
-    ``all_objects`` adds every unmarked top-level mesh object (no parent), which is then tagged
-    through its ``asset2vec`` custom property only (it is not marked as an asset).
-    """
-    items = [ob for ob in bpy.data.objects if ob.asset_data is not None and ob.library is None]
-    items += [c for c in bpy.data.collections if c.asset_data is not None and c.library is None]
-    if all_objects:
-        items += [ob for ob in bpy.data.objects if ob.asset_data is None and ob.library is None and ob.type == "MESH"
-                  and ob.parent is None and ob.users_scene]
-    return sorted(items, key=lambda i: (type(i).__name__, i.name))
-
-
-def asset_key(id_: Any) -> str:
+def journal_key(id_: Any) -> str:
     """The journal's name for an asset: ``OB:name`` or ``CO:name`` (objects and collections may share names)."""
     return f"{'CO' if isinstance(id_, bpy.types.Collection) else 'OB'}:{id_.name}"
 
 
 def catalogue_name(path: Path, root: Path, id_: Any) -> str:
-    """The backend's name for an asset: unique across the library (relative file path + asset name)."""
-    return naming.asset_key(str(path), id_.name, root=str(root))
+    """The backend's name for an asset: its one identity (:func:`shared.naming.catalogue_name`), as the panel names it.
+
+    ``root`` (the folder being tagged, which holds the run's ``.asset2vec/`` journal) is only the fallback
+    when no marked library root is found above the file.
+    """
+    return naming.catalogue_name(str(path), id_.name, default_root=str(root))
 
 
 def up_to_date(id_: Any, current_hash: str, model_id: str) -> bool:
@@ -157,7 +95,7 @@ def process_file(
     ``options``: ``root`` (library folder), ``url``, ``token``, ``size``, ``samples``, ``threshold``
     (None: the backend's), ``dry_run``, ``backup``, ``all_objects``, ``thumbs`` (folder for report
     thumbnails or None), ``model_id`` (the backend's, for up-to-date checks), ``timeout``.
-    ``known``: ``{asset_key: {"hash", "result"}}`` results embedded by an earlier, interrupted run.
+    ``known``: ``{journal_key: {"hash", "result"}}`` results embedded by an earlier, interrupted run.
     Returns ``{"status", "error", "assets": [per-asset report], "stat": file_stat or None}``.
     """
     emit = emit or (lambda ev: None)
@@ -165,9 +103,9 @@ def process_file(
     out: dict[str, Any] = {"path": str(p), "status": "failed", "error": "", "assets": [], "stat": None}
     try:
         _process(p, options, known or {}, emit, out)
-    except BulkFileError as e:
+    except BlendFileError as e:
         out["status"], out["error"] = "failed", str(e)
-    except (BackendError, OSError) as e:
+    except (client.BackendError, OSError) as e:
         out["status"], out["error"] = "failed", f"{e}"
     finally:
         with quiet_stdout(True, fds=(1, 2)):
@@ -177,19 +115,19 @@ def process_file(
 
 def _process(p: Path, opts: dict[str, Any], known: dict[str, dict[str, Any]], emit: Emit, out: dict[str, Any]) -> None:
     dry_run = bool(opts.get("dry_run"))
-    check_file(p, dry_run)
+    check_blend(p, writable=True)  # refused in dry runs too: the report must not propose changes that cannot be made
     before = p.stat()
     _remove_stale_temps(p)
-    open_file(p)
-    targets = find_assets(bool(opts.get("all_objects")))
+    load_blend(p)
+    targets = marked_assets(all_objects=bool(opts.get("all_objects")))
     emit({"ev": "assets", "path": str(p), "total": len(targets)})
-    client = Client(opts["url"], opts.get("token"), timeout=float(opts.get("timeout", 60.0)))
+    backend = client.Client(opts["url"], opts.get("token"), timeout=float(opts.get("timeout", 60.0)))
     model_id = str(opts.get("model_id") or "")
     threshold = opts.get("threshold")
     changed = False
     root = Path(opts.get("root") or p.parent)
     for target in targets:
-        key = asset_key(target)
+        key = journal_key(target)
         report: dict[str, Any] = {"asset": key, "name": target.name, "artist_tags": asset_tags(target)}
         try:
             with evaluated_parts(target) as parts:
@@ -200,34 +138,30 @@ def _process(p: Path, opts: dict[str, Any], known: dict[str, dict[str, Any]], em
                 emit({"ev": "skipped", "path": str(p), "asset": key, "hash": current})
                 out["assets"].append(report)
                 continue
-            prior = known.get(key)
-            if prior and prior.get("hash") == current and prior.get("result") and (
-                    not model_id or prior["result"].get("model_id") == model_id):
-                result = prior["result"]  # embedded by an earlier run that stopped before saving
+            prior = known.get(key) or {}
+            resumed = _resumed(prior, current, model_id)
+            if resumed is not None:
+                result = resumed
                 report["thumb"] = prior.get("thumb")
             else:
-                result, report["thumb"] = _capture_and_embed(target, p, root, opts, client, emit)
-            emit({"ev": "embedded", "path": str(p), "asset": key, "hash": current, "result": result,
+                result, report["thumb"] = _capture_and_embed(target, p, root, opts, backend, emit)
+            emit({"ev": "embedded", "path": str(p), "asset": key, "hash": current, "result": result.to_json(),
                   "thumb": report.get("thumb")})
         except CaptureError as e:
             report.update(status="failed", error=str(e))
             emit({"ev": "asset-failed", "path": str(p), "asset": key, "error": str(e)})
             out["assets"].append(report)
             continue
-        predicted = {str(t): float(v) for t, v in (result.get("predicted_tags") or {}).items()}
-        thr = float(threshold if threshold is not None else result.get("threshold", 0.5))
-        meta = read_metadata(target)
+        predicted = {str(t): float(v) for t, v in result.predicted_tags.items()}
         report["predicted"] = predicted
-        report["neighbours"] = result.get("neighbours") or {}
-        report["threshold"] = thr
-        report["to_add"] = {t: predicted[t] for t in proposals(
-            predicted, set(asset_tags(target)) | set(meta.get(metadata.ADDED_TAGS, [])),
-            set(meta.get(metadata.REJECTED_TAGS, [])), thr)}
+        report["neighbours"] = {space: [n.to_json() for n in found] for space, found in result.neighbours.items()}
+        report["threshold"] = float(threshold if threshold is not None else result.threshold)
+        report["to_add"] = {t: predicted[t] for t in proposed_for(target, result, threshold)}
         if dry_run:
             report["status"] = "proposed"
         else:
             try:
-                wr = write_result(target, result, auto_accept=True, threshold=thr)
+                wr = write_result(target, result, auto_accept=True, threshold=threshold)
             except WritebackError as e:
                 report.update(status="failed", error=str(e))
                 out["assets"].append(report)
@@ -249,30 +183,41 @@ def _process(p: Path, opts: dict[str, Any], known: dict[str, dict[str, Any]], em
         out["status"], out["error"] = "failed", f"{failed[0]['name']}: {failed[0]['error']}"
 
 
-def _capture_and_embed(target: Any, p: Path, root: Path, opts: dict[str, Any], client: Client,
-                       emit: Emit) -> tuple[dict[str, Any], str | None]:
+def _resumed(prior: dict[str, Any], current: str, model_id: str) -> api.EmbedResult | None:
+    """The result an earlier run embedded for exactly this content and model but did not save (journal JSON)."""
+    data = prior.get("result")
+    if not data or prior.get("hash") != current or (model_id and data.get("model_id") != model_id):
+        return None
+    try:
+        return api.EmbedResult.from_json(data)
+    except api.ApiError:
+        return None  # journalled by an older version: embed again
+
+
+def _capture_and_embed(target: Any, p: Path, root: Path, opts: dict[str, Any], backend: client.Client,
+                       emit: Emit) -> tuple[api.EmbedResult, str | None]:
     """Capture ``target`` into a private temporary folder, upload it, return (embed result, thumbnail path)."""
     with tempfile.TemporaryDirectory(prefix="asset2vec-bulk-") as tmp:
         folder = Path(tmp) / "bundle"
         captured = capture_asset(target, folder, size=int(opts.get("size", 64)), samples=int(opts.get("samples", 8)),
                                  name=catalogue_name(p, root, target), source_blend=str(p.resolve()),
                                  device=str(opts.get("device", "AUTO")))
-        emit({"ev": "captured", "path": str(p), "asset": asset_key(target), "hash": captured.asset.content_hash})
+        emit({"ev": "captured", "path": str(p), "asset": journal_key(target), "hash": captured.asset.content_hash})
         thumb = None
         if opts.get("thumbs"):
             thumbs = Path(opts["thumbs"])
             thumbs.mkdir(parents=True, exist_ok=True)
-            digest = hashlib.sha1(f"{p.resolve()}|{asset_key(target)}".encode()).hexdigest()[:16]
+            digest = hashlib.sha1(f"{p.resolve()}|{journal_key(target)}".encode()).hexdigest()[:16]
             thumb = str(thumbs / f"{digest}.png")
-            shutil.copyfile(folder / bundle.VIEWS_DIR / f"{THUMB_VIEW:02d}.png", thumb)
+            shutil.copyfile(folder / bundle.VIEWS_DIR / f"{api.THUMBNAIL_VIEW:02d}.png", thumb)
         archive = bundle.write_archive(captured, Path(tmp) / "bundle.zip")
         data = archive.read_bytes()
     # The backend's job queue is bounded: with many workers an upload may find it full ("busy"); wait and retry.
     for attempt in range(BUSY_RETRIES + 1):
         try:
-            return client.embed(data, timeout=float(opts.get("job_timeout", 600.0))), thumb
-        except BackendError as e:
-            if not str(e).startswith("the backend is busy") or attempt == BUSY_RETRIES:
+            return backend.embed(data, timeout=float(opts.get("job_timeout", 600.0))), thumb
+        except client.BackendBusy:
+            if attempt == BUSY_RETRIES:
                 raise
             time.sleep(min(30.0, 2.0 ** attempt))
     raise AssertionError("unreachable")

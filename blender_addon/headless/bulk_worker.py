@@ -1,9 +1,14 @@
-"""A bulk-tag worker process: imports bpy once, then handles many files sent by the driver.
+"""A headless Blender worker process: imports bpy once, then handles many requests sent by its driver.
 
-Run as ``python -m blender_addon.headless.bulk_worker``. Protocol: one JSON object per line.
+Run as ``python -m blender_addon.headless.bulk_worker``. Drivers: the bulk tagger
+(:mod:`backend.bulk.workers`, one request per .blend) and the library index's capture stage
+(:mod:`backend.lifecycle.index`: bpy never runs inside the backend's process, whose threads serve
+HTTP and are not bpy's main thread). Protocol: one JSON object per line.
 
-- stdin (driver → worker): ``{"op": "file", "path", "options", "known"}``,
-  ``{"op": "import", "root", "models"}`` or ``{"op": "quit"}``.
+- stdin (driver → worker): ``{"op": "file", "path", "options", "known"}`` (bulk-tag one file),
+  ``{"op": "import", "root", "models"}``, ``{"op": "capture", "src", "out", "size", "samples",
+  "device", "skip_files"}`` (:func:`~blender_addon.headless.capture_library.capture_library`; events
+  ``file`` and ``asset``) or ``{"op": "quit"}``.
 - the protocol stream (the process's original stdout): events ``{"ev": ...}`` while working, then
   ``{"ev": "result", ...}`` once per request.
 
@@ -68,6 +73,8 @@ def main() -> int:
                 result = bulk.process_file(request["path"], request["options"], request.get("known"), emit=send)
             elif op == "import":
                 result = bulk.import_loose_models(request["root"], request["models"])
+            elif op == "capture":
+                result = _capture(request, send)
             else:
                 result = {"status": "failed", "error": f"unknown request {op!r}"}
         except Exception as e:  # noqa: BLE001 - report, keep serving: one bad file never stops the run
@@ -75,6 +82,25 @@ def main() -> int:
             result = {"status": "failed", "error": f"unexpected error ({type(e).__name__}: {e})"}
         send({"ev": "result", **result})
     return 0
+
+
+def _capture(request: dict[str, Any], send: Any) -> dict[str, Any]:
+    """Capture a library folder (or one file) into bundles; an error the artist can act on is a failed result."""
+    from pathlib import Path
+
+    from ..errors import AddonError
+    from .capture_library import capture_library
+
+    try:
+        summary = capture_library(
+            Path(request["src"]), Path(request["out"]), size=int(request["size"]), samples=int(request["samples"]),
+            device=str(request.get("device", "AUTO")), skip_files=set(request.get("skip_files") or ()),
+            on_file=lambda path: send({"ev": "file", "path": str(path)}),
+            on_asset=lambda done, total: send({"ev": "asset", "done": done, "total": total}))
+    except AddonError as e:
+        return {"status": "failed", "error": str(e)}
+    return {"status": "done", "done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
+            "opened": summary.opened, "names": summary.names}
 
 
 if __name__ == "__main__":

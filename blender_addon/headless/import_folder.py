@@ -24,6 +24,7 @@ import bpy
 from mathutils import Matrix, Vector
 
 from ..capture import quiet_stdout
+from ..errors import AddonError
 from .sample_library import catalog_id, mark_asset, save_blend_atomic, write_catalog_file
 
 MODEL_SUFFIXES = (".obj", ".gltf", ".glb")
@@ -31,7 +32,7 @@ REPORT = "import_report.json"
 UNCATEGORISED = "Uncategorised"
 
 
-class FolderImportError(ValueError):
+class FolderImportError(AddonError, ValueError):
     """The folder or catalogue cannot be imported; the message says what to fix."""
 
 

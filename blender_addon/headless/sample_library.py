@@ -31,6 +31,7 @@ import bmesh
 from mathutils import Matrix
 
 from ..capture import quiet_stdout
+from ..errors import AddonError
 from ..protocol import metadata
 
 COLORS: dict[str, tuple[float, float, float]] = {
@@ -50,7 +51,7 @@ CATALOG_FILE = "blender_assets.cats.txt"
 _CATALOG_NS = uuid.UUID("6f1c4a52-9d0e-4f57-9a53-a2e0c0ffee00")
 
 
-class LibraryError(ValueError):
+class SampleLibraryError(AddonError, ValueError):
     """The sample library cannot be written; the message says why."""
 
 
@@ -288,7 +289,7 @@ def build_sample_library(out_dir: str | os.PathLike[str], seed: int = 0) -> dict
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise LibraryError(f"cannot create the library folder {out}: {e.strerror or e}") from None
+        raise SampleLibraryError(f"cannot create the library folder {out}: {e.strerror or e}") from None
     rng = random.Random(seed)
     records: list[dict[str, Any]] = []
     families = _families()

@@ -1,14 +1,6 @@
-"""Set-up shared by every backend test: import paths and one torch thread."""
-
-import sys
-from pathlib import Path
+"""Set-up shared by every backend test: one torch thread."""
 
 import pytest
-
-# tests/backend (for synthetic.py) importable, and the repository root ahead of it so that this folder never
-# shadows the real `backend` package as a namespace package.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1].parent))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -3,16 +3,11 @@ of ``tests/backend/service/service_support.py``, served over HTTP on 127.0.0.1 f
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend" / "service"))
-
-import service_support as support  # noqa: E402
-
-from blender_addon import embed_job, preferences  # noqa: E402
+from blender_addon import embed_job, preferences
+from tests.backend.service import service_support as support
 
 TOKEN = "addon-test-token-0123456789abcdef"
 

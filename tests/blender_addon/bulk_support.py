@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from addon_support import support
-from blender_helpers import box
 
 from backend.bulk.driver import BulkOptions
 from backend.service.engine import Engine
 from backend.service.server import Service
 from shared import metadata as M
+from tests.blender_addon.addon_support import support
+from tests.blender_addon.blender_helpers import box
 
 ARTIST_TAGS = ["mine", "crate"]  # "crate" is also a tag the tiny run predicts: it must never be duplicated
 BAD = ("corrupt.blend", "garbage_after_header.blend", "truncated.blend", "newer_version.blend")
@@ -42,7 +42,7 @@ def live_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 def bulk_options(backend: Service, **kw: Any) -> BulkOptions:
     """Options for a fast in-process run against ``backend``."""
-    return BulkOptions(url=backend.url, model_id=backend.engine.info()["model_id"], **{**FAST, **kw})
+    return BulkOptions(url=backend.url, model_id=backend.engine.info().model_id, **{**FAST, **kw})
 
 
 def make_library(bpy: Any, root: Path, n_good: int, *, bad: bool = True, obj: bool = False) -> dict[str, list[str]]:
@@ -119,3 +119,24 @@ def check_updated(asset: dict[str, Any]) -> None:
     assert set(meta[M.ADDED_TAGS]) == set(tags) - set(ARTIST_TAGS)
     assert not set(meta[M.ADDED_TAGS]) & set(ARTIST_TAGS)
     assert asset["description"].startswith("artist's box")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc): a run's Blender workers."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def is_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from addon_support import support
 
 from backend.service.engine import Engine
 from backend.service.server import Service
+from tests.blender_addon.addon_support import support
 
 
 @pytest.fixture

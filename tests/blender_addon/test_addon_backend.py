@@ -1,18 +1,43 @@
 """The add-on's preferences and backend connection: registration, zeroconf Discover of a live backend on
-127.0.0.1, and clear reports for a backend that is down, speaks another API version or refuses the token."""
+127.0.0.1, clear reports for a backend that is down, speaks another API version or refuses the token, and
+Blender's main thread never waiting for the backend (the checks run in worker threads)."""
 
 from __future__ import annotations
 
 import http.server
 import json
+import re
+import socket
 import threading
+import time
 
 import pytest
-from addon_support import TOKEN, configure, support
-from blender_helpers import box
 
 from backend.service.server import Service
-from blender_addon import embed_job, preferences
+from blender_addon import backend_check, embed_job, preferences, session
+from tests.blender_addon.addon_support import TOKEN, configure, support
+from tests.blender_addon.blender_helpers import box
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run); Embed captures with Cycles
+
+
+def _check(bpy) -> backend_check.BackendCheck:
+    """Press Check Backend (it returns at once) and wait for the check's worker thread, as the timer would."""
+    assert bpy.ops.asset2vec.check_backend() == {"FINISHED"}
+    return session.get().pump(backend_check.SLOT, timeout=30)
+
+
+def _embed_fails(bpy, pattern: str) -> embed_job.EmbedJob:
+    """Press Embed: the backend check runs in the job's worker thread, so the failure is reported by the operator
+    when the check has already failed before the first capture (a refused connection), else on the status line."""
+    try:
+        assert bpy.ops.asset2vec.embed() == {"FINISHED"}
+    except RuntimeError as e:  # the operator's ERROR report
+        assert re.search(pattern, str(e)), str(e)
+    job = embed_job.pump(timeout=60)
+    assert job.state == embed_job.FAILED and re.search(pattern, job.message), job.message
+    assert session.get().status["embed"] == ("ERROR", job.message)
+    return job
 
 
 def test_register_creates_preferences_and_unregister_removes_them(blender):
@@ -48,8 +73,8 @@ def test_discover_finds_the_live_backend_on_loopback_and_use_sets_the_url(addon,
         assert prefs.discovered[index].model == engine.model_id and not prefs.discovered[index].token_required
         assert bpy.ops.asset2vec.use_backend(index=index) == {"FINISHED"}
         assert prefs.backend_url == svc.url
-        assert bpy.ops.asset2vec.check_backend() == {"FINISHED"}
-        assert embed_job.backend_info["model_id"] == engine.model_id and "model" in embed_job.last_status[1]
+        assert _check(bpy).state == embed_job.DONE
+        assert session.get().backend_info.model_id == engine.model_id and "model" in session.get().status["embed"][1]
     finally:
         svc.stop()
 
@@ -58,12 +83,11 @@ def test_backend_down_is_reported_with_how_to_start_it(addon):
     bpy = addon
     configure(f"http://127.0.0.1:{support.free_port()}")
     bpy.context.view_layer.objects.active = box("Chair")
-    with pytest.raises(RuntimeError, match=r"no Asset2Vec backend is running .*asset2vec serve"):
-        bpy.ops.asset2vec.embed()
-    assert embed_job.last_status[0] == "ERROR" and "asset2vec serve" in embed_job.last_status[1]
-    assert embed_job.current is None or embed_job.current.state in embed_job.FINAL
-    with pytest.raises(RuntimeError, match="no Asset2Vec backend is running"):
-        bpy.ops.asset2vec.check_backend()
+    _embed_fails(bpy, r"no Asset2Vec backend is running .*asset2vec serve")
+    assert session.get().backend_info is None
+    assert _check(bpy).state == embed_job.FAILED
+    level, message = session.get().status["embed"]
+    assert level == "ERROR" and message.startswith("no Asset2Vec backend is running")
 
 
 class _OtherVersion(http.server.BaseHTTPRequestHandler):
@@ -88,8 +112,7 @@ def test_wrong_api_version_is_reported(addon):
     try:
         configure(f"http://127.0.0.1:{server.server_address[1]}")
         bpy.context.view_layer.objects.active = box("Chair")
-        with pytest.raises(RuntimeError, match=r"API version 99 .*update the add-on and the backend"):
-            bpy.ops.asset2vec.embed()
+        _embed_fails(bpy, r"API version 99 .*update the add-on and the backend")
     finally:
         server.shutdown()
         server.server_close()
@@ -100,11 +123,41 @@ def test_token_refused_then_accepted(addon, engine):
     with Service(engine, port=0, token=TOKEN, advertise=False) as svc:
         bpy.context.view_layer.objects.active = box("Chair")
         configure(svc.url, token="wrong-token-0123456789abcdef")
-        with pytest.raises(RuntimeError, match="refused the token: enter the token"):
-            bpy.ops.asset2vec.embed()
+        _embed_fails(bpy, "refused the token: enter the token")
         configure(svc.url, token="")
-        with pytest.raises(RuntimeError, match="refused the token"):
-            bpy.ops.asset2vec.check_backend()
+        assert _check(bpy).state == embed_job.FAILED and "refused the token" in session.get().status["embed"][1]
         configure(svc.url, token=TOKEN)
+        assert _check(bpy).state == embed_job.DONE
+        assert session.get().backend_info.token_required is True
+
+
+def test_embed_never_blocks_the_main_thread_on_a_backend_that_does_not_answer(addon):
+    """A backend that accepts connections but never answers: Embed and Check Backend return at once, every
+    timer step stays short while the worker threads wait, and the wait ends with a clear message."""
+    bpy = addon
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel accepts connections; nobody ever reads or answers
+        prefs = configure(f"http://127.0.0.1:{silent.getsockname()[1]}")
+        prefs.timeout = 60.0
+        bpy.context.view_layer.objects.active = box("Chair")
+
+        t0 = time.monotonic()
         assert bpy.ops.asset2vec.check_backend() == {"FINISHED"}
-        assert embed_job.backend_info["token_required"] is True
+        assert time.monotonic() - t0 < 1.0  # no network on the main thread
+        check = session.get().task(backend_check.SLOT)
+        assert check.running and session.timer_registered()
+
+        assert bpy.ops.asset2vec.embed() == {"FINISHED"}  # captures the first asset; the check waits in the worker
+        job = embed_job.current()
+        steps: list[float] = []
+        while job.running or check.running:
+            t = time.monotonic()
+            session.get().step()  # what the timer does
+            steps.append(time.monotonic() - t)
+            assert time.monotonic() - t0 < 30, "the check should give up after its short timeout"
+            time.sleep(0.05)
+        assert len(steps) > 10 and max(steps) < 0.5, max(steps)
+        for task in (check, job):
+            assert task.state == embed_job.FAILED and "did not answer" in task.message, task.message
+        assert session.get().status["embed"][0] == "ERROR"

@@ -1,6 +1,6 @@
 """Bulk Tag Folder from the sidebar: the real operators on real bpy launch the real ``asset2vec bulk-tag
 --progress-json`` as a subprocess against a live, token-protected backend on loopback (the tiny trained run), and
-the add-on follows it with the same steps its ``bpy.app.timers`` callback takes (:func:`bulk_job.pump`).
+the add-on follows it with the same steps the session's ``bpy.app.timers`` callback takes (:func:`bulk_ui.pump`).
 
 One small library (3 good .blend files with 4 assets + a corrupt one): dry run (no file changes), real run (good
 files tagged, artist tags intact, the corrupt one reported, report button); Cancel mid-run (process and its
@@ -9,7 +9,6 @@ Blender workers gone, every file original or fully updated); a missing ``asset2v
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import sys
 import time
@@ -17,19 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from addon_support import TOKEN, configure, support
-from bulk_support import check_updated, hashes, make_library, read_assets
 
 from backend.service.engine import Engine
 from backend.service.server import Service
-from blender_addon import bulk_job, bulk_ui, preferences
+from bench import panel_preview
+from blender_addon import bulk_job, bulk_ui, preferences, session
+from tests.blender_addon.addon_support import TOKEN, configure, support
+from tests.blender_addon.bulk_support import check_updated, child_pids, hashes, is_alive, make_library, read_assets
+
+pytestmark = pytest.mark.slow  # renders with Cycles in Blender worker subprocesses; serves the tiny trained run
 
 ASSET2VEC = str(Path(sys.executable).parent / "asset2vec")  # the project's installed console script
 
-_spec = importlib.util.spec_from_file_location(
-    "panel_preview", Path(__file__).resolve().parents[2] / "bench" / "panel_preview.py")
-panel_preview = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(panel_preview)
 
 
 @pytest.fixture(scope="module")
@@ -68,26 +66,6 @@ def _library(bpy, root: Path, n_good: int) -> dict[str, list[str]]:
     return good
 
 
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (Linux /proc)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_panel_dry_run_then_real_run_tags_good_files_and_reports_the_corrupt_one(addon, backend, tmp_path):
     bpy = addon
     lib = tmp_path / "library"
@@ -98,25 +76,25 @@ def test_panel_dry_run_then_real_run_tags_good_files_and_reports_the_corrupt_one
 
     # Dry run: the panel shows progress and Cancel while it runs; no file changes.
     assert bpy.ops.asset2vec.bulk_tag() == {"FINISHED"}
-    job = bulk_job.current
+    job = bulk_ui.current()
     assert job is not None and job.state == bulk_job.RUNNING
     assert "--dry-run" in job.command and TOKEN not in " ".join(job.command)
-    assert bpy.app.timers.is_registered(bulk_ui._tick) and bulk_ui._tick() == bulk_ui.TIMER_INTERVAL
+    assert session.timer_registered() and session.get().tick() == session.TIMER_INTERVAL
     running = _draw(bpy)
     assert any(it[0] == "progress" for it in running.flat()) and _buttons(running) == ["asset2vec.bulk_cancel"]
-    job = bulk_job.pump(timeout=90)
+    job = bulk_ui.pump(timeout=90)
     assert job.state == bulk_job.DONE, job.message
     assert hashes(lib) == original
     assert job.summary["dry_run"] and job.summary["files_written"] == 0 and job.summary["embedded"] == n_assets
-    assert job.progress["files_done"] == job.progress["files_total"] == len(good) + 1
-    assert job.progress["assets_done"] == n_assets and job.progress["failed"] == 1
+    assert job.last_event["files_done"] == job.last_event["files_total"] == len(good) + 1
+    assert job.last_event["assets_done"] == n_assets and job.last_event["failed"] == 1
     assert [Path(f["path"]).name for f in job.failures] == ["corrupt.blend"]
-    assert "would change 3" in job.message and bulk_ui._tick() is None  # the timer stops with the job
+    assert "would change 3" in job.message and session.get().tick() is None  # the timer stops with the job
 
     # Real run: the dry run's embeddings are reused, every good file is tagged, the corrupt one is reported.
     bpy.context.window_manager.asset2vec_bulk.dry_run = False
     assert bpy.ops.asset2vec.bulk_tag() == {"FINISHED"}
-    job = bulk_job.pump(timeout=90)
+    job = bulk_ui.pump(timeout=90)
     assert job.state == bulk_job.DONE, job.message
     assert job.summary["files_written"] == len(good) and job.summary["tags_added"] > 0
     assert [Path(f["path"]).name for f in job.failures] == ["corrupt.blend"]
@@ -129,7 +107,7 @@ def test_panel_dry_run_then_real_run_tags_good_files_and_reports_the_corrupt_one
         for asset in found.values():
             check_updated(asset)  # predicted tags recorded, artist tags intact
 
-    # The panel (drawn after re-registering nothing: the job is module state) shows the summary, the failure and
+    # The panel (drawn after re-registering nothing: the job is session state) shows the summary, the failure and
     # the report button, whose URL is the report's index.html.
     done = _draw(bpy)
     texts = " ".join(done.texts())
@@ -146,22 +124,22 @@ def test_panel_cancel_stops_the_run_and_leaves_every_file_whole(addon, backend, 
     original = hashes(lib)
     _setup(bpy, backend, lib)
     assert bpy.ops.asset2vec.bulk_tag() == {"FINISHED"}
-    job = bulk_job.current
+    job = bulk_ui.current()
     deadline = time.monotonic() + 90
     workers: set[int] = set()
-    while job.progress.get("files_done", 0) < 1:  # cancel part-way: after the first file is written
+    while job.last_event.get("files_done", 0) < 1:  # cancel part-way: after the first file is written
         assert job.step(), job.message
         assert time.monotonic() < deadline, "no file was done in time"
-        workers |= set(_children(job.proc.pid))
+        workers |= set(child_pids(job.proc.pid))
         time.sleep(0.05)
-    workers |= set(_children(job.proc.pid))
+    workers |= set(child_pids(job.proc.pid))
     assert workers, "bulk-tag should run its Blender worker as a child process"
     assert bpy.ops.asset2vec.bulk_cancel() == {"FINISHED"}
-    job = bulk_job.pump(timeout=30)
+    job = bulk_ui.pump(timeout=30)
     assert job.state == bulk_job.CANCELLED and "run again to continue" in job.message
     assert job.proc.poll() is not None
     deadline = time.monotonic() + 10
-    while any(_alive(w) for w in workers):
+    while any(is_alive(w) for w in workers):
         assert time.monotonic() < deadline, "a Blender worker outlived the cancelled run"
         time.sleep(0.05)
     assert "run again to continue" in " ".join(_draw(bpy).texts())
@@ -194,7 +172,7 @@ def test_missing_command_and_folder_give_clear_reports(addon, tmp_path, monkeypa
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without asset2vec
     with pytest.raises(RuntimeError, match=r"asset2vec command was not found: install the backend \(`python build"):
         bpy.ops.asset2vec.bulk_tag()
-    assert bulk_job.current is None or bulk_job.current.state in bulk_job.FINAL
+    assert bulk_ui.current() is None or bulk_ui.current().state in bulk_job.FINAL
     box = [it for it in _draw(bpy).flat() if it[0] == "label" and it[2] == "ERROR"]
     assert box and box[0][1].startswith("the asset2vec command was not found")
 
@@ -213,8 +191,8 @@ def test_cli_error_reaches_the_panel_and_json_lines_parse(addon, tmp_path):
     configure(f"http://127.0.0.1:{support.free_port()}")
     req = bulk_job.BulkRequest(folder=str(tmp_path), url=bpy.context.preferences.addons[preferences.ADDON_ID]
                                .preferences.backend_url)
-    job = bulk_job.start(ASSET2VEC, req)
-    job = bulk_job.pump(timeout=60)
+    job = bulk_ui.start(ASSET2VEC, req)
+    job = bulk_ui.pump(timeout=60)
     assert job.state == bulk_job.FAILED and job.returncode == 2
     assert job.message.startswith("no Asset2Vec backend is running"), job.message
     assert bulk_job.parse_line('{"event": "progress", "files_done": 1}') == {"event": "progress", "files_done": 1}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from blender_helpers import box
 
 from shared import bundle
+from tests.blender_addon.blender_helpers import box
+
+pytestmark = pytest.mark.slow  # renders with Cycles
 
 
 def test_register_and_capture_operator(addon, tmp_path):

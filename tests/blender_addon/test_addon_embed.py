@@ -7,15 +7,18 @@ neighbours written into the .blend → save, reopen, review, remove, append a si
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
-from addon_support import configure, run_embed
-from blender_helpers import box
 
-from blender_addon import embed_job, writeback
+from blender_addon import embed_job, session, writeback
 from shared import bundle
 from shared import metadata as M
+from tests.blender_addon.addon_support import configure, run_embed
+from tests.blender_addon.blender_helpers import box
+
+pytestmark = pytest.mark.slow  # renders with Cycles; serves the tiny trained run
 
 
 def _select(bpy, obj) -> None:
@@ -30,6 +33,7 @@ def test_embed_writes_tags_and_neighbours_saves_reopens_removes_and_appends(addo
     crate.asset_mark()
     crate.asset_data.tags.new("mine")
     crate.asset_data.description = "artist's description"
+    (tmp_path / "blender_assets.cats.txt").write_text("VERSION 1\n")  # a library root: names are relative to it
     lib = tmp_path / "lib.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(lib))
     _select(bpy, crate)
@@ -38,8 +42,8 @@ def test_embed_writes_tags_and_neighbours_saves_reopens_removes_and_appends(addo
     assert job.state == embed_job.DONE, job.message
     assert "embedded 'Crate'" in job.message and "saved lib.blend" in job.message
     assert (tmp_path / "lib.blend1").is_file()  # Blender's own save: the previous version is kept as a backup
-    assert embed_job.last_status == ("INFO", job.message)
-    assert embed_job.backend_info["model_id"] == engine.model_id
+    assert session.get().status["embed"] == ("INFO", job.message)
+    assert session.get().backend_info.model_id == engine.model_id
 
     # Reopen the saved file: everything is in it.
     bpy.ops.wm.open_mainfile(filepath=str(lib))
@@ -49,7 +53,7 @@ def test_embed_writes_tags_and_neighbours_saves_reopens_removes_and_appends(addo
     assert len(data[M.CODE_SHAPE]) == 32 and len(data[M.CODE_TEXTURE]) == 32
     assert data[M.CONTENT_HASH] and data[M.TIMESTAMP]
     predicted = data[M.PREDICTED_TAGS]
-    assert predicted and set(predicted) <= set(engine.info()["tags"])
+    assert predicted and set(predicted) <= set(engine.info().tags)
     expected_added = {t for t, p in predicted.items() if p >= 0.5 and t != "mine"}
     assert set(data[M.ADDED_TAGS]) == expected_added
     assert set(writeback.asset_tags(crate)) == {"mine"} | expected_added
@@ -61,8 +65,8 @@ def test_embed_writes_tags_and_neighbours_saves_reopens_removes_and_appends(addo
         d = [n["distance"] for n in writeback.neighbours(crate, space)]
         assert d == sorted(d)
     for name in {n["name"] for n in nbs}:  # thumbnails were fetched for the Similar panel
-        assert embed_job.thumbnail_path(name).read_bytes().startswith(b"\x89PNG")
-        assert embed_job.icon_id(name) >= 0
+        assert session.get().thumbnails.path(name).read_bytes().startswith(b"\x89PNG")
+        assert session.get().thumbnails.icon_id(name) >= 0
 
     # "Remove predicted tags" restores the artist's tags exactly.
     _select(bpy, crate)
@@ -110,12 +114,26 @@ def test_cancel_writes_nothing(addon, backend):
     obj = box("Lamp")
     _select(bpy, obj)
     assert bpy.ops.asset2vec.embed() == {"FINISHED"}
-    assert embed_job.current is not None and embed_job.current.state == embed_job.RUNNING
+    assert embed_job.current() is not None and embed_job.current().state == embed_job.RUNNING
     assert bpy.ops.asset2vec.embed_cancel() == {"FINISHED"}
     job = embed_job.pump(timeout=60)
     assert job is not None and job.state == embed_job.CANCELLED and "nothing was written" in job.message
     assert writeback.read_metadata(obj) == {}
     assert bpy.ops.asset2vec.embed_cancel() == {"CANCELLED"}  # a warning: nothing left to cancel
+
+
+def test_closing_a_waiting_embed_wakes_its_worker(addon, backend):
+    """Unregister closes the tasks: a worker waiting for the next capture must end, not hang on its queue."""
+    configure(backend.url)
+    obj = box("Waiting")
+    job = embed_job.start(obj, embed_job.Options(url=backend.url, size=32, samples=4), first_step=False)
+    deadline = time.monotonic() + 30
+    while job.info is None and job.worker_alive and time.monotonic() < deadline:
+        time.sleep(0.02)  # the worker checks the backend, then waits for the first capture
+    assert job.info is not None and job.worker_alive
+    job.close()
+    assert job.join(5), "the worker still waits for a capture"
+    assert job.pump(timeout=10).state == embed_job.CANCELLED and writeback.read_metadata(obj) == {}
 
 
 def test_capture_error_is_reported(addon, backend):
@@ -126,7 +144,8 @@ def test_capture_error_is_reported(addon, backend):
     _select(bpy, empty_mesh)
     with pytest.raises(RuntimeError, match="no renderable geometry"):
         bpy.ops.asset2vec.embed()
-    assert embed_job.last_status[0] == "ERROR" and "nothing to capture" in embed_job.last_status[1]
+    level, message = session.get().status["embed"]
+    assert level == "ERROR" and "nothing to capture" in message
     bpy.context.view_layer.objects.active = None
     with pytest.raises(RuntimeError, match="select an object"):
         bpy.ops.asset2vec.embed()

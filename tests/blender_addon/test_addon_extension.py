@@ -8,14 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from addon_support import support
 
+import build
 from backend.service.engine import Engine
 from backend.service.server import Service
+from tests.blender_addon.addon_support import support
+
+pytestmark = pytest.mark.slow  # renders with Cycles; serves the tiny trained run
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-import build  # noqa: E402  (build.py is standard-library only)
 
 MODULE = "bl_ext.user_default.asset2vec"
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from addon_support import configure, run_embed, support
-from blender_helpers import box
-from test_addon_panels import _panels
 
 from backend.service.engine import Engine
 from backend.service.server import Service
-from blender_addon import embed_job, writeback
+from blender_addon import embed_job, session, writeback
 from shared import metadata as M
+from tests.blender_addon.addon_support import configure, run_embed, support
+from tests.blender_addon.blender_helpers import box
+from tests.blender_addon.test_addon_panels import _panels
+
+pytestmark = pytest.mark.slow  # renders with Cycles; serves the tiny trained run
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +57,10 @@ def test_instant_answer_then_the_refined_one(addon, backend) -> None:
     assert data[M.CODE_SOURCE] == "inversion"
     assert data[M.CODE_SHAPE] != first[M.CODE_SHAPE]  # the refined code replaced the instant one
     assert engine.catalogue.code_info(data[M.ASSET_NAME], engine.model_id)["source"] == "inversion"
-    stored = engine.neighbours(data[M.ASSET_NAME], "both", 10)["neighbours"]
-    assert [n["name"] for n in writeback.neighbours(crate, "both")] == [n["name"] for n in stored]
+    stored = engine.neighbours(data[M.ASSET_NAME], "both", 10).neighbours
+    assert [n["name"] for n in writeback.neighbours(crate, "both")] == [n.name for n in stored]
     assert {"mine", "by-hand"} <= set(writeback.asset_tags(crate))
-    assert embed_job.last_status[1].startswith("refined 'Crate'")
+    assert session.get().status["embed"][1].startswith("refined 'Crate'")
     panels = _panels(bpy)
     assert not any("refining" in t for t in panels["Asset2Vec"].texts() + panels["Predicted Tags"].texts())
 

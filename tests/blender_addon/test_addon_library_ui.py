@@ -4,25 +4,24 @@ followed from a thread, Build Model from Library started and cancelled, Restore 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from addon_support import configure, support
 
 from backend.service.engine import Engine
-from blender_addon import embed_job, library_job, library_ui
-from blender_addon.client import Client
+from backend.service.server import Service
+from bench import panel_preview
+from blender_addon import backend_check, library_job, library_ui, session
+from shared import api
+from shared.client import Client
+from tests.blender_addon.addon_support import configure, support
 
-_spec = importlib.util.spec_from_file_location(
-    "panel_preview", Path(__file__).resolve().parents[2] / "bench" / "panel_preview.py")
-panel_preview = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(panel_preview)
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
+
 
 URL = "http://127.0.0.1:8765"
 
@@ -33,8 +32,7 @@ def addon(blender):
 
     blender_addon.register()
     yield blender
-    blender_addon.unregister()
-    embed_job.backend_info.clear()
+    blender_addon.unregister()  # closes the session: its backend info goes with it
 
 
 def _draw(bpy: Any) -> Any:
@@ -49,8 +47,8 @@ def _buttons(rec: Any) -> dict[str, Any]:
 
 
 def _fake_info(**extra: Any) -> None:
-    embed_job.backend_info.clear()
-    embed_job.backend_info.update(url=URL, model_id="m-1", device="cpu", assets=8, **extra)
+    session.get().set_backend_info(api.ServerInfo.from_json({"model_id": "m-1", "device": "cpu", "assets": 8, **extra}),
+                                   URL)
 
 
 # -- drawing ------------------------------------------------------------------------------------------------
@@ -65,7 +63,7 @@ def test_panel_is_registered_under_the_main_panel(addon):
 
 def test_panel_before_the_backend_is_checked(addon):
     configure(URL)
-    embed_job.backend_info.clear()
+    session.get().set_backend_info(None)
     rec = _draw(addon)
     assert "Backend not checked yet" in rec.texts()
     buttons = _buttons(rec)
@@ -91,7 +89,7 @@ def test_panel_with_the_generic_starter_model_explains_how_to_build_one(addon):
 def test_panel_with_a_trained_model_offers_restore_and_shows_the_advice(addon):
     configure(URL)
     advice = "New assets fit this model worse than its library (PSNR 18.0 vs 24.5 dB): retraining would help."
-    _fake_info(generic=False, model={"model_id": "lib-2", "created": 1_700_000_000, "info": {"trained_on": 120}},
+    _fake_info(generic=False, model={"model_id": "lib-2", "created": "2023-11-14T22:13:20+00:00", "info": {"trained_on": 120}},
                previous_model="starter-1", retrain_advice=advice, background=None)
     rec = _draw(addon)
     texts = rec.texts()
@@ -126,22 +124,25 @@ def test_build_without_a_folder_or_backend_reports_clear_errors(addon, tmp_path)
     bpy.context.window_manager.asset2vec_library.folder = ""
     with pytest.raises(RuntimeError, match="pick the library folder first"):
         bpy.ops.asset2vec.library_build()
-    assert library_ui.last_status[0] == "ERROR" and library_job.current is None
+    assert session.get().status["library"][0] == "ERROR" and library_ui.current() is None
 
+    # Build and Retrain ask the backend from the task's thread: the operator returns at once, the failure reaches
+    # the panel's status line.
     bpy.context.window_manager.asset2vec_library.folder = str(tmp_path)
-    t0 = time.monotonic()
-    with pytest.raises(RuntimeError, match="no Asset2Vec backend is running"):
-        bpy.ops.asset2vec.library_build()
-    assert time.monotonic() - t0 < library_ui.MAIN_THREAD_TIMEOUT
-    with pytest.raises(RuntimeError, match="no Asset2Vec backend is running"):
-        bpy.ops.asset2vec.library_retrain()
+    for op in (bpy.ops.asset2vec.library_build, bpy.ops.asset2vec.library_retrain):
+        t0 = time.monotonic()
+        assert op() == {"FINISHED"}
+        assert time.monotonic() - t0 < 1.0
+        task = library_ui.finish(timeout=30)
+        assert task.state == library_job.FAILED and task.message.startswith("no Asset2Vec backend is running")
+        assert session.get().status["library"] == ("ERROR", task.message)
     assert bpy.ops.asset2vec.library_cancel() == {"CANCELLED"}  # nothing to cancel: a warning, no error
 
     # Restore runs in the task thread; its failure reaches the panel's status line.
     assert bpy.ops.asset2vec.library_restore(model_id="old") == {"FINISHED"}
     task = library_ui.finish(timeout=30)
     assert task is not None and task.state == library_job.FAILED
-    assert library_ui.last_status == ("ERROR", task.message) and "no Asset2Vec backend" in task.message
+    assert session.get().status["library"] == ("ERROR", task.message) and "no Asset2Vec backend" in task.message
     rec = _draw(bpy)
     assert any(it[0] == "label" and it[2] == "ERROR" and it[1].startswith("no Asset2Vec backend")
                for it in rec.flat())
@@ -168,6 +169,15 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     eng.close()
 
 
+@pytest.fixture(scope="module")
+def backend(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The engine served on 127.0.0.1 with pytest's temporary folder as its library root (a backend indexes only
+    libraries under the roots it was started with: ``asset2vec serve --library-root DIR``)."""
+    svc = Service(engine, port=0, advertise=False, library_roots=[tmp_path_factory.getbasetemp()]).start_in_thread()
+    yield svc
+    svc.stop()
+
+
 def _wait(condition: Any, timeout: float, what: str) -> None:
     end = time.monotonic() + timeout
     while not condition():
@@ -180,14 +190,14 @@ def test_a_backend_job_is_followed_from_a_thread_and_its_outcome_shown(addon, ba
     configure(backend.url)
     job_id = Client(backend.url).start_embed(support.upload_bundle())  # a real job of the backend
     task = library_ui._follow("follow", bpy.context, job_id=job_id)
-    assert bpy.app.timers.is_registered(library_ui._tick)
+    assert session.timer_registered()
     assert library_ui.finish(timeout=60) is task
     assert task.state == library_job.DONE and task.progress == 1.0, task.message
     assert task.message == f"the backend's background job finished: now serving model {engine.model_id}"
-    assert library_ui.last_status == ("INFO", task.message)
-    assert embed_job.backend_info["model_id"] == engine.model_id and embed_job.backend_info["url"] == backend.url
+    assert session.get().status["library"] == ("INFO", task.message)
+    assert session.get().backend_info.model_id == engine.model_id and session.get().backend_url == backend.url
     assert _draw(bpy).texts()[0] == f"Model {engine.model_id}"
-    assert library_ui._tick() is None  # the timer stops once the task is over
+    assert session.get().tick() is None  # the timer stops once the task is over
 
 
 def test_a_lost_job_fails_with_a_message_instead_of_hanging(addon, backend, monkeypatch):
@@ -205,17 +215,18 @@ def test_restore_previous_model_switches_the_backend_back(addon, backend, engine
     assert engine.generic
     # Another model serves now (switched through the API, as another artist or the CLI could).
     client = Client(backend.url)
-    assert client.restore_model(tiny)["model_id"] == tiny and engine.model_id == tiny
+    assert client.restore_model(tiny).model_id == tiny and engine.model_id == tiny
     listed = client.models()
-    assert listed["active"] == tiny and {starter, tiny} <= {m["model_id"] for m in listed["models"]}
+    assert listed.active == tiny and {starter, tiny} <= {m.model_id for m in listed.models}
 
-    assert bpy.ops.asset2vec.library_refresh() == {"FINISHED"}
+    assert bpy.ops.asset2vec.library_refresh() == {"FINISHED"}  # asks in the background
+    assert session.get().pump(backend_check.SLOT, timeout=30).state == library_job.DONE
     rec = _draw(bpy)
-    info = embed_job.backend_info
-    assert info["model_id"] == tiny and not info["generic"] and info["previous_model"] == starter
-    trained_on = info["model"]["info"].get("trained_on")
+    info = session.get().backend_info
+    assert info.model_id == tiny and not info.generic and info.previous_model == starter
+    trained_on = info.model.info.get("trained_on")
     assert rec.texts()[0] == f"Model {tiny}"
-    assert (f"Trained on {trained_on} assets" if trained_on else f"{info['assets']} assets in its catalogue"
+    assert (f"Trained on {trained_on} assets" if trained_on else f"{info.assets} assets in its catalogue"
             ) in rec.texts()
     label, props = _buttons(rec)["asset2vec.library_restore"]
     assert label == f"Restore Previous Model ({starter})" and props.model_id == starter
@@ -224,15 +235,16 @@ def test_restore_previous_model_switches_the_backend_back(addon, backend, engine
     task = library_ui.finish(timeout=120)
     assert task is not None and task.kind == "restore" and task.state == library_job.DONE, task.message
     assert engine.model_id == starter and engine.generic
-    assert library_ui.last_status == ("INFO", f"restored model {starter}")
-    assert embed_job.backend_info["model_id"] == starter and embed_job.backend_info["previous_model"] == tiny
+    assert session.get().status["library"] == ("INFO", f"restored model {starter}")
+    info = session.get().backend_info
+    assert info.model_id == starter and info.previous_model == tiny
     texts = " ".join(_draw(bpy).texts())
     assert "Generic starter model: build one from your own library." in texts
     assert f"Restore Previous Model ({tiny})" in texts
 
 
 def test_build_model_from_library_starts_a_background_job_that_can_be_cancelled(addon, backend, engine, tmp_path):
-    from blender_helpers import box
+    from tests.blender_addon.blender_helpers import box
 
     bpy = addon
     configure(backend.url)
@@ -244,14 +256,16 @@ def test_build_model_from_library_starts_a_background_job_that_can_be_cancelled(
     settings = bpy.context.window_manager.asset2vec_library
 
     settings.folder = str(tmp_path / "missing")  # the backend checks the folder on its own disk
-    with pytest.raises(RuntimeError, match="no such folder on the backend's machine"):
-        bpy.ops.asset2vec.library_build()
-    assert library_job.current is None
+    assert bpy.ops.asset2vec.library_build() == {"FINISHED"}
+    task = library_ui.finish(timeout=30)
+    assert task.state == library_job.FAILED and "no such folder under the library roots" in task.message
+    assert task.job_id is None  # nothing was started
 
     settings.folder = str(library)
     assert bpy.ops.asset2vec.library_build() == {"FINISHED"}
-    task = library_job.current
-    assert task is not None and task.kind == "index" and task.job_id
+    task = library_ui.current()
+    assert task is not None and task.kind == "index"
+    _wait(lambda: task.job_id is not None, 30, "the backend accepted the build")
     _wait(lambda: task.message.startswith("["), 120, "the backend's index process reported its first stage")
     rec = _draw(bpy)  # progress with the backend's stage, Cancel, no second Build
     assert any(it[0] == "progress" for it in rec.flat()) and "asset2vec.library_cancel" in _buttons(rec)
@@ -262,15 +276,17 @@ def test_build_model_from_library_starts_a_background_job_that_can_be_cancelled(
     assert bpy.ops.asset2vec.library_cancel() == {"FINISHED"}
     assert library_ui.finish(timeout=120) is task
     assert task.state == library_job.CANCELLED, task.message
-    assert library_ui.last_status == ("INFO", f"cancelled building the model from the library: model {serving} "
+    assert session.get().status["library"] == ("INFO", f"cancelled building the model from the library: model {serving} "
                                               f"keeps serving")
-    assert engine.model_id == serving and Client(backend.url).job(task.job_id)["status"] == "cancelled"
+    assert engine.model_id == serving and Client(backend.url).job(task.job_id).status == "cancelled"
     assert "asset2vec.library_build" in _buttons(_draw(bpy))
 
     # Retrain: the same kind of background job (on every stored asset), cancelled the same way.
     assert bpy.ops.asset2vec.library_retrain() == {"FINISHED"}
-    task = library_job.current
-    assert task is not None and task.kind == "retrain" and Client(backend.url).job(task.job_id)["kind"] == "train"
+    task = library_ui.current()
+    assert task is not None and task.kind == "retrain"
+    _wait(lambda: task.job_id is not None, 30, "the backend accepted the retrain")
+    assert Client(backend.url).job(task.job_id).kind == "train"
     assert bpy.ops.asset2vec.library_cancel() == {"FINISHED"}
     assert library_ui.finish(timeout=120) is task and task.state == library_job.CANCELLED, task.message
     assert engine.model_id == serving
@@ -278,7 +294,8 @@ def test_build_model_from_library_starts_a_background_job_that_can_be_cancelled(
     # A build started elsewhere (the CLI, another Blender) shows after Check Backend and can be cancelled here.
     job_id = Client(backend.url).start_index(str(library))
     assert bpy.ops.asset2vec.check_backend() == {"FINISHED"}
-    assert embed_job.backend_info["background"]["id"] == job_id
+    assert session.get().pump(backend_check.SLOT, timeout=30).state == library_job.DONE
+    assert session.get().backend_info.background.id == job_id
     rec = _draw(bpy)
     assert any(it[0] == "progress" for it in rec.flat()) and "asset2vec.library_cancel" in _buttons(rec)
     assert bpy.ops.asset2vec.library_cancel() == {"FINISHED"}

@@ -3,18 +3,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-from addon_support import configure, support
-from blender_helpers import box
-
-from blender_addon import embed_job, writeback
-
-_spec = importlib.util.spec_from_file_location(
-    "panel_preview", Path(__file__).resolve().parents[2] / "bench" / "panel_preview.py")
-panel_preview = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(panel_preview)
+from bench import panel_preview
+from blender_addon import embed_job, session, writeback
+from shared import api
+from tests.blender_addon.addon_support import configure, support
+from tests.blender_addon.blender_helpers import box
 
 
 def _panels(bpy) -> dict:
@@ -54,21 +47,21 @@ def test_panels_before_while_and_after_a_failed_embed(addon):
 def test_panels_after_an_embed_show_tags_and_similar_assets(addon):
     bpy = addon
     url = configure("http://127.0.0.1:8765").backend_url
-    embed_job.backend_info.clear()
-    embed_job.backend_info.update(url=url, model_id="model-7", device="cpu", generic=True)
+    session.get().set_backend_info(api.ServerInfo(model_id="model-7", device="cpu", generic=True), url)
     obj = box("Chair")
     obj.asset_mark()
     obj.asset_data.tags.new("mine")
     bpy.context.view_layer.objects.active = obj
-    result = {
+    result = api.EmbedResult.from_json({
         "name": "Chair", "model_id": "model-7", "shape": [0.0] * 32, "texture": [0.0] * 32, "threshold": 0.5,
         "predicted_tags": {"swivel": 0.91, "mine": 0.7, "legs": 0.2, "sofa": 0.01},
-        "neighbours": {"shape": [{"name": "Stool", "file": "/lib/seats.blend", "asset_name": "Stool.001",
+        "proposed_tags": {"swivel": 0.91},  # the backend leaves out "mine": the artist's tag when captured
+        "neighbours": {"shape": [{"name": "Stool", "source_file": "/lib/seats.blend", "asset_name": "Stool.001",
                                   "distance": 0.25}],
-                       "texture": [{"name": "Table", "file": "/lib/tables.blend", "asset_name": "Table",
+                       "texture": [{"name": "Table", "source_file": "/lib/tables.blend", "asset_name": "Table",
                                     "distance": 0.5}],
                        "both": []},
-    }
+    })
     writeback.write_result(obj, result)
     panels = _panels(bpy)
     main = panels["Asset2Vec"]
@@ -99,11 +92,10 @@ def test_backend_without_tags_explains_how_tags_start(addon):
     from blender_addon.panels import NO_TAGS_LINES
 
     url = configure("http://127.0.0.1:8765").backend_url
-    embed_job.backend_info.clear()
-    embed_job.backend_info.update(url=url, model_id="model-8", device="cpu", tags=[],
-                                  tags_help="No asset has tags yet. Tags start two ways: ...")
+    session.get().set_backend_info(api.ServerInfo(model_id="model-8", device="cpu", tags=[],
+                                                  tags_help="No asset has tags yet. Tags start two ways: ..."), url)
     texts = _panels(addon)["Asset2Vec"].texts()
     assert "Model model-8 (cpu)" in texts and all(line in texts for line in NO_TAGS_LINES)
     assert all(len(line) <= 40 for line in NO_TAGS_LINES)  # fits a narrow sidebar
-    embed_job.backend_info.update(tags=["chair"], tags_help=None)
+    session.get().set_backend_info(api.ServerInfo(model_id="model-8", device="cpu", tags=["chair"]), url)
     assert not set(NO_TAGS_LINES) & set(_panels(addon)["Asset2Vec"].texts())

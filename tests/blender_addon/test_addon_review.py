@@ -6,19 +6,16 @@ The panel's real ``draw()`` is recorded with bench/panel_preview.py's layout rec
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from addon_support import configure, support
 
-from blender_addon import embed_job, review_ui
+from bench import panel_preview
+from blender_addon import review_ui, session
+from tests.blender_addon.addon_support import configure, support
 
-_spec = importlib.util.spec_from_file_location(
-    "panel_preview", Path(__file__).resolve().parents[2] / "bench" / "panel_preview.py")
-panel_preview = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(panel_preview)
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
+
 
 
 def _draw(bpy) -> panel_preview.Recorder:
@@ -34,31 +31,31 @@ def test_refresh_shows_the_queue_and_accept_retrains_on_the_backend(addon, backe
 
     assert bpy.ops.asset2vec.review_refresh() == {"FINISHED"}
     review_ui.pump()
-    items = review_ui.items
-    assert 1 <= len(items) <= review_ui.QUEUE_LIMIT and review_ui.last_status == ("INFO", "")
-    assert {i["tag"] for i in items} <= {"ball", "crate"}
+    items = session.get().review_items
+    assert 1 <= len(items) <= review_ui.QUEUE_LIMIT and session.get().status["review"] == ("INFO", "")
+    assert {i.tag for i in items} <= {"ball", "crate"}
     for it in items:  # thumbnails fetched for the rows (training assets: rendered by the decoder)
-        assert embed_job.thumbnail_path(it["name"]).read_bytes().startswith(b"\x89PNG")
+        assert session.get().thumbnails.path(it.name).read_bytes().startswith(b"\x89PNG")
     rec = _draw(bpy)
     first = items[0]
-    assert f"{first['name']} — {first['tag']} ({first['probability']:.0%})" in rec.texts()
+    assert f"{first.name} — {first.tag} ({first.probability:.0%})" in rec.texts()
     # one picture per row (headless Blender gives previews no icon id: the placeholder icon stands in)
     pictures = [it for it in rec.flat() if it[0] == "thumb" or (it[0] == "label" and it[2] == "IMAGE_DATA")]
     assert len(pictures) == len(items)
     buttons = [it for it in rec.flat() if it[0] == "button" and it[3] == "asset2vec.review_answer"]
     assert len(buttons) == 2 * len(items)
     accept, reject = buttons[0][4], buttons[1][4]
-    assert (accept.name, accept.tag, accept.accept) == (first["name"], first["tag"], True)
-    assert (reject.name, reject.tag, reject.accept) == (first["name"], first["tag"], False)
+    assert (accept.name, accept.tag, accept.accept) == (first.name, first.tag, True)
+    assert (reject.name, reject.tag, reject.accept) == (first.name, first.tag, False)
 
-    p_before = first["probability"]
-    assert bpy.ops.asset2vec.review_answer(name=first["name"], tag=first["tag"], accept=True) == {"FINISHED"}
+    p_before = first.probability
+    assert bpy.ops.asset2vec.review_answer(name=first.name, tag=first.tag, accept=True) == {"FINISHED"}
     review_ui.pump()
-    level, message = review_ui.last_status
-    assert level == "INFO" and message.startswith(f"accepted '{first['tag']}' for {first['name']}")
-    assert first["tag"] in engine.catalogue.tags_of(first["name"])["artist"]  # stored as an artist tag
-    assert engine.catalogue.tags_of(first["name"], engine.model_id)["probabilities"][first["tag"]] > p_before
-    assert (first["name"], first["tag"]) not in {(i["name"], i["tag"]) for i in review_ui.items}
+    level, message = session.get().status["review"]
+    assert level == "INFO" and message.startswith(f"accepted '{first.tag}' for {first.name}")
+    assert first.tag in engine.catalogue.tags_of(first.name)["artist"]  # stored as an artist tag
+    assert engine.catalogue.tags_of(first.name, engine.model_id)["probabilities"][first.tag] > p_before
+    assert (first.name, first.tag) not in {(i.name, i.tag) for i in session.get().review_items}
     assert message[:20] in " ".join(_draw(bpy).texts())
 
 
@@ -67,7 +64,7 @@ def test_unreachable_backend_and_missing_question_are_reported(addon):
     configure(f"http://127.0.0.1:{support.free_port()}")
     assert bpy.ops.asset2vec.review_refresh() == {"FINISHED"}
     review_ui.pump()
-    level, message = review_ui.last_status
+    level, message = session.get().status["review"]
     assert level == "ERROR" and message.startswith("no Asset2Vec backend is running")
     errors = [it for it in _draw(bpy).flat() if it[0] == "label" and it[2] == "ERROR"]
     assert errors and errors[0][1].startswith("no Asset2Vec backend")

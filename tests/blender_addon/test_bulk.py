@@ -22,21 +22,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bulk_support import (
+
+from backend.bulk.driver import bulk_tag
+from backend.service.server import Service
+from shared import metadata as M
+from tests.blender_addon.bulk_support import (
     ARTIST_TAGS,
     BAD,
     READ_ONLY,
     bulk_options,
     check_updated,
+    child_pids,
     hashes,
+    is_alive,
     live_backend,
     make_library,
     read_assets,
 )
 
-from backend.bulk.driver import bulk_tag
-from backend.service.server import Service
-from shared import metadata as M
+pytestmark = pytest.mark.slow  # renders with Cycles in Blender worker subprocesses
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,27 +123,6 @@ def _journal_written(journal: Path) -> int:
         return 0
 
 
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (Linux /proc)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _cli(lib: Path, url: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "backend.cli", "bulk-tag", str(lib), "--backend", url, "--size", "32", "--samples",
             "2", "--threshold", "0", "--quiet", *extra]
@@ -157,13 +140,13 @@ def test_bulk_killed_and_resumed(blender, backend, tmp_path):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no file was written in time"
         time.sleep(0.05)
-    workers = _children(proc.pid)
+    workers = child_pids(proc.pid)
     assert workers, "the driver should run its Blender worker as a child process"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # The worker dies with the driver (PR_SET_PDEATHSIG): no orphan keeps saving files behind the resume's back.
     deadline = time.monotonic() + 10
-    while any(_alive(w) for w in workers):
+    while any(is_alive(w) for w in workers):
         assert time.monotonic() < deadline, "a Blender worker outlived the killed driver"
         time.sleep(0.05)
 
@@ -191,7 +174,7 @@ def test_bulk_killed_and_resumed(blender, backend, tmp_path):
         assert sorted(found) == sorted(assets)
         for asset in found.values():
             check_updated(asset)
-            assert asset["meta"][M.MODEL_ID] == backend.engine.info()["model_id"]
+            assert asset["meta"][M.MODEL_ID] == backend.engine.info().model_id
         if partial[name] != original[name]:
             assert final[name] == partial[name], f"{name} was written before the kill and must not be rewritten"
     with sqlite3.connect(journal) as db:
@@ -211,9 +194,8 @@ def test_bulk_cli_errors(tmp_path, capsys):
 
 
 def test_bulk_all_objects_tags_unmarked_meshes_through_the_custom_property(blender, backend, tmp_path):
-    from blender_helpers import box
-
     from blender_addon import writeback
+    from tests.blender_addon.blender_helpers import box
 
     bpy = blender
     lib = tmp_path / "library"
@@ -239,7 +221,8 @@ def test_compressed_file_from_a_newer_blender_is_refused_after_opening(monkeypat
     # A compressed file's header hides its version; the version Blender read must be checked after opening.
     from types import SimpleNamespace
 
-    from blender_addon.headless import bulk as B
+    from blender_addon.errors import BlendFileError
+    from blender_addon.headless import blend_files as B
 
     opened = []
     fake = SimpleNamespace(
@@ -248,11 +231,11 @@ def test_compressed_file_from_a_newer_blender_is_refused_after_opening(monkeypat
         app=SimpleNamespace(version=(4, 2, 0), version_string="4.2.0"),
     )
     monkeypatch.setattr(B, "bpy", fake)
-    with pytest.raises(B.BulkFileError, match=r"saved by Blender 99\.1, newer than this Blender 4\.2\.0"):
-        B.open_file(Path("/lib/compressed.blend"))
+    with pytest.raises(BlendFileError, match=r"saved by Blender 99\.1, newer than this Blender 4\.2\.0"):
+        B.load_blend(Path("/lib/compressed.blend"))
     assert opened
     fake.data.version = (4, 2, 3)
-    B.open_file(Path("/lib/compressed.blend"))  # same major.minor: fine
+    B.load_blend(Path("/lib/compressed.blend"))  # same major.minor: fine
 
 
 def test_safe_save_through_a_symlink_keeps_the_link(blender, tmp_path):

@@ -10,10 +10,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bulk_support import BAD, READ_ONLY, bulk_options, check_updated, hashes, live_backend, make_library, read_assets
 
 from backend.bulk.driver import bulk_tag
 from backend.service.server import Service
+from tests.blender_addon.bulk_support import (
+    BAD,
+    READ_ONLY,
+    bulk_options,
+    check_updated,
+    hashes,
+    live_backend,
+    make_library,
+    read_assets,
+)
+
+pytestmark = pytest.mark.slow  # renders with Cycles in Ray workers
 
 ray = pytest.importorskip("ray", reason="the optional `ray` package is not installed (pip install ray)")
 

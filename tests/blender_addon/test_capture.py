@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from blender_helpers import alpha, box, rgba
 
 from shared import bundle, rig
+from tests.blender_addon.blender_helpers import alpha, box, rgba
+
+pytestmark = pytest.mark.slow  # renders with Cycles
 
 SIZE, SAMPLES = 48, 4
 

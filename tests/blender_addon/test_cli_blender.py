@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
-from blender_helpers import box
+import pytest
 
 from backend.cli import main
 from shared import bundle
+from tests.blender_addon.blender_helpers import box
+
+pytestmark = pytest.mark.slow  # renders with Cycles
 
 
 def test_capture_command_renders_marked_assets_and_skips_up_to_date_ones(blender, sample_library, tmp_path, capsys):

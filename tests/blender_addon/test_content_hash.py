@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blender_helpers import box
+from tests.blender_addon.blender_helpers import box
 
 
 def test_hash_is_stable_across_save_and_reopen_and_changes_on_edits(blender, tmp_path):

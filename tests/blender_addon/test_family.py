@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blender_helpers import box, rgba
 
 from shared import metadata
+from tests.blender_addon.blender_helpers import box, rgba
+
+pytestmark = pytest.mark.slow  # renders with Cycles
 
 
 def _open_family(bpy, library):

@@ -6,9 +6,9 @@ import hashlib
 import json
 
 import pytest
-from blender_helpers import box
 
-# A Y-up OBJ in centimetres: 40 wide (X), 180 tall (Y), 20 deep (Z), like a Sweet Home 3D model.
+from tests.blender_addon.blender_helpers import box
+
 TALL_OBJ = """mtllib tall.mtl
 o Body
 v -20 0 -10

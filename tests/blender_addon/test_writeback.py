@@ -4,25 +4,28 @@ everything survives save + reopen, and "remove predicted tags" undoes exactly wh
 from __future__ import annotations
 
 import pytest
-from blender_helpers import box
 
 from blender_addon import writeback as W
+from shared import api
 from shared import metadata as M
+from tests.blender_addon.blender_helpers import box
 
 
-def _result(predicted: dict[str, float], threshold: float = 0.5) -> dict:
-    """A result in the shape of the backend's embed reply (see backend/service/engine.py)."""
-    return {
+def _result(predicted: dict[str, float], threshold: float = 0.5) -> api.EmbedResult:
+    """The backend's embed answer (its ``proposed_tags``: every tag at or over the threshold, as for a bundle
+    captured without tags)."""
+    return api.EmbedResult.from_json({
         "name": "Chair", "model_id": "model-1", "shape": [0.01 * i for i in range(32)],
         "texture": [-0.02 * i for i in range(32)], "predicted_tags": predicted, "threshold": threshold,
-        "content_hash": "hash-1",
+        "proposed_tags": {t: p for t, p in predicted.items() if p >= threshold}, "content_hash": "hash-1",
         "neighbours": {
-            "shape": [{"name": "stool", "file": "/lib/props.blend", "asset_name": "Stool", "distance": 0.25},
-                      {"name": "bench", "file": "/lib/seats.blend", "asset_name": "Bench", "distance": 0.5}],
-            "texture": [{"name": "table", "file": "/lib/tables.blend", "asset_name": "Table", "distance": 0.125}],
+            "shape": [{"name": "stool", "source_file": "/lib/props.blend", "asset_name": "Stool", "distance": 0.25},
+                      {"name": "bench", "source_file": "/lib/seats.blend", "asset_name": "Bench", "distance": 0.5}],
+            "texture": [{"name": "table", "source_file": "/lib/tables.blend", "asset_name": "Table",
+                         "distance": 0.125}],
             "both": [],
         },
-    }
+    })
 
 
 def _asset(name: str = "Chair", tags: tuple[str, ...] = ("wood", "armrests")):
@@ -123,3 +126,14 @@ def test_family_members_kept_when_embedded_again_as_a_single_asset(blender):
     W.write_result(obj, _result({"swivel": 0.8}), family_members=members)
     W.write_result(obj, _result({"swivel": 0.8}))
     assert W.read_metadata(obj)[M.FAMILY_MEMBERS] == members
+
+
+def test_the_backends_proposals_are_used_not_recomputed(blender):
+    obj = _asset(tags=())
+    result = _result({"swivel": 0.9, "legs": 0.7, "round": 0.3})
+    result.proposed_tags = {"swivel": 0.9}  # the backend left "legs" out (the bundle had it as the artist's tag)
+    report = W.write_result(obj, result, auto_accept=False)
+    assert report.proposed == ["swivel"] and W.proposed_for(obj, result) == ["swivel"]
+    # An own threshold (bulk tagging's option): every predicted tag at or over it, less what the asset has.
+    W.accept_tag(obj, "round")
+    assert W.proposed_for(obj, result, threshold=0.25) == ["swivel", "legs"]

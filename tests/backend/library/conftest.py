@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-# The repository root first, so tests/backend never shadows the real `backend` package (as in the other suites).
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from backend.library.catalogue import CodeTable  # noqa: E402
-
-
-def make_table(shape: np.ndarray, texture: np.ndarray, names: list[str] | None = None,
-               families: list[str] | None = None, size: np.ndarray | None = None,
-               categories: list[str] | None = None) -> CodeTable:
-    n = len(shape)
-    names = names or [f"asset_{i:04d}" for i in range(n)]
-    return CodeTable(
-        model_id="m-test",
-        ids=np.arange(1, n + 1, dtype=np.int64),
-        names=names,
-        shape=np.asarray(shape, np.float32),
-        texture=np.asarray(texture, np.float32),
-        size=np.ones((n, 3), np.float32) if size is None else np.asarray(size, np.float32),
-        families=families or [""] * n,
-        categories=categories or [""] * n,
-    )
+from backend.library.catalogue import CodeTable
+from tests.backend.library.library_support import make_table
 
 
 @pytest.fixture

@@ -14,10 +14,11 @@ from PIL import Image
 from backend.cli import main
 from backend.library.catalogue import SCHEMA_VERSION, Catalogue
 from shared.bundle import AssetInfo
+from tests.backend import synthetic
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "tests" / "backend"))  # synthetic.py
-import synthetic  # noqa: E402
 
 IMAGE_SIZE = 24
 ITEMS = [(k, c) for k in ("ball", "crate", "table") for c in ("red", "blue")] + [("ball", "green"), ("table", "green")]
@@ -138,7 +139,6 @@ def test_clear_errors(run_dir: Path, tmp_path: Path, capsys) -> None:
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
 def test_query_image_finds_the_colour(run_dir: Path, tmp_path: Path, capsys) -> None:
     """A rig view of an asset on a plain grey background (no alpha): the fitted code finds its texture.
 

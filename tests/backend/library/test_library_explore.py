@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_table
 from PIL import Image
 
 from backend.library import explore
 from backend.library.errors import LibraryError
+from tests.backend.library.library_support import make_table
 
 
 def test_near_duplicates_found_when_planted(shape_x_colour) -> None:

@@ -66,3 +66,21 @@ def test_exact_matches_brute_force(n: int) -> None:
     assert np.all(rows >= n // 2)
     ref_rows, _ = brute_force(x[n // 2:], x[3], 10)
     np.testing.assert_array_equal(rows, ref_rows + n // 2)
+
+
+def test_both_space_can_weigh_in_the_appearance_feature() -> None:
+    from backend.library.similarity import Featurizer
+
+    rng = np.random.default_rng(0)
+    shape, texture, app = rng.normal(size=(30, 4)), rng.normal(size=(30, 4)), rng.normal(size=(30, 6)) * 9
+    plain = Featurizer.fit(shape, texture)
+    assert plain.transform(shape, texture).shape == (30, 8)
+    f = Featurizer.fit(shape, texture, appearance=app, appearance_weight=2.0)
+    x = f.transform(shape, texture, appearance=app)
+    assert x.shape == (30, 14)
+    assert np.sqrt((x[:, :6] ** 2).sum(1).mean()) == pytest.approx(2.0, rel=1e-4)  # unit RMS times the weight
+    with pytest.raises(LibraryError, match="appearance"):
+        f.transform(shape, texture)
+    with pytest.raises(LibraryError, match="appearance"):
+        Featurizer.fit(shape, texture, appearance_weight=1.0)
+    assert Featurizer.fit(shape, texture, space="shape", appearance=app, appearance_weight=1.0).appearance_weight == 0

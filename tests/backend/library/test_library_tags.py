@@ -96,3 +96,28 @@ def test_no_tags_at_all() -> None:
     shape, texture, size, _ = synthetic(10)
     with pytest.raises(LibraryError, match="No asset has tags yet.*asset2vec tags import"):
         TagModel("m1").fit(shape, texture, [None] * 10, size)
+
+
+def test_a_descriptor_model_learns_what_only_the_appearance_feature_carries(tmp_path: Path) -> None:
+    """Tags that only a pretrained feature carries (codes are noise) are learnt through the descriptor."""
+    from backend.features.descriptor import Descriptor, log_size
+
+    rng = np.random.default_rng(5)
+    n = 80
+    shape, texture = rng.normal(size=(n, 32)), rng.normal(size=(n, 32))
+    size = np.exp(rng.normal(size=(n, 3)) * 0.3)
+    appearance = rng.normal(size=(n, 20))
+    is_lamp = appearance[:, 4] > 0
+    appearance[:, 4] += np.where(is_lamp, 0.8, -0.8)
+    tag_sets: list[set[str] | None] = [{"lamp"} if lamp else {"other"} for lamp in is_lamp]
+    codes_only = TagModel("m").fit(shape, texture, tag_sets, size=size)
+    desc = Descriptor().fit({"appearance": appearance, "shape": shape, "texture": texture, "size": log_size(size)})
+    model = TagModel("m", descriptor=desc.to_json())
+    report = model.fit(shape, texture, tag_sets, size=size, appearance=appearance)
+    assert report["lamp"]["average_precision"] > 0.9 > codes_only["lamp"]["average_precision"] + 0.2
+    with pytest.raises(LibraryError, match="appearance feature"):
+        model.predict(shape[:2], texture[:2], size[:2])
+    again = TagModel.load(model.save(tmp_path / "tags.joblib"))
+    assert again.descriptor == model.descriptor
+    p = again.predict(shape, texture, size, appearance=appearance)
+    assert np.mean([(q["lamp"] > 0.5) == lamp for q, lamp in zip(p, is_lamp, strict=True)]) > 0.9

@@ -8,24 +8,23 @@ model id of a tiny real trained run, so the real CLI and Engine run on it (the r
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))  # service_support.py (tiny real run)
+from backend.cli import main
+from backend.library import explore
+from backend.library.catalogue import Catalogue
+from backend.library.errors import LibraryError
+from backend.library.tag_lists import import_tag_list, read_tag_list
+from backend.library.tags import FEW_TAGS_HELP, NO_TAGS_HELP, tag_status
+from shared import api
+from shared.bundle import AssetInfo
+from tests.backend.service import service_support as support
 
-import service_support as support  # noqa: E402
-
-from backend.cli import main  # noqa: E402
-from backend.library import explore  # noqa: E402
-from backend.library.catalogue import Catalogue  # noqa: E402
-from backend.library.errors import LibraryError  # noqa: E402
-from backend.library.tag_lists import import_tag_list, read_tag_list  # noqa: E402
-from backend.library.tags import FEW_TAGS_HELP, NO_TAGS_HELP, tag_status  # noqa: E402
-from shared.bundle import AssetInfo  # noqa: E402
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 SHAPES = ("chair", "table", "lamp", "sofa")
 COLOURS = ("red", "green", "blue", "oak")
@@ -199,17 +198,17 @@ def test_engine_info_says_how_tags_start(run_dir: Path, untagged: Path, tmp_path
     engine = Engine(load_run(run_dir), Catalogue(untagged), tmp_path / "tags.joblib")
     try:
         info = engine.info()
-        assert engine.tag_model is None and info["tags"] == [] and info["tags_help"] == NO_TAGS_HELP
-        assert info["assets"] == 32  # the untagged catalogue is served as it is (no import of the run's assets)
-        assert engine.neighbours(_name(3, 2, 0), "shape", k=3)["neighbours"]
+        assert engine.tag_model is None and info.tags == [] and info.tags_help == NO_TAGS_HELP
+        assert info.assets == 32  # the untagged catalogue is served as it is (no import of the run's assets)
+        assert engine.neighbours(_name(3, 2, 0), "shape", k=3).neighbours
 
         import_tag_list(engine.catalogue, {_name(0, 0, 0): ["chair"]})
-        assert engine.info()["tags_help"] == FEW_TAGS_HELP
+        assert engine.info().tags_help == FEW_TAGS_HELP
         import_tag_list(engine.catalogue, {_name(s, c, r): [SHAPES[s]] for s in range(4) for c in range(4)
                                            for r in range(PER_CELL)})
-        result = engine.train({"what": "tags"}, lambda f, m: None, threading.Event())
-        assert set(result["trained"]) == set(SHAPES)
+        result = engine.train(api.TrainRequest(what="tags"), lambda f, m: None, threading.Event())
+        assert set(result.trained) == set(SHAPES)
         info = engine.info()
-        assert info["tags"] == sorted(SHAPES) and info["tags_help"] is None
+        assert info.tags == sorted(SHAPES) and info.tags_help is None
     finally:
         engine.close()

@@ -104,3 +104,17 @@ def test_whiten_decorrelates_to_unit_variance() -> None:
     x = rng.normal(size=(200, 5)) * np.array([0.5, 1, 2, 3, 4]) @ rot + 3.0  # correlated, well-conditioned
     w = Q.whiten(x)
     assert np.allclose(np.cov(w, rowvar=False), np.eye(5), atol=1e-6)
+
+
+def test_score_adds_visual_class_metrics_on_the_classed_assets_only() -> None:
+    x, y = _clusters(n_per=12, k=4)
+    visual: list[str | None] = [f"v{v}" if v < 3 else None for v in y]  # cluster 3 has no visual class
+    s = Q.score(x, y, [[f"c{v}"] for v in y], visual=visual, adapted=False)
+    assert s["visual_accuracy"] == 1.0 and s["visual_precision_at_10"] == 1.0
+    assert s["visual_assets"] == 36 and s["visual_classes"] == 3
+    assert "precision_at_10_adapted" not in s
+    # labels that disagree with the features: the visual metrics drop, the category metrics do not
+    mixed: list[str | None] = [f"v{i % 3}" for i in range(len(y))]
+    s2 = Q.score(x, y, visual=mixed, adapted=False)
+    assert s2["category_accuracy"] == 1.0 and s2["visual_precision_at_10"] < 0.6
+    assert "visual_accuracy" not in Q.score(x, y, visual=[None] * len(y), adapted=False)

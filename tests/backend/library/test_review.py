@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_library_tags import synthetic
 
 from backend.library import review as R
 from backend.library.catalogue import Catalogue
 from backend.library.errors import LibraryError
 from backend.library.tags import TagModel, tag_labels
 from shared.bundle import AssetInfo
+from tests.backend.library.test_library_tags import synthetic
 
 LEARNT = ("armrests", "red", "tall")
 TAGGED = 12  # assets the artist tagged in Blender; the rest start untagged

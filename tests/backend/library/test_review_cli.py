@@ -12,10 +12,11 @@ import pytest
 from backend.cli import main
 from backend.library.catalogue import Catalogue, import_run
 from backend.library.tags import TagModel
+from tests.backend.service import service_support as support
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run); runs the CLI in subprocesses
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "tests" / "backend" / "service"))
-import service_support as support  # noqa: E402
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from backend.cli import main
 from backend.library.catalogue import Catalogue
 from backend.lifecycle.home import LibraryHome
 
+pytestmark = pytest.mark.slow  # captures with Cycles and trains in `asset2vec index` subprocesses
+
 
 def test_index_survives_kills_and_fills_the_catalogue(indexed: dict[str, Any]) -> None:
     home, model_id = indexed["home"], indexed["model_id"]

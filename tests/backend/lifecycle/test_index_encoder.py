@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from backend.cli import main
+from backend.lifecycle.home import LibraryHome
+from backend.service.engine import Engine
+from backend.training.encoder import ENCODER_FILE, load_encoder
+from tests.backend.service import service_support as support
 
-import service_support as support  # noqa: E402
-
-from backend.cli import main  # noqa: E402
-from backend.lifecycle.home import LibraryHome  # noqa: E402
-from backend.service.engine import Engine  # noqa: E402
-from backend.training.encoder import ENCODER_FILE, load_encoder  # noqa: E402
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 
 def home_with_bundles(root: Path) -> LibraryHome:
@@ -45,7 +43,7 @@ def test_index_trains_the_instant_encoder_and_the_service_embeds_at_once(tmp_pat
     assert load_encoder(home.run_dir(model_id), model_id).model_id == model_id
     engine = Engine.open_home(home, invert_steps=support.INVERT_STEPS)
     try:
-        assert engine.model_id == model_id and engine.info()["instant_embed"] is True
+        assert engine.model_id == model_id and engine.info().instant_embed is True
     finally:
         engine.close()
 

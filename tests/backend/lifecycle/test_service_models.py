@@ -15,10 +15,18 @@ import pytest
 from backend.cli import main
 from backend.library.catalogue import Catalogue
 from backend.library.similarity import SimilarityIndex
-from backend.lifecycle.home import LibraryHome, safe_folder_name
+from backend.lifecycle.home import LibraryHome
 from backend.service.engine import Engine
 from backend.service.server import Service
+from backend.service.uploads import parse_upload
+from shared import api
 from shared import bundle as B
+from shared.naming import safe_folder_name
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
+
+#: What the request policy (issue 18) asks of every POST: the add-on and CLI send it too.
+CLIENT_HEADERS = {api.CLIENT_HEADER: api.CLIENT_HEADER_VALUE}
 
 
 def home_copy(indexed: dict[str, Any], dest: Path) -> LibraryHome:
@@ -47,13 +55,13 @@ def test_retrain_switches_atomically_while_queries_keep_answering(indexed: dict[
     engine = Engine.open_home(home, invert_steps=5)
     old = engine.model_id
     service = Service(engine, host="127.0.0.1", port=0, advertise=False).start_in_thread()
-    name = engine._codes().names[0]  # noqa: SLF001 - any catalogued asset
+    name = engine.served.codes().names[0]  # any catalogued asset
     answers: list[tuple[str, list[str]]] = []
     errors: list[str] = []
     stop = threading.Event()
 
     def ask() -> None:
-        with httpx.Client(base_url=service.url, timeout=30) as c:
+        with httpx.Client(base_url=service.url, headers=CLIENT_HEADERS, timeout=30) as c:
             while not stop.is_set():
                 r = c.get(f"/v1/assets/{quote(name)}/neighbours", params={"space": "both", "k": 5})
                 if r.status_code != 200:
@@ -66,14 +74,14 @@ def test_retrain_switches_atomically_while_queries_keep_answering(indexed: dict[
     asker = threading.Thread(target=ask)
     asker.start()
     try:
-        with httpx.Client(base_url=service.url, timeout=60) as http:
+        with httpx.Client(base_url=service.url, headers=CLIENT_HEADERS, timeout=60) as http:
             r = http.post("/v1/train", json={"what": "decoder", "steps": 20})
             assert r.status_code == 202, r.text
             job = r.json()["job"]
             info = http.get("/v1/info").json()
             assert info["background"]["id"] == job and info["model_id"] == old  # the old model serves meanwhile
             again = http.post("/v1/train", json={"what": "decoder", "steps": 20})
-            assert again.status_code == 409  # one build at a time
+            assert again.status_code == 409 and again.json()["code"] == "busy"  # one build at a time
             status = wait_job(http, job)
             assert status["status"] == "done", status
             result = http.get(f"/v1/jobs/{job}/result").json()
@@ -125,17 +133,15 @@ def test_assets_embedded_during_a_rebuild_move_to_the_new_model(indexed: dict[st
         B.write_transforms(copy, B.read_bundle(copy).image_size, renamed)
         archive = tmp_path / "upload.zip"
         B.write_archive(B.read_bundle(copy), archive)
-        data = archive.read_bytes()
-        bundle, _ = B.parse_archive(data)
-        out = engine.embed(data, bundle, lambda f, m: None, threading.Event())
-        assert out["model_id"] == old
+        out = engine.embed(parse_upload(archive.read_bytes()), lambda f, m: None, threading.Event())
+        assert out.model_id == old
         assert (home.bundles / safe_folder_name("uploads/Lamp_copy") / "transforms.json").is_file()  # kept
         engine.switch(new)
         assert engine.model_id == new
         with Catalogue(home.catalogue) as cat:
             assert "uploads/Lamp_copy" in cat.codes(new).names  # fitted to the new model before the switch
             assert "lamp" in cat.tags_of("uploads/Lamp_copy")["artist"]
-        assert engine.neighbours("uploads/Lamp_copy", "both", 3)["model_id"] == new
+        assert engine.neighbours("uploads/Lamp_copy", "both", 3).model_id == new
     finally:
         engine.close()
 
@@ -151,8 +157,8 @@ def test_a_home_without_a_model_serves_the_generic_starter(tmp_path: Path) -> No
     engine = Engine.open_home(home)
     try:
         info = engine.info()
-        assert info["generic"] is True and info["assets"] > 0 and info["tags"]
-        assert info["model"]["info"]["generic"] is True
+        assert info.generic is True and info.assets > 0 and info.tags
+        assert info.model is not None and info.model.info["generic"] is True
         assert home.model_ids() == [engine.model_id]
     finally:
         engine.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,6 @@ def test_starter_model_loads_and_matches_its_recipe() -> None:
 
 
 def test_build_py_computes_the_same_recipe_digest() -> None:
-    sys.path.insert(0, str(ROOT))
     import build  # standard library only
 
     assert build.starter_recipe_digest() == recipe_digest(load_recipe())
@@ -136,22 +134,22 @@ def test_starter_model_embeds_a_new_asset(blender: Any, tmp_path: Path) -> None:
 
     engine = Engine.open(run_dir, catalogue_path=tmp_path / "catalogue.sqlite", generic=True)
     try:
-        assert engine.info()["generic"] is True and engine.info()["assets"] == starter_manifest()["data"]["assets"]
-        assert engine.info()["instant_embed"] is True  # the starter ships its encoder: Embed answers at once
-        result = engine.embed(archive.read_bytes(), B.read_bundle(archive), lambda f, m: None, threading.Event())
+        assert engine.info().generic is True and engine.info().assets == starter_manifest()["data"]["assets"]
+        assert engine.info().instant_embed is True  # the starter ships its encoder: Embed answers at once
+        result = engine.embed(B.read_bundle(archive), lambda f, m: None, threading.Event())
     finally:
         engine.close()
 
-    assert result["model_id"] == starter_manifest()["model_id"]
-    assert len(result["shape"]) == 32 and len(result["texture"]) == 32
-    assert result["psnr"] is not None and result["psnr"] > 18.0  # the decoder reconstructs the new chair's views
+    assert result.model_id == starter_manifest()["model_id"]
+    assert len(result.shape) == 32 and len(result.texture) == 32
+    assert result.psnr is not None and result.psnr > 18.0  # the decoder reconstructs the new chair's views
     # Generic furniture tags: a seat, not a lamp or a table.
-    probs, proposed = result["predicted_tags"], result["proposed_tags"]
+    probs, proposed = result.predicted_tags, result.proposed_tags
     assert "seating" in proposed, probs
     assert not {"lamp", "lighting", "table"} & set(proposed), proposed
     assert probs["seating"] > max(probs["lighting"], probs["table"]) + 0.3
     # Neighbours in shape space are the sample library's chairs.
-    shape = result["neighbours"]["shape"]
-    assert len(shape) == 10 and shape[0]["category"] == "Furniture/Chairs"
-    assert sum(n["category"] == "Furniture/Chairs" for n in shape[:5]) >= 4, shape[:5]
+    shape = result.neighbours["shape"]
+    assert len(shape) == 10 and shape[0].category == "Furniture/Chairs"
+    assert sum(n.category == "Furniture/Chairs" for n in shape[:5]) >= 4, shape[:5]
     assert _snapshot(run_dir) == before, "the test wrote into the starter model folder"

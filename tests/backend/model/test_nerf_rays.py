@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import synthetic
 import torch
 
 from backend.model import rays as R
 from shared import rig
+from tests.backend import synthetic
 
 
 def test_ray_through_projected_point_passes_through_it() -> None:

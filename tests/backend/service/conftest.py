@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # service_support.py, under any pytest import mode
-
-import service_support as support  # noqa: E402
-
-from backend.service.engine import Engine  # noqa: E402
-from backend.service.server import Service  # noqa: E402
+from backend.service.engine import Engine
+from backend.service.server import Service
+from tests.backend.service import service_support as support
 
 
 @pytest.fixture(scope="module")
@@ -35,5 +30,6 @@ def service(engine: Engine) -> Iterator[Service]:
 
 @pytest.fixture
 def http(service: Service) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=60.0) as client:
+    """A raw HTTP client that follows the request policy (sends the client header, like the add-on)."""
+    with httpx.Client(base_url=service.url, timeout=60.0, headers=support.CLIENT_HEADERS) as client:
         yield client

@@ -11,16 +11,13 @@ import io
 import json
 import shutil
 import socket
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/backend, for synthetic.py
-
-import synthetic  # noqa: E402
-
-from shared import bundle as B  # noqa: E402
+from shared import api
+from shared import bundle as B
+from tests.backend import synthetic
 
 IMAGE_SIZE = 16
 #: 8 training assets: each kind tag has 4 positives and 4 negatives, enough for a tag classifier.
@@ -31,6 +28,8 @@ TRAIN_STEPS = 8
 INVERT_STEPS = 15
 
 _cache: dict[str, Path] = {}
+#: The request policy's header, which the typed client always sends (raw HTTP tests add it themselves).
+CLIENT_HEADERS = {api.CLIENT_HEADER: api.CLIENT_HEADER_VALUE}
 
 
 def workspace() -> Path:

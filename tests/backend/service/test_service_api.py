@@ -9,12 +9,14 @@ import time
 import httpx
 import numpy as np
 import pytest
-import service_support as support
 from PIL import Image
 
 from backend.service.engine import Engine
 from backend.service.server import Service
 from shared import api
+from tests.backend.service import service_support as support
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 P = api.API_PREFIX
 
@@ -164,6 +166,7 @@ def test_oversized_upload_is_refused_while_reading(http: httpx.Client, service: 
     # library sends a Content-Length it does not mean).
     with socket.create_connection(("127.0.0.1", service.port), timeout=10) as s:
         s.sendall(f"POST {P}/embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/zip\r\n"
+                  f"{api.CLIENT_HEADER}: {api.CLIENT_HEADER_VALUE}\r\n"
                   f"Content-Length: {10**9}\r\n\r\n".encode())
         reply = b""
         while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
@@ -179,7 +182,8 @@ def test_oversized_upload_is_refused_while_reading(http: httpx.Client, service: 
 def test_train_options(http: httpx.Client) -> None:
     r = http.post(f"{P}/train", json={"what": "decoder"})
     assert r.status_code == 400 and "asset2vec train" in r.json()["detail"]
-    assert http.post(f"{P}/train", content=b"{nope").status_code == 400
+    assert http.post(f"{P}/train", content=b"{nope", headers={"Content-Type": api.JSON_TYPE}).status_code == 400
+    assert http.post(f"{P}/train", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
     r = http.post(f"{P}/train", json={"what": "tags"})
     assert r.status_code == 202
     status, _ = wait_job(http, r.json()["job"])
@@ -192,7 +196,7 @@ def test_train_options(http: httpx.Client) -> None:
 def test_cancel_queued_and_running_embeds(engine: Engine, tmp_path) -> None:
     # A slow inversion so the job is surely running when the cancel arrives.
     slow = Engine(engine.run, engine.catalogue, invert_steps=100_000)
-    with Service(slow, port=0, advertise=False) as svc, httpx.Client(base_url=svc.url, timeout=60) as http:
+    with Service(slow, port=0, advertise=False) as svc, httpx.Client(base_url=svc.url, timeout=60, headers=support.CLIENT_HEADERS) as http:
         data = support.upload_bundle("pillar", "blue")
         zipped = {"Content-Type": "application/zip"}
         first = http.post(f"{P}/embed", content=data, headers=zipped).json()["job"]
@@ -213,7 +217,8 @@ def test_cancel_queued_and_running_embeds(engine: Engine, tmp_path) -> None:
 
 def test_token_required_when_configured(engine: Engine) -> None:
     token = "s3cret-token-for-tests-0123456789"
-    with Service(engine, port=0, token=token, advertise=False) as svc, httpx.Client(base_url=svc.url) as http:
+    with (Service(engine, port=0, token=token, advertise=False) as svc,
+          httpx.Client(base_url=svc.url, headers=support.CLIENT_HEADERS) as http):
         r = http.get(f"{P}/info")
         assert r.status_code == 401 and "no token was sent" in r.json()["detail"]
         r = http.get(f"{P}/assets/ball_red/thumbnail", headers={api.TOKEN_HEADER: token[:-1] + "X"})
@@ -233,7 +238,7 @@ class _BuggyEngine(Engine):
 
 def test_unexpected_errors_become_500_and_serving_continues(engine: Engine) -> None:
     buggy = _BuggyEngine(engine.run, engine.catalogue)
-    with Service(buggy, port=0, advertise=False) as svc, httpx.Client(base_url=svc.url) as http:
+    with Service(buggy, port=0, advertise=False) as svc, httpx.Client(base_url=svc.url, headers=support.CLIENT_HEADERS) as http:
         r = http.get(f"{P}/assets/ball_red/neighbours")
         assert r.status_code == 500 and "internal error" in r.json()["detail"]
         assert http.get(f"{P}/info").status_code == 200

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import service_support as support
 
 from shared import api
+from tests.backend.service import service_support as support
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run); starts the backend in a subprocess
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -24,7 +26,7 @@ def test_serve_and_stop_gracefully(tmp_path: Path, sig: signal.Signals) -> None:
     env.pop("ASSET2VEC_TOKEN", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend.cli", "serve", "--run", str(run), "--port", str(port), "--no-zeroconf",
-         "--log-level", "warning"],
+         "--log-level", "warning", "--library-root", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
@@ -45,6 +47,7 @@ def test_serve_and_stop_gracefully(tmp_path: Path, sig: signal.Signals) -> None:
         if proc.poll() is None:
             proc.kill()
     assert "serving at http://127.0.0.1" in err
+    assert f"libraries may be read from: {tmp_path.resolve()}" in err
     assert "Traceback" not in err
     if sig == signal.SIGINT:
         assert proc.returncode == 0 and "backend stopped" in err

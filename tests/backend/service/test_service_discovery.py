@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from backend.service.engine import Engine
 from backend.service.server import Service
-from blender_addon.client import discover
 from shared import api
+from shared.client import discover
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 
 def _find(url: str, timeout: float) -> list[tuple[str, str, dict[str, str]]]:

@@ -6,23 +6,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import service_support as support
 
 from backend.library.catalogue import Catalogue
 from backend.library.errors import LibraryError
 from backend.service.engine import CATALOGUE_FILE, TAG_MODEL_FILE, Engine
 from shared.bundle import AssetInfo
+from tests.backend.service import service_support as support
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 
 def test_open_imports_the_run_once_and_reuses_the_tag_model(tmp_path: Path) -> None:
     run = support.fresh_run_copy(tmp_path / "run")
     first = Engine.open(run)
-    assert first.info()["assets"] == len(support.TRAIN_ITEMS)
+    assert first.info().assets == len(support.TRAIN_ITEMS)
     assert (run / CATALOGUE_FILE).is_file() and (run / TAG_MODEL_FILE).is_file()
     stamp = (run / TAG_MODEL_FILE).stat().st_mtime_ns
     first.close()
     again = Engine.open(run)
-    assert again.info()["assets"] == len(support.TRAIN_ITEMS)  # not imported twice
+    assert again.info().assets == len(support.TRAIN_ITEMS)  # not imported twice
     assert (run / TAG_MODEL_FILE).stat().st_mtime_ns == stamp  # loaded, not retrained
     assert again.tag_model is not None and set(again.tag_model.tags) == {"ball", "crate"}
     again.close()

@@ -15,15 +15,18 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 import pytest
-import service_support as support
 
 from backend.library.catalogue import Catalogue, import_run
 from backend.lifecycle.home import LibraryHome, install_run
 from backend.service.engine import Engine
 from backend.service.server import Service
+from backend.service.uploads import parse_upload
 from backend.training.encoder import encode_bundles
 from backend.training.run import load_run
 from shared.bundle import parse_archive
+from tests.backend.service import service_support as support
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 with_encoder = support.run_with_encoder
 
@@ -39,12 +42,12 @@ class Followups:
         return f"job-{len(self.jobs)}"
 
     def run(self, i: int = 0, progress: Any = None) -> dict[str, Any]:
-        return self.jobs[i][1](progress or (lambda f, m: None), threading.Event())
+        return self.jobs[i][1](progress or (lambda f, m: None), threading.Event()).to_json()
 
 
-def embed(engine: Engine, data: bytes) -> dict[str, Any]:
-    bundle, _ = parse_archive(data)
-    return engine.embed(data, bundle, lambda f, m: None, threading.Event())
+def embed(engine: Engine, data: bytes, followups: Followups | None = None) -> dict[str, Any]:
+    """Embed an upload (validated once, as the app does); the answer as the wire's JSON."""
+    return engine.embed(parse_upload(data), lambda f, m: None, threading.Event(), followups).to_json()
 
 
 @pytest.fixture
@@ -63,11 +66,10 @@ def stored(engine: Engine, name: str) -> tuple[dict[str, Any], np.ndarray]:
 
 def test_encoder_answer_is_stored_then_the_refinement_replaces_it(engine: Engine) -> None:
     followups = Followups()
-    engine.submit_followup = followups
     data = support.upload_bundle("pillar", "blue")
-    assert engine.info()["instant_embed"] is True
+    assert engine.info().instant_embed is True
 
-    first = embed(engine, data)
+    first = embed(engine, data, followups)
     assert first["code_source"] == "encoder" and first["psnr"] is None and first["refine_job"] == "job-1"
     bundle, _ = parse_archive(data)
     shape, texture = encode_bundles(engine.run, [support.workspace() / "uploads" / "pillar_blue"])
@@ -95,7 +97,7 @@ def test_encoder_answer_is_stored_then_the_refinement_replaces_it(engine: Engine
     assert {t: round(p, 4) for t, p in predicted.items()} == refined["predicted_tags"]
     assert [n["name"] for n in engine.catalogue.neighbours_of(bundle.asset.name, engine.model_id, "both")] == \
         [n["name"] for n in refined["neighbours"]["both"]]
-    assert engine.neighbours(bundle.asset.name, "both", 8)["neighbours"] == refined["neighbours"]["both"]
+    assert engine.neighbours(bundle.asset.name, "both", 8).to_json()["neighbours"] == refined["neighbours"]["both"]
 
     again = followups.run(0)  # refined already: answers from the stored code, fits nothing, stores no code
     assert again["code_source"] == "inversion" and again["shape"] == refined["shape"]
@@ -104,11 +106,10 @@ def test_encoder_answer_is_stored_then_the_refinement_replaces_it(engine: Engine
 
 def test_an_older_refinement_never_overwrites_a_newer_embed(engine: Engine) -> None:
     followups = Followups()
-    engine.submit_followup = followups
     data = support.upload_bundle("ball", "red")
     name = parse_archive(data)[0].asset.name
-    embed(engine, data)
-    embed(engine, data)  # embedded again (same content) before the first refinement ran
+    embed(engine, data, followups)
+    embed(engine, data, followups)  # embedded again (same content) before the first refinement ran
     second = followups.run(1)
     assert second["code_source"] == "inversion"
     after = stored(engine, name)
@@ -121,9 +122,9 @@ def test_an_older_refinement_never_overwrites_a_newer_embed(engine: Engine) -> N
     changed = support.tampered(support.upload_bundle("ball", "red"),
                                transforms_patch={"asset": {**parse_archive(data)[0].asset.__dict__,
                                                            "content_hash": "other"}})
-    embed(engine, changed)
+    embed(engine, changed, followups)
     embed(engine, support.tampered(data, transforms_patch={"asset": {**parse_archive(data)[0].asset.__dict__,
-                                                                     "content_hash": "newest"}}))
+                                                                     "content_hash": "newest"}}), followups)
     outdated = followups.run(2)
     assert outdated["dropped"] and "other content" in outdated["message"]
     assert stored(engine, name)[0]["source"] == "encoder"  # the newest embed's code, untouched
@@ -131,8 +132,7 @@ def test_an_older_refinement_never_overwrites_a_newer_embed(engine: Engine) -> N
 
 
 def test_without_a_queue_the_refinement_runs_inline(engine: Engine) -> None:
-    assert engine.submit_followup is None
-    result = embed(engine, support.upload_bundle("pillar", "blue"))
+    result = embed(engine, support.upload_bundle("pillar", "blue"))  # no followups queue
     assert result["code_source"] == "inversion" and result["refined_from"] == "encoder"
     assert "instant_seconds" in result and "refine_job" not in result
     assert stored(engine, result["name"])[0]["source"] == "inversion"
@@ -143,11 +143,11 @@ def test_no_instant_and_runs_without_an_encoder_embed_by_inversion(tmp_path: Pat
     plain = Engine.open(support.fresh_run_copy(tmp_path / "plain"), invert_steps=support.INVERT_STEPS)
     try:
         for eng in (off, plain):
-            eng.submit_followup = Followups()
-            assert eng.info()["instant_embed"] is False
-            result = embed(eng, support.upload_bundle("pillar", "blue"))
+            followups = Followups()
+            assert eng.info().instant_embed is False
+            result = embed(eng, support.upload_bundle("pillar", "blue"), followups)
             assert result["code_source"] == "inversion" and result["psnr"] is not None
-            assert "refine_job" not in result and not eng.submit_followup.jobs
+            assert "refine_job" not in result and not followups.jobs
             assert stored(eng, result["name"])[0]["source"] == "inversion"
     finally:
         off.close()
@@ -163,7 +163,7 @@ def test_an_encoder_of_another_model_is_not_used(tmp_path: Path) -> None:
     torch.save(state, run / "encoder.pt")
     eng = Engine.open(run, invert_steps=support.INVERT_STEPS)
     try:
-        assert eng.info()["instant_embed"] is False
+        assert eng.info().instant_embed is False
         assert embed(eng, support.upload_bundle("pillar", "blue"))["code_source"] == "inversion"
     finally:
         eng.close()
@@ -192,13 +192,12 @@ def test_a_switch_during_refinement_never_stores_its_code_under_the_wrong_model(
     home, old, new = two_model_home(tmp_path)
     engine = Engine.open_home(home, invert_steps=support.INVERT_STEPS)
     try:
-        assert engine.model_id == old and engine.info()["instant_embed"]
+        assert engine.model_id == old and engine.info().instant_embed
         followups = Followups()
-        engine.submit_followup = followups
         data = support.upload_bundle("pillar", "blue")
         name = parse_archive(data)[0].asset.name
-        assert embed(engine, data)["code_source"] == "encoder"
-        switched: list[dict[str, Any]] = []
+        assert embed(engine, data, followups)["code_source"] == "encoder"
+        switched: list[Any] = []
 
         def switch_once(f: float, m: str) -> None:  # the switch lands while the old model is inverting
             if "fitting codes" in m and not switched:
@@ -207,16 +206,15 @@ def test_a_switch_during_refinement_never_stores_its_code_under_the_wrong_model(
         result = followups.run(0, switch_once)
         assert switched and engine.model_id == new
         assert result["dropped"] and "switched" in result["message"] and result["model_id"] == old
-        assert not engine.info()["instant_embed"]  # the new model has no encoder
+        assert not engine.info().instant_embed  # the new model has no encoder
         with Catalogue(home.catalogue) as cat:
             assert cat.code_info(name, old)["source"] == "encoder"  # the refinement stored nothing
             assert cat.code_info(name, new)["source"] == "inversion"  # fitted by the switch, from the kept views
         # A refinement queued for the old model that starts after the switch does nothing either.
-        assert embed(engine, data)["code_source"] == "inversion"
+        assert embed(engine, data, followups)["code_source"] == "inversion"
         engine.switch(old)
         later = Followups()
-        engine.submit_followup = later
-        embed(engine, data)
+        embed(engine, data, later)
         engine.switch(new)
         assert later.run(0)["dropped"]
         with Catalogue(home.catalogue) as cat:
@@ -238,7 +236,7 @@ def wait_job(http: httpx.Client, job: str, timeout: float = 120) -> dict[str, An
 def test_encoder_and_refine_paths_over_http(engine: Engine) -> None:
     service = Service(engine, host="127.0.0.1", port=0, advertise=False).start_in_thread()
     try:
-        with httpx.Client(base_url=service.url, timeout=60) as http:
+        with httpx.Client(base_url=service.url, timeout=60, headers=support.CLIENT_HEADERS) as http:
             assert http.get("/v1/info").json()["instant_embed"] is True
             data = support.upload_bundle("pillar", "blue")
             job = http.post("/v1/embed", content=data, headers={"Content-Type": "application/zip"}).json()["job"]

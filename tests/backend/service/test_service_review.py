@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
-import service_support as support
 
 from backend.library.catalogue import Catalogue, import_run
 from backend.library.tags import TagModel
 from backend.service.engine import Engine
 from shared import api
+from tests.backend.service import service_support as support
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 P = api.API_PREFIX
 
@@ -63,7 +65,8 @@ def test_queue_answer_retrains_and_moves_on(http: httpx.Client, engine: Engine) 
 def test_bad_answers_are_refused_and_store_nothing(http: httpx.Client, engine: Engine, body, status: int,
                                                    words: str) -> None:
     before = len(engine.catalogue.reviews())
-    r = http.post(f"{P}/review", **({"content": body} if isinstance(body, bytes) else {"json": body}))
+    raw = {"content": body, "headers": {"Content-Type": api.JSON_TYPE}}
+    r = http.post(f"{P}/review", **(raw if isinstance(body, bytes) else {"json": body}))
     assert r.status_code == status and words in r.json()["detail"]
     assert len(engine.catalogue.reviews()) == before
 
@@ -84,9 +87,9 @@ def test_empty_queue_says_how_tags_start(tmp_path) -> None:
             cat.set_artist_tags(name, [])
     eng = Engine.open(run_dir, catalogue_path=tmp_path / "untagged.sqlite")
     try:
-        queue = eng.review_queue(5)
+        queue = eng.review_queue(5).to_json()
         assert queue["items"] == [] and "No asset has tags yet" in queue["message"]
-        result = eng.review_answer("ball_red", "ball", True)  # stored even though nothing can be trained yet
+        result = eng.review_answer("ball_red", "ball", True).to_json()  # stored even though nothing can be trained yet
         assert result["retrained"] is False and "answer stored" in result["message"]
         assert eng.catalogue.tags_of("ball_red")["artist"] == ["ball"]
     finally:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # nerf_support.py (tests/backend/conftest.py adds the rest)
-
-import synthetic  # noqa: E402
-from nerf_support import IMAGE_SIZE, ITEMS, OVERRIDES, STEPS  # noqa: E402
+from tests.backend import synthetic
+from tests.backend.training.nerf_support import IMAGE_SIZE, ITEMS, OVERRIDES, STEPS
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from backend.training.data import find_bundles, read_bundles
 from backend.training.encoder import ENCODER_FILE, encode_bundles, load_encoder, train_encoder
 from backend.training.run import load_run
 
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
+
 
 @pytest.fixture(scope="module")
 def encoded(trained, library, tmp_path_factory):

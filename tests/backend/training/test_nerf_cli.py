@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nerf_support import IMAGE_SIZE
 from PIL import Image
 
 import backend.cli as cli
+from tests.backend.training.nerf_support import IMAGE_SIZE
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 
 @pytest.fixture

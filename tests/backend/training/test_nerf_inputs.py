@@ -7,11 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import synthetic
 
 from backend.model.errors import ModelError
 from backend.training.data import find_bundles, load_views, read_bundles
 from backend.training.trainer import train
+from tests.backend import synthetic
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 FAST = {"image_size": 16, "rays_per_batch": 128, "empty_points": 128}
 

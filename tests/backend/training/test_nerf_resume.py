@@ -17,6 +17,8 @@ from backend.training import checkpoint as C
 from backend.training.run import load_run
 from backend.training.trainer import train
 
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run) in subprocesses
+
 ROOT = Path(__file__).resolve().parents[3]
 FAST = {"image_size": 16, "rays_per_batch": 128, "empty_points": 128, "checkpoint_every": 5}
 

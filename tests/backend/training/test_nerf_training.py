@@ -8,12 +8,14 @@ import threading
 import numpy as np
 import pytest
 import torch
-from nerf_support import IMAGE_SIZE, ITEMS, STEPS
 
 from backend.training.data import find_bundles, load_views, read_bundles
 from backend.training.metrics import psnr_from_mse
 from backend.training.run import Cancelled, load_run
 from shared import rig
+from tests.backend.training.nerf_support import IMAGE_SIZE, ITEMS, STEPS
+
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 
 def _constant_colour_psnr(library, views_ids) -> float:

@@ -1,66 +1,92 @@
-"""The add-on's backend client against a really served backend (and against servers that are not one)."""
+"""The shared backend client (used by the add-on, bulk workers, commands) against a really served backend,
+and against servers that are not one. Every answer arrives typed (:mod:`shared.api`)."""
 
 from __future__ import annotations
 
 import http.server
 import json
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend" / "service"))
+from backend.service.engine import Engine
+from backend.service.server import Service
+from shared import api
+from shared.client import BackendBusy, BackendError, Cancelled, Client
+from tests.backend.service import service_support as support
 
-import service_support as support  # noqa: E402
-
-from backend.service.engine import Engine  # noqa: E402
-from backend.service.server import Service  # noqa: E402
-from blender_addon.client import BackendError, Cancelled, Client  # noqa: E402
-from shared import api  # noqa: E402
+pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
 TOKEN = "client-test-token-0123456789abcdef"
 
 
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A fresh copy of the tiny trained run, served by a real Engine (its own catalogue)."""
+    eng = Engine.open(support.fresh_run_copy(tmp_path_factory.mktemp("client") / "run"),
+                      invert_steps=support.INVERT_STEPS)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def backend(engine: Engine) -> Iterator[Service]:
+    """The engine served over HTTP on 127.0.0.1 (free port, no zeroconf)."""
+    svc = Service(engine, port=0, advertise=False).start_in_thread()
+    yield svc
+    svc.stop()
+
+
+@pytest.mark.slow  # serves the tiny trained run
 def test_info(backend: Service, engine: Engine) -> None:
     info = Client(backend.url).info()
-    assert info["api_version"] == api.API_VERSION and info["model_id"] == engine.model_id
+    assert isinstance(info, api.ServerInfo)
+    assert info.api_version == api.API_VERSION and info.model_id == engine.model_id
+    assert info.queue == api.QueueStats(queued=0, running=0) and info.tags and info.model is not None
 
 
+@pytest.mark.slow  # serves the tiny trained run
 def test_system_proxies_are_ignored(backend: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     # A proxy nobody listens on: a client honouring it (or NO_PROXY missing it) would fail to connect.
     for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.setenv(var, f"http://127.0.0.1:{support.free_port()}")
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(var, raising=False)
-    assert Client(backend.url).info()["api_version"] == api.API_VERSION
+    assert Client(backend.url).info().api_version == api.API_VERSION
 
 
+@pytest.mark.slow  # serves the tiny trained run
 def test_embed_reports_progress_and_returns_codes_tags_neighbours(backend: Service) -> None:
     seen: list[tuple[float, str]] = []
     client = Client(backend.url)
     res = client.embed(support.upload_bundle("pillar", "blue", name="client_pillar"),
                        progress_cb=lambda f, m: seen.append((f, m)))
-    assert res["name"] == "client_pillar" and len(res["shape"]) == 32 and len(res["texture"]) == 32
+    assert isinstance(res, api.EmbedResult)
+    assert res.name == "client_pillar" and len(res.shape) == 32 and len(res.texture) == 32
+    assert res.source_file == "//props.blend" and res.asset_name == "pillar.001"
     assert seen and seen[-1][0] == 1.0 and [f for f, _ in seen] == sorted(f for f, _ in seen)
-    assert all(0.0 <= p <= 1.0 for p in res["predicted_tags"].values())
-    nb = res["neighbours"]["shape"]
-    assert nb and all({"name", "distance", "file", "thumbnail_url"} <= set(n) for n in nb)
-    assert client.neighbours("client_pillar", space="texture", k=2)["neighbours"][0]["name"] in {
-        n["name"] for n in res["neighbours"]["texture"]}
-    assert client.thumbnail(nb[0]["name"]).startswith(b"\x89PNG")
+    assert all(0.0 <= p <= 1.0 for p in res.predicted_tags.values())
+    # Proposals are computed once, on the backend: predicted at or over the threshold, not the asset's own tags.
+    assert res.proposed_tags == {t: p for t, p in res.predicted_tags.items() if p >= res.threshold and t != "pillar"}
+    nb = res.neighbours["shape"]
+    assert nb and all(isinstance(n, api.Neighbour) and n.source_file is not None and n.thumbnail_url for n in nb)
+    found = client.neighbours("client_pillar", space="texture", k=2)
+    assert found.space == "texture" and found.neighbours[0].name in {n.name for n in res.neighbours["texture"]}
+    assert client.thumbnail(nb[0].name).startswith(b"\x89PNG")
 
 
+@pytest.mark.slow  # serves the tiny trained run
 def test_asset_names_with_slashes_and_spaces(backend: Service) -> None:
     client = Client(backend.url)
     res = client.embed(support.upload_bundle("ball", "blue", name="props/lamp 01"))
-    assert res["name"] == "props/lamp 01" and res["thumbnail_url"] == f"{api.API_PREFIX}/assets/props%2Flamp%2001/thumbnail"
+    assert res.name == "props/lamp 01" and res.thumbnail_url == f"{api.API_PREFIX}/assets/props%2Flamp%2001/thumbnail"
     assert client.thumbnail("props/lamp 01").startswith(b"\x89PNG")
-    assert client.neighbours("props/lamp 01", k=1)["name"] == "props/lamp 01"
+    assert client.neighbours("props/lamp 01", k=1).name == "props/lamp 01"
 
 
+@pytest.mark.slow  # serves the tiny trained run
 def test_cancel(engine: Engine) -> None:
     slow = Engine(engine.run, engine.catalogue, invert_steps=100_000)
     with Service(slow, port=0, advertise=False) as svc:
@@ -75,7 +101,7 @@ def test_cancel(engine: Engine) -> None:
             client.embed(support.upload_bundle("ball", "red"), progress_cb=progress, cancel=cancel, timeout=120)
         # The backend was told: the job ends as cancelled and the queue is free again.
         deadline = time.monotonic() + 30
-        while svc.queue.stats() != {"queued": 0, "running": 0}:
+        while svc.queue.stats() != api.QueueStats(queued=0, running=0):
             assert time.monotonic() < deadline, "the cancelled job kept running"
             time.sleep(0.05)
 
@@ -87,15 +113,17 @@ def test_backend_down_says_how_to_start_it() -> None:
     assert "no Asset2Vec backend is running" in msg and "asset2vec serve" in msg
 
 
+@pytest.mark.slow  # serves the tiny trained run
 def test_token_refused_and_accepted(engine: Engine) -> None:
     with Service(engine, port=0, token=TOKEN, advertise=False) as svc:
         for token in (None, "wrong-token"):
             with pytest.raises(BackendError, match="refused the token") as e:
                 Client(svc.url, token=token).info()
             assert "preferences" in str(e.value)
-        assert Client(svc.url, token=TOKEN).info()["token_required"] is True
+        assert Client(svc.url, token=TOKEN).info().token_required is True
 
 
+@pytest.mark.slow  # serves the tiny trained run
 def test_upload_refused_with_the_servers_reason(backend: Service) -> None:
     client = Client(backend.url)
     with pytest.raises(BackendError) as e:
@@ -108,6 +136,7 @@ def test_upload_refused_with_the_servers_reason(backend: Service) -> None:
         client.embed(b"\0" * (api.MAX_UPLOAD_BYTES + 1))
 
 
+@pytest.mark.slow  # serves the tiny trained run
 def test_unknown_asset_and_bad_url(backend: Service) -> None:
     with pytest.raises(BackendError, match="did you mean 'ball_red'"):
         Client(backend.url).neighbours("bal_red")
@@ -153,4 +182,55 @@ def test_other_api_versions_and_other_servers(other_server) -> None:
         Client(url).embed(b"zip")
     routes[f"{api.API_PREFIX}/info"] = (200, b"<html>a web page</html>")
     with pytest.raises(BackendError, match="is not an Asset2Vec backend"):
+        Client(url).info()
+
+
+@pytest.mark.slow  # serves the tiny trained run
+def test_review_answers_are_typed(backend: Service) -> None:
+    client = Client(backend.url)
+    queue = client.review_queue(3)
+    assert isinstance(queue, api.ReviewQueue) and queue.items and len(queue.items) <= 3
+    item = queue.items[0]
+    assert isinstance(item, api.ReviewItem) and item.thumbnail_url and 0.0 <= item.probability <= 1.0
+    reply = client.review_answer(item.name, item.tag, accept=False, limit=2)
+    assert isinstance(reply, api.ReviewResult) and reply.name == item.name and reply.accepted is False
+    assert all(isinstance(i, api.ReviewItem) for i in reply.queue)
+
+
+@pytest.mark.slow  # serves the tiny trained run
+def test_job_status_and_train_result_are_typed(backend: Service) -> None:
+    client = Client(backend.url)
+    job = client.start_train("tags")
+    report = client.train("tags")
+    assert isinstance(report, api.TrainResult) and report.what == "tags" and {"ball", "crate"} <= set(report.trained)
+    status = client.job(job)
+    assert isinstance(status, api.JobStatus) and status.kind == "train" and status.id == job
+
+
+@pytest.mark.slow  # serves the tiny trained run
+def test_a_busy_backend_is_a_typed_error(engine: Engine) -> None:
+    slow = Engine(engine.run, engine.catalogue, invert_steps=100_000)
+    with Service(slow, port=0, advertise=False) as svc:
+        svc.queue.max_queued = 1
+        client = Client(svc.url)
+        data = support.upload_bundle("ball", "red")
+        started = [client.start_embed(data)]
+        try:
+            deadline = time.monotonic() + 30
+            while client.job(started[0]).status != api.RUNNING:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            started.append(client.start_embed(data))  # waits: the queue is now full
+            with pytest.raises(BackendBusy, match="the backend is busy: the job queue is full") as e:
+                client.start_embed(data)
+            assert e.value.status == 503
+        finally:
+            for job in started:
+                client.cancel_job(job)
+
+
+def test_an_answer_that_breaks_the_contract_is_a_clear_error(other_server) -> None:
+    url, routes = other_server
+    routes[f"{api.API_PREFIX}/info"] = (200, json.dumps({"api_version": 1, "model_id": 7}).encode())
+    with pytest.raises(BackendError, match=r"cannot read \(ServerInfo.model_id: expected a string, got int 7\)"):
         Client(url).info()

@@ -1,18 +1,20 @@
-"""The add-on's client for the Asset2Vec backend: standard-library HTTP plus zeroconf discovery.
+"""The client for the Asset2Vec backend: standard-library HTTP plus zeroconf discovery.
 
-No bpy, no torch: the add-on's operators call these plain functions (from timers/threads so the UI
-never freezes), and the same client works in headless bulk workers and tests. Every failure is a
+No bpy, no torch, no numpy: the add-on calls it from worker threads (the UI never freezes), and the
+same client serves headless bulk workers, the backend's own commands, benchmarks and tests. Every
+answer is parsed once into the typed contract of :mod:`shared.api`; every failure is a
 :class:`BackendError` whose message tells an artist what to do (start the backend, fix the token,
-update the add-on, capture smaller views...).
+update the add-on, capture smaller views...). A backend that is busy (queue full, a model being
+built or switched) raises :class:`BackendBusy`; a cancelled job raises :class:`Cancelled`.
 
     client = Client("http://127.0.0.1:8765", token=None)
-    client.info()                                   # {"api_version", "model_id", "preset", "device", ...}
-    result = client.embed(zip_bytes, progress_cb=lambda f, msg: ..., cancel=threading.Event())
-    client.neighbours("chair_03", space="shape", k=10)
+    client.info()                                   # api.ServerInfo: model_id, preset, device, tags, ...
+    result = client.embed(zip_bytes, progress_cb=lambda f, msg: ..., cancel=threading.Event())  # api.EmbedResult
+    client.neighbours("chair_03", space="shape", k=10)  # api.NeighbourList
     job_id = client.start_index("/studio/library")  # build a model from a library folder (background job)
-    client.models(); client.restore_model()         # the backend's models; switch back to the previous one
+    client.models(); client.restore_model()         # api.ModelsList; switch back to the previous model
     png = client.thumbnail("chair_03")
-    discover(timeout=2.0)                           # [(name, url, txt), ...] of backends on the network
+    discover(timeout=2.0)                           # [Discovered(name, url, txt), ...] on the network
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
-from .protocol import api
+from . import api
 
 DEFAULT_URL = f"http://127.0.0.1:{api.DEFAULT_PORT}"
 START_HINT = "start it with `asset2vec serve --run RUN_DIR` (in a terminal on that machine)"
 
 ProgressCallback = Callable[[float, str], None]
+W = TypeVar("W", bound=api.Wire)
 
 
 #: Seconds a model restore may take (loading the model, fitting recently embedded assets into it).
@@ -40,11 +43,28 @@ RESTORE_TIMEOUT = 600.0
 
 
 class BackendError(Exception):
-    """Talking to the backend failed; the message says why and what to do."""
+    """Talking to the backend failed; the message says why and what to do. ``status``: the HTTP status, if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BackendBusy(BackendError):
+    """The backend cannot take this now (job queue full, a model being built or switched): retry later."""
 
 
 class Cancelled(BackendError):
     """The user cancelled the job; the backend was told to stop it."""
+
+
+class Discovered(NamedTuple):
+    """A backend found on the network: instance ``name``, base ``url``, zeroconf ``txt`` records
+    (``api``, ``model``, ``device``, ``token``: "1" when a token is required)."""
+
+    name: str
+    url: str
+    txt: dict[str, str]
 
 
 class Client:
@@ -66,7 +86,7 @@ class Client:
 
     # -- API calls ---------------------------------------------------------------------------
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> api.ServerInfo:
         """The backend's description; raises :class:`BackendError` if it speaks another API version."""
         try:
             info = self._json("GET", "/info")
@@ -74,17 +94,18 @@ class Client:
             if e.status == 404:
                 raise BackendError(
                     f"the server at {self.url} has no Asset2Vec API {api.API_PREFIX} (another API version, or not an "
-                    f"Asset2Vec backend): update the add-on and the backend to the same release"
+                    f"Asset2Vec backend): update the add-on and the backend to the same release", 404
                 ) from None
             raise e.error() from None
-        version = info.get("api_version") if isinstance(info, dict) else None
+        version = info.get("api_version")
         if version != api.API_VERSION:
             raise BackendError(
                 f"the backend at {self.url} speaks API version {version!r} but this add-on speaks version "
                 f"{api.API_VERSION}: update the add-on and the backend to the same release"
             )
+        parsed = self._parse(api.ServerInfo, info, "/info")
         self._checked = True
-        return info
+        return parsed
 
     def start_embed(self, bundle_zip: bytes) -> str:
         """Upload a view bundle (.zip bytes) and return the id of the embedding job."""
@@ -95,25 +116,32 @@ class Client:
             )
         self._ensure_checked()
         reply = self._call_json("POST", "/embed", body=bundle_zip, content_type="application/zip", upload=True)
-        return str(reply["job"])
+        return self._parse(api.JobAccepted, reply, "/embed").job
 
     def start_train(self, what: str = "tags") -> str:
         """Start a training job on the backend (``what="tags"``: refit tag classifiers); returns its id."""
-        self._ensure_checked()
-        body = json.dumps({"what": what}).encode()
-        return str(self._call_json("POST", "/train", body=body, content_type="application/json")["job"])
+        return self._start("/train", api.TrainRequest(what=what))
 
-    def job(self, job_id: str) -> dict[str, Any]:
+    def job(self, job_id: str) -> api.JobStatus:
         """The job's status: ``status`` (queued/running/done/failed/cancelled), ``progress``, ``message``."""
-        return self._call_json("GET", f"/jobs/{quote(job_id, safe='')}")
+        return self._parse(api.JobStatus, self._call_json("GET", f"/jobs/{quote(job_id, safe='')}"), "/jobs")
 
-    def cancel_job(self, job_id: str) -> dict[str, Any]:
+    def cancel_job(self, job_id: str) -> api.JobStatus:
         """Ask the backend to cancel a job (queued jobs stop at once, running ones at their next check)."""
-        return self._call_json("POST", f"/jobs/{quote(job_id, safe='')}/cancel")
+        reply = self._call_json("POST", f"/jobs/{quote(job_id, safe='')}/cancel")
+        return self._parse(api.JobStatus, reply, "/jobs/cancel")
 
     def result(self, job_id: str) -> dict[str, Any]:
-        """The result of a finished job."""
+        """The raw result of a finished job; parse it with the class of the job's kind (e.g.
+        :meth:`shared.api.EmbedResult.from_json`, :func:`shared.api.refine_outcome`), or use :meth:`embed_result`."""
         return self._call_json("GET", f"/jobs/{quote(job_id, safe='')}/result")
+
+    def embed_result(self, job_id: str) -> api.EmbedResult | api.RefineDropped:
+        """The result of a finished embed or refinement job."""
+        try:
+            return api.refine_outcome(self.result(job_id))
+        except api.ApiError as e:
+            raise self._broken(f"/jobs/{job_id}/result", e) from None
 
     def wait(
         self,
@@ -123,7 +151,7 @@ class Client:
         poll: float = 0.25,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Poll a job until it finishes; return its result.
+        """Poll a job until it finishes; return its raw result (see :meth:`result`).
 
         ``progress_cb(fraction, message)`` is called on every change; setting ``cancel`` cancels
         the job on the backend and raises :class:`Cancelled`. A failed job raises
@@ -136,19 +164,19 @@ class Client:
                 self.cancel_job(job_id)
                 raise Cancelled("cancelled: the backend was told to stop the job")
             status = self.job(job_id)
-            now = (float(status.get("progress", 0.0)), str(status.get("message", "")))
+            now = (status.progress, status.message)
             if progress_cb is not None and now != last:
                 progress_cb(*now)
                 last = now
-            state = status.get("status")
-            if state == "done":
+            if status.status == api.DONE:
                 return self.result(job_id)
-            if state == "failed":
-                raise BackendError(f"the backend could not finish the job: {status.get('error') or now[1]}")
-            if state == "cancelled":
-                raise Cancelled(f"the job was cancelled on the backend ({now[1]})")
+            if status.status == api.FAILED:
+                raise BackendError(f"the backend could not finish the job: {status.error or status.message}")
+            if status.status == api.CANCELLED:
+                raise Cancelled(f"the job was cancelled on the backend ({status.message})")
             if deadline is not None and time.monotonic() > deadline:
-                raise BackendError(f"the job did not finish within {timeout:.0f} s; it is still {state} on the backend")
+                raise BackendError(
+                    f"the job did not finish within {timeout:.0f} s; it is still {status.status} on the backend")
             # Sleep on the cancel flag so a cancel is noticed at once, not after the poll interval.
             if cancel is not None:
                 cancel.wait(poll)
@@ -161,79 +189,101 @@ class Client:
         progress_cb: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         timeout: float | None = None,
-    ) -> dict[str, Any]:
-        """Upload a bundle, wait for its embedding and return the result.
-
-        The result has ``name``, ``model_id``, ``shape`` [32], ``texture`` [32], ``psnr``,
-        ``predicted_tags`` ({tag: probability}), ``neighbours`` ({space: [{name, file, distance, ...}]}).
-        """
-        return self.wait(self.start_embed(bundle_zip), progress_cb, cancel, timeout=timeout)
+    ) -> api.EmbedResult:
+        """Upload a bundle, wait for its embedding and return the result: code, ``predicted_tags``,
+        ``proposed_tags`` and ``neighbours`` per space (with an instant encoder also ``refine_job``)."""
+        raw = self.wait(self.start_embed(bundle_zip), progress_cb, cancel, timeout=timeout)
+        return self._parse(api.EmbedResult, raw, "/embed result")
 
     def train(
         self, what: str = "tags", progress_cb: ProgressCallback | None = None, cancel: threading.Event | None = None
-    ) -> dict[str, Any]:
-        """Run a training job on the backend and return its report."""
-        return self.wait(self.start_train(what), progress_cb, cancel)
+    ) -> api.TrainResult | api.BuildResult:
+        """Run a training job on the backend and return its report (a decoder: the new model's build)."""
+        raw = self.wait(self.start_train(what), progress_cb, cancel)
+        return self._parse(api.BuildResult if what == "decoder" else api.TrainResult, raw, "/train result")
 
-    def start_index(self, folder: str) -> str:
+    def start_index(self, folder: str, **options: int | float) -> str:
         """Build a new model from the library ``folder`` (a path on the backend's machine) in the background:
-        capture, train, embed, tags, neighbours; the backend switches to it when done. Returns the job id."""
-        self._ensure_checked()
-        body = json.dumps({"folder": folder}).encode()
-        return str(self._call_json("POST", "/index", body=body, content_type="application/json")["job"])
+        capture, train, embed, tags, neighbours; the backend switches to it when done. ``options``: ``steps``,
+        ``minutes``, ``size``, ``samples``. Returns the job id."""
+        return self._start("/index", api.IndexRequest(folder=folder, **options))  # type: ignore[arg-type]
 
     def start_retrain(self) -> str:
         """Retrain the decoder on every asset the backend has stored, in the background; returns the job id."""
         return self.start_train("decoder")
 
-    def models(self) -> dict[str, Any]:
-        """The backend's models: ``{"active": id, "models": [{"model_id", "created", "active", "codes", "info"}]}``."""
+    def models(self) -> api.ModelsList:
+        """The backend's models: which is active, which was active before, and each one's record."""
         self._ensure_checked()
-        return self._call_json("GET", "/models")
+        return self._parse(api.ModelsList, self._call_json("GET", "/models"), "/models")
 
-    def restore_model(self, model_id: str | None = None) -> dict[str, Any]:
+    def restore_model(self, model_id: str | None = None) -> api.ModelInfo:
         """Switch the backend back to ``model_id`` (None: the previously active model); returns the new info.
 
         Slow (the backend loads the model and fits the assets embedded since into it): call it off
         Blender's main thread; it waits up to :data:`RESTORE_TIMEOUT` seconds.
         """
         self._ensure_checked()
-        body = json.dumps({"model_id": model_id} if model_id else {}).encode()
+        body = json.dumps(api.RestoreRequest(model_id=model_id or None).to_json()).encode()
         timeout, self.timeout = self.timeout, max(self.timeout, RESTORE_TIMEOUT)
         try:
-            return self._call_json("POST", "/models/restore", body=body, content_type="application/json")
+            reply = self._call_json("POST", "/models/restore", body=body, content_type="application/json")
         finally:
             self.timeout = timeout
+        return self._parse(api.ModelInfo, reply, "/models/restore")
 
-    def neighbours(self, name: str, space: str = "both", k: int = 10) -> dict[str, Any]:
+    def neighbours(self, name: str, space: str = "both", k: int = 10) -> api.NeighbourList:
         """The ``k`` nearest assets to ``name`` in ``shape``, ``texture`` or ``both`` spaces."""
         self._ensure_checked()
         query = urlencode({"space": space, "k": k})
-        return self._call_json("GET", f"/assets/{quote(name, safe='')}/neighbours?{query}")
+        reply = self._call_json("GET", f"/assets/{quote(name, safe='')}/neighbours?{query}")
+        return self._parse(api.NeighbourList, reply, "/neighbours")
 
     def thumbnail(self, name: str) -> bytes:
         """The PNG thumbnail of a catalogued asset."""
         self._ensure_checked()
         return self._call("GET", f"/assets/{quote(name, safe='')}/thumbnail")[1]
 
-    def review_queue(self, limit: int = 10) -> dict[str, Any]:
-        """The tag predictions the backend is least sure of: ``{"items": [{"name", "tag", "probability",
-        "source_file", "asset_name", "thumbnail_url"}], "message"}`` (``message`` says why it is empty)."""
+    def review_queue(self, limit: int = 10) -> api.ReviewQueue:
+        """The tag predictions the backend is least sure of (``message`` says why the queue is empty)."""
         self._ensure_checked()
-        return self._call_json("GET", f"/review?{urlencode({'limit': limit})}")
+        return self._parse(api.ReviewQueue, self._call_json("GET", f"/review?{urlencode({'limit': limit})}"),
+                           "/review")
 
-    def review_answer(self, name: str, tag: str, accept: bool, limit: int = 10) -> dict[str, Any]:
+    def review_answer(self, name: str, tag: str, accept: bool, limit: int = 10) -> api.ReviewResult:
         """Answer one review question; the backend stores it, retrains its tag classifiers and returns
         the asset's new ``probability`` for the tag, a ``message`` and the next ``queue`` items."""
         self._ensure_checked()
-        body = json.dumps({"name": name, "tag": tag, "accept": bool(accept), "limit": limit}).encode()
-        return self._call_json("POST", "/review", body=body, content_type="application/json")
+        request = api.ReviewRequest(name=name, tag=tag, accept=bool(accept), limit=limit)
+        body = json.dumps(request.to_json()).encode()
+        reply = self._call_json("POST", "/review", body=body, content_type="application/json")
+        return self._parse(api.ReviewResult, reply, "/review")
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def _ensure_checked(self) -> None:
         if not self._checked:
             self.info()
+
+    def _start(self, path: str, request: api.Wire) -> str:
+        """POST a JSON request that starts a job; returns the job's id."""
+        self._ensure_checked()
+        body = json.dumps(request.to_json()).encode()
+        reply = self._call_json("POST", path, body=body, content_type="application/json")
+        return self._parse(api.JobAccepted, reply, path).job
+
+    def _parse(self, cls: type[W], data: Any, what: str) -> W:
+        """``cls.from_json(data)``; a reply that breaks the contract is a :class:`BackendError`."""
+        try:
+            return cls.from_json(data)
+        except api.ApiError as e:
+            raise self._broken(what, e) from None
+
+    def _broken(self, what: str, e: api.ApiError) -> BackendError:
+        return BackendError(
+            f"the backend at {self.url} gave an answer to {what} this add-on cannot read ({e}): update the add-on "
+            f"and the backend to the same release"
+        )
 
     def _call_json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         try:
@@ -264,13 +314,16 @@ class Client:
         req = urllib.request.Request(f"{self.url}{api.API_PREFIX}{path}", data=body, method=method)
         if content_type:
             req.add_header("Content-Type", content_type)
+        # The request policy's header: the backend refuses a mutating request without it (a web page cannot send it).
+        req.add_header(api.CLIENT_HEADER, api.CLIENT_HEADER_VALUE)
         if self.token:
             req.add_header(api.TOKEN_HEADER, self.token)
         try:
             with _OPENER.open(req, timeout=self.timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as e:
-            failure = _HTTPFailure(self.url, e.code, _detail(e), upload)
+            detail, code = _error_reply(e)
+            failure = _HTTPFailure(self.url, e.code, detail, upload, code)
             if raw_errors:
                 raise failure from None
             raise failure.error() from None
@@ -297,24 +350,24 @@ class Client:
 class _HTTPFailure(Exception):
     """An HTTP error reply, kept raw until the caller decides how to phrase it."""
 
-    def __init__(self, url: str, status: int, detail: str, upload: bool) -> None:
+    def __init__(self, url: str, status: int, detail: str, upload: bool, code: str | None = None) -> None:
         super().__init__(detail)
-        self.url, self.status, self.detail, self.upload = url, status, detail, upload
+        self.url, self.status, self.detail, self.upload, self.code = url, status, detail, upload, code
 
     def error(self) -> BackendError:
-        d = self.detail
-        if self.status == 401:
+        d, status = self.detail, self.status
+        if status == 401:
             return BackendError(
                 f"the backend at {self.url} refused the token: enter the token it was started with in the add-on's "
-                f"preferences ({d})"
+                f"preferences ({d})", status
             )
-        if self.upload and self.status in (400, 413, 415, 422):
-            return BackendError(d if d.startswith("upload refused") else f"upload refused: {d}")
-        if self.status == 503:
-            return BackendError(f"the backend is busy: {d}")
-        if self.status >= 500:
-            return BackendError(f"the backend failed ({self.status}): {d}")
-        return BackendError(d)
+        if self.upload and status in (400, 413, 415, 422):
+            return BackendError(d if d.startswith("upload refused") else f"upload refused: {d}", status)
+        if self.code == api.BUSY or status == 503:
+            return BackendBusy(f"the backend is busy: {d}", status)
+        if status >= 500:
+            return BackendError(f"the backend failed ({status}): {d}", status)
+        return BackendError(d, status)
 
 
 #: One opener for every request, with no proxies: the backend is on this machine or the studio LAN,
@@ -322,22 +375,21 @@ class _HTTPFailure(Exception):
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _detail(e: urllib.error.HTTPError) -> str:
-    """The server's ``{"detail": ...}`` message, or the HTTP reason."""
+def _error_reply(e: urllib.error.HTTPError) -> tuple[str, str | None]:
+    """The server's error (:class:`shared.api.ErrorReply`): ``(detail, code)``, or the HTTP reason."""
     try:
-        raw = e.read()
-        detail = json.loads(raw).get("detail")
-        if isinstance(detail, str) and detail:
-            return detail
+        reply = api.ErrorReply.from_json(json.loads(e.read()))
+        if reply.detail:
+            return reply.detail, reply.code
     except Exception:  # noqa: BLE001 - any unreadable body falls back to the reason
         pass
-    return f"HTTP {e.code} {e.reason}"
+    return f"HTTP {e.code} {e.reason}", None
 
 
-def discover(timeout: float = 2.0, interfaces: list[str] | None = None) -> list[tuple[str, str, dict[str, str]]]:
+def discover(timeout: float = 2.0, interfaces: list[str] | None = None) -> list[Discovered]:
     """Browse zeroconf for backends for ``timeout`` seconds.
 
-    Returns ``[(name, url, txt)]`` sorted by name, where ``txt`` has ``api``, ``model``, ``device``,
+    Returns ``[Discovered(name, url, txt)]`` sorted by name, where ``txt`` has ``api``, ``model``, ``device``,
     ``token`` ("1" when a token is required). ``interfaces`` limits browsing (e.g.
     ``["127.0.0.1"]``); by default all IPv4 interfaces, loopback included.
     """
@@ -364,7 +416,7 @@ def discover(timeout: float = 2.0, interfaces: list[str] | None = None) -> list[
         )
     except OSError as e:
         raise BackendError(f"cannot browse the network for backends ({e}); enter the backend URL by hand") from None
-    found = []
+    found: list[Discovered] = []
     try:
         browser = ServiceBrowser(zc, api.SERVICE_TYPE, _Listener())
         time.sleep(timeout)
@@ -383,7 +435,7 @@ def discover(timeout: float = 2.0, interfaces: list[str] | None = None) -> list[
                 for k, v in info.properties.items()
             }
             instance = name[: -len(api.SERVICE_TYPE) - 1] if name.endswith("." + api.SERVICE_TYPE) else name
-            found.append((instance, f"http://{host}:{info.port}", txt))
+            found.append(Discovered(instance, f"http://{host}:{info.port}", txt))
     finally:
         zc.close()
     return found
