@@ -14,7 +14,7 @@
 #   ablation 1500 steps: colour without the view direction, code halves 16 + 48 and 48 + 16, on both
 #            libraries (sample library: seeds 0-1, plus the 1500-step reference) -> OUT/ablation_*.{json,md}
 # Every finished run is written at once, so a lease that ends early keeps what finished
-# (`bench/quality_seeds.py ... --from-jobs` summarises them). Dry run on a CPU: DEVICE=cpu STEPS_SCALE=0.01.
+# (`python -m bench.quality_seeds ... --from-jobs` summarises them). Dry run on a CPU: DEVICE=cpu STEPS_SCALE=0.01.
 set -u -o pipefail
 DATA=${1:?DATA folder}
 OUT=${2:?OUT folder}
@@ -34,7 +34,7 @@ seeds() {  # NAME LIBRARY JOBS [quality_seeds.py options...]
   local name=$1 lib=$2 jobs=$3; shift 3
   local gt=(); [ "$lib" = sample ] && gt=(--ground-truth "$DATA/sample_ground_truth.json")
   local label="Sweet Home 3D"; [ "$lib" = sample ] && label="sample library"
-  timeout "$LIMIT" "$PY" bench/quality_seeds.py "$DATA/$lib" --label "$label" --device "$DEVICE" --jobs "$jobs" \
+  timeout "$LIMIT" "$PY" -m bench.quality_seeds "$DATA/$lib" --label "$label" --device "$DEVICE" --jobs "$jobs" \
     "${gt[@]}" --work "$OUT/.runs_$name" --out "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
   echo "$name rc $?"; rm -rf "$OUT/.runs_$name" "$OUT/$name"  # checkpoints and per-run copies stay on the device
 }

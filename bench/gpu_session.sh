@@ -56,7 +56,7 @@ timeout "$(limit 60 2.5)" \
   --unseen 0 --device "$DEVICE" --threads 4 --keep "$WORK/sh3d" --out "$OUT/nerf_gpu_sh3d.json"
 
 step "4. quality of those codes against the baselines"
-timeout 240 "$PY" bench/quality.py --run "$WORK/sh3d/run-hull" --bundles "$DATA/sh3d" --ground-truth none \
+timeout 240 "$PY" -m bench.quality --run "$WORK/sh3d/run-hull" --bundles "$DATA/sh3d" --ground-truth none \
   --label "Sweet Home 3D, full decoder on GPU" --encoder-minutes 0 --threads 4 \
   --out "$OUT/quality_gpu.json" --markdown "$OUT/quality_gpu.md"
 step "done"

@@ -2,7 +2,7 @@
 """Embedding quality: Asset2Vec codes and the product's descriptor vs pixel / silhouette / pretrained-CNN baselines,
 on the same assets and splits.
 
-    .venv/bin/python bench/quality.py --bundles DIR --run RUN|none [--ground-truth GT.json|none] [--label NAME]
+    .venv/bin/python -m bench.quality --bundles DIR --run RUN|none [--ground-truth GT.json|none] [--label NAME]
                                       [--bundles ... --run ...]... [--encoder-minutes 0.5] [--psnr-assets 4]
                                       [--threads 1] [--no-adapted] [--out JSON] [--markdown MD]
 
@@ -40,12 +40,11 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from backend.library import quality as Q
+from bench.machine import machine_info
+from bench.visual_classes import visual_classes
 
-from backend.library import quality as Q  # noqa: E402
-from bench.machine import machine_info  # noqa: E402
-from bench.visual_classes import visual_classes  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SIZE_WEIGHT = 1.0  # the size block weighs as much as a whole code block in retrieval (unit-RMS blocks)
 BASELINES_WITH_SIZE = ("pixels_pca64_size", "silhouettes_pca64_size", "size")
@@ -359,7 +358,7 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = ["# Embedding quality", "",
              f"Measured {result['time']} on {m['machine']} ({m['cpu']}, {m['cores']} cores, device {result['device']}, "
-             f"{result['threads']} torch thread(s)) with `bench/quality.py`.", "",
+             f"{result['threads']} torch thread(s)) with `python -m bench.quality`.", "",
              "Category accuracy: 5-fold stratified CV, logistic regression on standardised features. p@10 / p@1: "
              "fraction of an asset's nearest others (Euclidean; each feature block centred and scaled to unit RMS, "
              "size block weighted like a code block) sharing its category. p@10 adapted: the same after a shrinkage LDA "

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seed spread of the quality benchmark: train one library several times per setting and score every run.
 
-    .venv/bin/python bench/quality_seeds.py BUNDLES --label NAME [--ground-truth GT.json]
+    .venv/bin/python -m bench.quality_seeds BUNDLES --label NAME [--ground-truth GT.json]
         [--setting NAME:key=value,key=value]... [--seeds 0 1 2] [--jobs 1] [--device cuda]
         [--encoder-minutes 0] [--out JSON] [--markdown MD]
 
@@ -32,11 +32,10 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.machine import machine_info
+from bench.quality import TARGET_METRICS
 
-from bench.machine import machine_info  # noqa: E402
-from bench.quality import TARGET_METRICS  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PRESET = "cpu-small"
 
@@ -124,7 +123,7 @@ def markdown(result: dict[str, Any]) -> str:
     best = {k: first["targets"][k]["best_baseline_with_size"] for k in TARGET_METRICS}
     lines = [f"# Quality over seeds: {result['label']}", "",
              f"Measured {result['time']} on {m['machine']} ({m['cpu']}, {m['cores']} cores, device {result['device']}) "
-             f"with `bench/quality_seeds.py`: {first['assets']} assets, {first['categories']} categories, preset "
+             f"with `python -m bench.quality_seeds`: {first['assets']} assets, {first['categories']} categories, preset "
              f"`{PRESET}`, {result['jobs_at_once'] or 'several'} job(s) at once. Codes + size, mean ± sd over seeds (margin over "
              "the best baseline + size in points; target +10). Best baselines + size: "
              + ", ".join(f"{k} {v:.3f}" for k, v in best.items()) + ".", "",

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark the backend service on loopback: request latency under concurrent load, and embed end to end.
 
-    .venv/bin/python bench/service.py                       # tiny synthetic run, trained here (latency only)
-    .venv/bin/python bench/service.py --run RUN_DIR [--bundle BUNDLE_DIR_OR_ZIP]
+    .venv/bin/python -m bench.service                       # tiny synthetic run, trained here (latency only)
+    .venv/bin/python -m bench.service --run RUN_DIR [--bundle BUNDLE_DIR_OR_ZIP]
 
 * Load: ``--clients`` threads (default 8) share ``--requests`` requests (default 200) through the add-on's
   own client (``shared.client``: urllib, one connection per request, like Blender), every one through the
@@ -34,15 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from backend.library.catalogue import Catalogue, import_run
+from backend.service.engine import Engine
+from backend.service.server import Service
+from bench.machine import cpu_name
+from shared import bundle as B
+from shared.client import BackendError, Client
 
-from backend.library.catalogue import Catalogue, import_run  # noqa: E402
-from backend.service.engine import Engine  # noqa: E402
-from backend.service.server import Service  # noqa: E402
-from bench.machine import cpu_name  # noqa: E402
-from shared import bundle as B  # noqa: E402
-from shared.client import BackendError, Client  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_run(work: Path, steps: int) -> tuple[Path, Path]:
@@ -72,10 +71,17 @@ def pad_library(cat: Catalogue, model_id: str, total: int, seed: int = 0) -> int
     return have + extra
 
 
+#: Request mixes: ``classic`` is the mix earlier releases measured (one info in four, the rest neighbour
+#: queries), so figures compare across releases; ``policy`` adds the review queue and a POST through the
+#: request policy.
+MIXES = {"classic": ["info", "neighbours", "neighbours", "neighbours"],
+         "policy": ["info", "review", "cancel", "neighbours", "neighbours"]}
+
+
 def load_test(client: Client, names: list[str], clients: int, requests: int, seed: int = 0,
-              done_job: str | None = None) -> dict:
+              done_job: str | None = None, mix: str = "policy") -> dict:
     rng = random.Random(seed)
-    kinds = ["info", "review", "cancel", "neighbours", "neighbours"] if done_job else ["info", "neighbours"]
+    kinds = MIXES[mix] if done_job or mix == "classic" else ["info", "neighbours"]
     plan = [(kinds[i % len(kinds)], rng.choice(names), rng.choice(["shape", "texture", "both"]))
             for i in range(requests)]
     lat: list[float] = []
@@ -190,6 +196,9 @@ def main() -> int:
             done_job = client.start_train("tags")
             client.wait(done_job, timeout=600)
             load_test(client, names, args.clients, 16, seed=1, done_job=done_job)  # warm-up: index build, imports
+            classic = load_test(client, names, args.clients, args.requests, done_job=done_job, mix="classic")
+            print(f"load (classic mix): {classic['ok']}/{classic['requests']} ok, {classic['errors']} errors, "
+                  f"p50 {classic['p50_ms']} ms, p99 {classic['p99_ms']} ms, {classic['requests_per_s']} req/s")
             load = load_test(client, names, args.clients, args.requests, done_job=done_job)
             policy = cross_site(svc.url)
             print(f"policy: {policy['refused']}/{policy['sent']} cross-site requests refused {policy['statuses']}")
@@ -214,7 +223,7 @@ def main() -> int:
         "run": str(run_dir) if args.run else "synthetic (8 assets, tiny training: latency only)",
         "model_id": run.model_id, "preset": run.preset, "image_size": run.config.train.image_size,
         "invert_steps": args.invert_steps or run.config.train.inversion_steps,
-        "library_assets": library, "load": load, "policy": policy, "embed": embeds,
+        "library_assets": library, "load": load, "load_classic_mix": classic, "policy": policy, "embed": embeds,
         "embed_wall_s_median": statistics.median(e["wall_s"] for e in embeds) if embeds else None,
     }
     out = Path(args.out)

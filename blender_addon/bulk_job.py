@@ -284,12 +284,14 @@ class BulkJob(BackgroundTask):
 
 def describe(summary: dict[str, Any]) -> str:
     """One line about a finished run, from its summary object."""
-    verb = "would change" if summary.get("dry_run") else "wrote"
-    changed = (summary.get("files", 0) - summary.get("files_skipped", 0) - summary.get("files_failed", 0)
-               if summary.get("dry_run") else summary.get("files_written", 0))
-    return (f"{summary.get('files', 0)} files: {verb} {changed}, {summary.get('files_skipped', 0)} skipped, "
-            f"{summary.get('files_failed', 0)} failed; {summary.get('assets', 0)} assets, "
-            f"{summary.get('tags_added', 0)} tags {'proposed' if summary.get('dry_run') else 'added'}; "
+    dry = bool(summary.get("dry_run"))
+    # files_changed / tags_removed: what the run wrote (or, dry, would write), counted as the command line does
+    changed = summary.get("files_changed", summary.get("files_written", 0))
+    removed = summary.get("tags_removed", 0)
+    return (f"{summary.get('files', 0)} files: {'would change' if dry else 'wrote'} {changed}, "
+            f"{summary.get('files_skipped', 0)} skipped, {summary.get('files_failed', 0)} failed; "
+            f"{summary.get('assets', 0)} assets, {summary.get('tags_added', 0)} tag(s) "
+            f"{'to add' if dry else 'added'}, {removed} {'to remove' if dry else 'removed'}; "
             f"{summary.get('seconds', 0):.0f} s")
 
 

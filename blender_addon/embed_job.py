@@ -19,11 +19,8 @@ hands over to a :class:`~blender_addon.refinement.Refinement` that writes the re
 
 from __future__ import annotations
 
-import io
-import json
 import queue
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +115,7 @@ class EmbedJob(BackgroundTask):
                                          family=fam, parameters=variant)
         if i == 0:  # the asset's Blender preview, set when the answer is written (a family: its first variant)
             self.preview.write_bytes(captured.image_bytes(api.THUMBNAIL_VIEW))
-        data = _archive_bytes(captured)  # the upload, zipped in memory: no second copy on disk
+        data = bundle.archive_bytes(captured)  # the upload, zipped in memory: no second copy on disk
         shutil.rmtree(folder, ignore_errors=True)
         self._next += 1
         self.message = f"sending {captured.asset.name!r} to the backend"
@@ -148,10 +145,13 @@ class EmbedJob(BackgroundTask):
         self.report = write_answers(obj, self._results, self.plan, opts, f"Asset2Vec: embed {obj.name}",
                                     mark_as_asset=opts.mark_as_asset, preview=self.preview)
         message = self.report.summary()
+        saved = ""
         if opts.save_after:
-            message += "; " + save_file()
+            saved = save_file()
+            message += "; " + saved
         if any(r.refine_job for r in self._results.values()):
-            refinement = Refinement(self.session, self.target, opts, dict(self._results), self.plan)
+            refinement = Refinement(self.session, self.target, opts, dict(self._results), self.plan,
+                                    backed_up=saved.startswith("saved "))
             self.session.start_refinement(self.target.key, refinement)
             message += "; instant answer, the backend is refining it"
         self.progress = 1.0
@@ -201,16 +201,6 @@ class EmbedJob(BackgroundTask):
         self._backend_fraction = float(fraction)
         if message:
             self.message = f"backend: {message}"
-
-
-def _archive_bytes(captured: bundle.Bundle) -> bytes:
-    """The upload archive of a captured bundle folder, built in memory (the layout of :func:`bundle.write_archive`)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # PNGs are already compressed
-        zf.writestr(bundle.TRANSFORMS, json.dumps(captured.transforms(), indent=1))
-        for i, frame in enumerate(captured.frames):
-            zf.writestr(frame.file_path, captured.image_bytes(i))
-    return buf.getvalue()
 
 
 # -- the session's embed slot ----------------------------------------------------------------------------

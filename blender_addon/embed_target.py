@@ -70,20 +70,21 @@ def combine_family(results: list[api.EmbedResult], plan: list[dict[str, Any] | N
     """One result for the family object from its variants' results, plus the member list.
 
     The family's code is the mean of its variants' codes (shape [32], texture [32]); a tag's probability is its
-    mean over the variants, and it is proposed when that mean reaches the threshold and the backend proposed it for
-    some variant (so a tag the asset already had stays unproposed); the neighbours are those of the first variant.
+    mean over the variants, and it is proposed only when the backend proposed it for every variant: its decision
+    (a calibrated per-tag threshold, at most one tag of an exclusive group, not a tag the asset has) then holds for
+    the family too. The neighbours are those of the first variant.
     """
     n = len(results)
     first = results[0]
     tags = sorted({t for r in results for t in r.predicted_tags})
     predicted = {t: sum(r.predicted_tags.get(t, 0.0) for r in results) / n for t in tags}
-    proposed_somewhere = {t for r in results for t in r.proposed_tags}
+    proposed_everywhere = set.intersection(*(set(r.proposed_tags) for r in results))
     combined = replace(
         first,
         shape=[sum(r.shape[k] for r in results) / n for k in range(len(first.shape))],
         texture=[sum(r.texture[k] for r in results) / n for k in range(len(first.texture))],
         predicted_tags=predicted,
-        proposed_tags={t: p for t, p in predicted.items() if p >= first.threshold and t in proposed_somewhere},
+        proposed_tags={t: p for t, p in predicted.items() if t in proposed_everywhere},
     )
     members = [
         {"name": r.name, "parameters": p or {}, "code_shape": r.shape, "code_texture": r.texture,
@@ -114,14 +115,25 @@ def write_answers(obj: Any, results: dict[int, api.EmbedResult], plan: list[dict
     return report
 
 
-def save_file() -> str:
-    """Save with Blender's own save (so .blend1 backups and undo behave as usual); returns a status phrase."""
+def save_file(backup: bool = True) -> str:
+    """Save with Blender's own save (so .blend1 backups and undo behave as usual); returns a status phrase.
+
+    ``backup=False``: this save makes no .blend1 (the refinement's save after the Embed's: the backup stays the
+    file as it was before the Embed, not its instant version). Blender has no per-save option for it, so the
+    preference "Save Versions" is 0 for this one save and restored at once.
+    """
     if not bpy.data.filepath:
         return "not saved: this file has never been saved (save it once, then the data is stored with it)"
+    paths = bpy.context.preferences.filepaths
+    versions = paths.save_version
     try:
+        if not backup:
+            paths.save_version = 0
         bpy.ops.wm.save_mainfile()
     except RuntimeError as e:
         return f"saving failed: {e}"
+    finally:
+        paths.save_version = versions
     return f"saved {bpy.path.basename(bpy.data.filepath)}"
 
 

@@ -33,9 +33,11 @@ class Refinement(BackgroundTask):
     cancel_on_timeout = False
 
     def __init__(self, session: session_mod.Session, target: Target, options: Options,
-                 results: dict[int, api.EmbedResult], plan: list[dict[str, Any] | None]) -> None:
+                 results: dict[int, api.EmbedResult], plan: list[dict[str, Any] | None], backed_up: bool = False) -> None:
         super().__init__(f"refining the code of {target.name!r} on the backend")
         self.session, self.target, self.options, self.plan = session, target, options, plan
+        #: Whether the Embed's own save made the .blend1 (the pre-embed file): the refinement's save then keeps it.
+        self.backed_up = backed_up
         self.results = dict(results)  # plan index -> answer; refined ones are replaced when they come
         self.jobs = {i: r.refine_job for i, r in results.items() if r.refine_job}
         self.refined = 0
@@ -97,8 +99,12 @@ class Refinement(BackgroundTask):
         message = f"refined {obj.name!r}" + (f" ({sum(psnr) / len(psnr):.1f} dB)" if psnr else "")
         if report.added:
             message += f"; added tag(s) {', '.join(report.added)}"
+        if report.removed:
+            message += f"; removed {', '.join(report.removed)} after refinement"
         if self.options.save_after:
-            message += "; " + save_file()
+            # The Embed's own save made the .blend1 the pre-embed file: keep that one as the backup (not the instant
+            # version); if that save did not happen, this save makes the backup as usual.
+            message += "; " + save_file(backup=not self.backed_up)
         self.finish(DONE, message)
 
     def failure_message(self, e: Exception) -> str:

@@ -11,6 +11,10 @@ had is never recorded as added, even when it was also predicted.
 Which tags to propose is the backend's answer (``EmbedResult.proposed_tags``, computed once there); this module
 only leaves out what the asset has meanwhile and what the artist rejected (:func:`proposed_for`).
 
+A later answer (the refined one, or a re-embed) corrects what an earlier one wrote: a tag Asset2Vec added by itself
+that the new answer predicts but no longer proposes is removed again (:func:`stale_tags`). Tags the artist accepted
+(:func:`accept_tag`, recorded under :data:`ACCEPTED_TAGS`) are the artist's decision and stay, like the artist's own.
+
 Nothing here saves the file: the data is in the .blend when the artist saves (or the embed
 operator's "Save after embedding" option calls Blender's own save).
 """
@@ -31,6 +35,9 @@ _MAX_KEY_BYTES = 63
 #: Key in the namespace group (beside shared/metadata.py's): the fingerprint of the preview image Asset2Vec set
 #: (:mod:`blender_addon.asset_preview`), so a preview the artist chose later is recognised and kept.
 PREVIEW_FINGERPRINT = "preview_fingerprint"
+#: Key in the namespace group: the added tags the artist accepted (a subset of ``ADDED_TAGS``). They are still
+#: Asset2Vec's to undo (:func:`remove_predicted_tags`) but a later answer never removes them (:func:`stale_tags`).
+ACCEPTED_TAGS = "accepted_tags"
 
 
 class WritebackError(AddonError, ValueError):
@@ -44,6 +51,8 @@ class WriteReport:
     name: str
     added: list[str] = field(default_factory=list)
     proposed: list[str] = field(default_factory=list)
+    #: Tags an earlier answer added that this answer no longer proposes: removed again (:func:`stale_tags`).
+    removed: list[str] = field(default_factory=list)
     marked: bool = False
     is_asset: bool = True
     #: Whether the asset's Blender preview was set from its captured views (None: not attempted).
@@ -58,6 +67,8 @@ class WriteReport:
             parts.append(f"added tag(s) {', '.join(self.added)}")
         elif self.proposed:
             parts.append(f"{len(self.proposed)} tag(s) to review")
+        if self.removed:
+            parts.append(f"removed {', '.join(self.removed)}")
         if self.preview is False:
             parts.append("kept its own preview")
         if not self.is_asset:
@@ -91,7 +102,7 @@ def read_metadata(id_: Any) -> dict[str, Any]:
                 data[key] = json.loads(data[key])
             except json.JSONDecodeError:
                 data[key] = []
-    for key in (M.ADDED_TAGS, M.REJECTED_TAGS):
+    for key in (M.ADDED_TAGS, M.REJECTED_TAGS, ACCEPTED_TAGS):
         data[key] = [str(t) for t in data.get(key, [])]
     return data
 
@@ -115,11 +126,34 @@ def proposed_for(id_: Any, result: api.EmbedResult, threshold: float | None = No
     return _proposals(result, existing, set(old.get(M.REJECTED_TAGS, [])), threshold)
 
 
-def _proposals(result: api.EmbedResult, existing: set[str], rejected: set[str], threshold: float | None) -> list[str]:
+def candidates_of(result: api.EmbedResult, threshold: float | None = None) -> dict[str, float]:
+    """The tags ``result`` proposes (tag -> probability): the backend's ``proposed_tags`` (its calibrated decision),
+    or with an own ``threshold`` every predicted tag at or above it."""
     if threshold is None or threshold == result.threshold:
-        candidates = result.proposed_tags
-    else:  # an own threshold: the backend could not know it
-        candidates = {t: p for t, p in result.predicted_tags.items() if p >= threshold}
+        return dict(result.proposed_tags)
+    return {t: p for t, p in result.predicted_tags.items() if p >= threshold}  # the backend could not know it
+
+
+def stale_tags(id_: Any, result: api.EmbedResult, threshold: float | None = None) -> list[str]:
+    """Tags Asset2Vec added to ``id_`` by itself that ``result`` no longer proposes: what writing it removes.
+
+    Only tags the new answer predicts (a tag it knows nothing about cannot be judged); never a tag the artist
+    accepted, and never the artist's own (those are not in the added list).
+    """
+    data = read_metadata(id_)
+    added = data.get(M.ADDED_TAGS, [])
+    if is_asset(id_):  # a tag the artist deleted by hand is gone already (and becomes a rejection when written)
+        added = [t for t in added if t in set(asset_tags(id_))]
+    return _stale(added, set(data.get(ACCEPTED_TAGS, [])), result, threshold)
+
+
+def _stale(added: list[str], accepted: set[str], result: api.EmbedResult, threshold: float | None) -> list[str]:
+    keep = candidates_of(result, threshold)
+    return [t for t in added if t not in accepted and t in result.predicted_tags and t not in keep]
+
+
+def _proposals(result: api.EmbedResult, existing: set[str], rejected: set[str], threshold: float | None) -> list[str]:
+    candidates = candidates_of(result, threshold)
     return sorted((t for t in candidates if t not in existing and t not in rejected and _fits_key(t)),
                   key=lambda t: (-candidates[t], t))
 
@@ -142,7 +176,9 @@ def write_result(
     ``auto_accept``: add the proposed tags (:func:`proposed_for`) to the asset's tags (recorded as added);
     ``threshold``: an own threshold instead of the backend's. ``mark_as_asset``: mark a plain object/collection
     as an asset first; otherwise an unmarked ID keeps everything in the custom property only. Re-embedding keeps
-    what was added before (so it can still be removed) and never re-proposes a rejected tag.
+    what was added before (so it can still be removed) and never re-proposes a rejected tag; a tag added before by
+    Asset2Vec itself (not accepted by the artist) that this answer no longer proposes is removed
+    (:func:`stale_tags`, ``WriteReport.removed``).
     """
     if not hasattr(id_, "asset_mark"):
         raise WritebackError(f"{getattr(id_, 'name', id_)!r} cannot hold asset metadata (only objects, collections, "
@@ -161,6 +197,11 @@ def write_result(
         rejected += [t for t in old_added if t not in current and t not in rejected]
     else:
         added = old_added
+    accepted = [t for t in old.get(ACCEPTED_TAGS, []) if t in added]
+    removed = _stale(added, set(accepted), result, threshold)
+    for tag in removed:
+        _remove_tag(id_, tag)
+    added = [t for t in added if t not in removed]
     predicted = {t: p for t, p in result.predicted_tags.items() if _fits_key(t)}
     proposed = _proposals(result, set(asset_tags(id_)) | set(added), set(rejected), threshold)
 
@@ -179,6 +220,7 @@ def write_result(
         M.PREDICTED_TAGS: predicted,
         M.ADDED_TAGS: added + [t for t in new_added if t not in added],
         M.REJECTED_TAGS: list(rejected),
+        ACCEPTED_TAGS: accepted,
         M.NEIGHBOURS: json.dumps(flat),
         M.CONTENT_HASH: result.content_hash,
         M.TIMESTAMP: datetime.now(UTC).isoformat(timespec="seconds"),
@@ -190,8 +232,8 @@ def write_result(
     if old.get(PREVIEW_FINGERPRINT):  # the preview Asset2Vec set stays recognisable as its own
         group[PREVIEW_FINGERPRINT] = str(old[PREVIEW_FINGERPRINT])
     id_[M.NAMESPACE] = group
-    return WriteReport(name=id_.name, added=new_added, proposed=[t for t in proposed if t not in new_added], marked=marked,
-                       is_asset=is_asset(id_))
+    return WriteReport(name=id_.name, added=new_added, proposed=[t for t in proposed if t not in new_added],
+                       removed=removed, marked=marked, is_asset=is_asset(id_))
 
 
 def _stored_neighbour(n: api.Neighbour, space: str) -> dict[str, Any]:
@@ -226,14 +268,19 @@ def pending_tags(id_: Any, threshold: float = 0.0) -> list[tuple[str, float, str
 
 
 def accept_tag(id_: Any, tag: str) -> bool:
-    """Accept a predicted tag: add it to the asset's tags and record it as added. False if already there."""
+    """Accept a predicted tag: add it to the asset's tags and record it as added and accepted (a later answer then
+    never removes it). False if already there (an added tag is still recorded as accepted)."""
     data = _group(id_)
     added = [str(t) for t in data.get(M.ADDED_TAGS, [])]
+    accepted = [str(t) for t in data.get(ACCEPTED_TAGS, [])]
+    if tag in added and tag not in accepted:
+        data[ACCEPTED_TAGS] = accepted + [tag]
     if tag in added or tag in asset_tags(id_):
         return False
     if is_asset(id_):
         _add_tag(id_, tag)
     data[M.ADDED_TAGS] = added + [tag]
+    data[ACCEPTED_TAGS] = accepted + [tag]
     data[M.REJECTED_TAGS] = [str(t) for t in data.get(M.REJECTED_TAGS, []) if str(t) != tag]
     return True
 
@@ -247,6 +294,8 @@ def reject_tag(id_: Any, tag: str) -> bool:
         _remove_tag(id_, tag)
         data[M.ADDED_TAGS] = [t for t in added if t != tag]
         removed = True
+    if tag in [str(t) for t in data.get(ACCEPTED_TAGS, [])]:
+        data[ACCEPTED_TAGS] = [str(t) for t in data.get(ACCEPTED_TAGS, []) if str(t) != tag]
     rejected = [str(t) for t in data.get(M.REJECTED_TAGS, [])]
     if tag not in rejected:
         data[M.REJECTED_TAGS] = rejected + [tag]
@@ -261,6 +310,7 @@ def remove_predicted_tags(id_: Any) -> list[str]:
     added = [str(t) for t in group.get(M.ADDED_TAGS, [])]
     removed = [t for t in added if _remove_tag(id_, t)]
     group[M.ADDED_TAGS] = []
+    group[ACCEPTED_TAGS] = []
     return removed
 
 

@@ -395,7 +395,9 @@ class TrainResult(Wire):
 
 @dataclass
 class BuildResult(Wire):
-    """Result of a model build (``POST /index`` or ``/train`` ``"decoder"``): the index run's summary."""
+    """Result of a model build (``POST /index`` or ``/train`` ``"decoder"``): the index run's summary.
+
+    Mirrors every field of ``backend.lifecycle.index.IndexSummary`` (a test ties the two field lists)."""
 
     model_id: str
     serving: str  # the model the backend serves after the build (the new one)
@@ -408,6 +410,8 @@ class BuildResult(Wire):
     captured: int = 0
     capture_up_to_date: int = 0
     failures: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)  # assets whose .blend is gone or no longer has them
+    moved: dict[str, str] = field(default_factory=dict)  # old name -> new name (same content, moved or renamed)
     inverted: int = 0
     heldout_psnr: float | None = None
     encoder: dict[str, Any] | None = None
@@ -433,6 +437,7 @@ class Neighbour(Wire):
     family: str = ""
     category: str = ""
     thumbnail_url: str | None = None
+    tags: list[str] = field(default_factory=list)  # the neighbour's artist tags (review acceptances included)
 
 
 @dataclass

@@ -164,14 +164,22 @@ def write_transforms(folder: str | os.PathLike[str], image_size: int, asset: Ass
     return folder / TRANSFORMS
 
 
-def write_archive(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
-    """Pack a bundle read from disk into a single ``.zip`` (for upload), atomically."""
+def archive_bytes(bundle: Bundle | str | os.PathLike[str]) -> bytes:
+    """The upload ``.zip`` of a bundle, built in memory (no copy on disk): ``transforms.json`` and the views in
+    the protocol's layout. ``bundle``: a :class:`Bundle` read from disk, or its folder (read and validated here)."""
+    if not isinstance(bundle, Bundle):
+        bundle = read_bundle(bundle)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # PNGs are already compressed
         zf.writestr(TRANSFORMS, json.dumps(bundle.transforms(), indent=1))
         for i, fr in enumerate(bundle.frames):
             zf.writestr(fr.file_path, bundle.image_bytes(i))
-    atomic_write(Path(path), buf.getvalue())
+    return buf.getvalue()
+
+
+def write_archive(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
+    """Pack a bundle read from disk into a single ``.zip`` (for upload), atomically."""
+    atomic_write(Path(path), archive_bytes(bundle))
     return Path(path)
 
 

@@ -32,7 +32,10 @@ from urllib.parse import quote, urlencode, urlsplit
 from . import api
 
 DEFAULT_URL = f"http://127.0.0.1:{api.DEFAULT_PORT}"
-START_HINT = "start it with `asset2vec serve --run RUN_DIR` (in a terminal on that machine)"
+START_HINT = (
+    "start it with `asset2vec serve` (in a terminal on that machine; it serves the starter model until a "
+    "library model is built)"
+)
 
 ProgressCallback = Callable[[float, str], None]
 W = TypeVar("W", bound=api.Wire)
@@ -161,7 +164,10 @@ class Client:
         last: tuple[float, str] | None = None
         while True:
             if cancel is not None and cancel.is_set():
-                self.cancel_job(job_id)
+                try:
+                    self.cancel_job(job_id)
+                except BackendError:
+                    pass  # the job is already gone or the backend unreachable: the user still cancelled
                 raise Cancelled("cancelled: the backend was told to stop the job")
             status = self.job(job_id)
             now = (status.progress, status.message)
@@ -225,11 +231,9 @@ class Client:
         """
         self._ensure_checked()
         body = json.dumps(api.RestoreRequest(model_id=model_id or None).to_json()).encode()
-        timeout, self.timeout = self.timeout, max(self.timeout, RESTORE_TIMEOUT)
-        try:
-            reply = self._call_json("POST", "/models/restore", body=body, content_type="application/json")
-        finally:
-            self.timeout = timeout
+        # A per-call timeout, not a swap of self.timeout: a client may be shared across threads.
+        reply = self._call_json("POST", "/models/restore", body=body, content_type="application/json",
+                                timeout=max(self.timeout, RESTORE_TIMEOUT))
         return self._parse(api.ModelInfo, reply, "/models/restore")
 
     def neighbours(self, name: str, space: str = "both", k: int = 10) -> api.NeighbourList:
@@ -309,8 +313,11 @@ class Client:
         content_type: str | None = None,
         upload: bool = False,
         raw_errors: bool = False,
+        timeout: float | None = None,
     ) -> tuple[int, bytes]:
-        """One HTTP request; returns ``(status, body)`` or raises (see :class:`_HTTPFailure`)."""
+        """One HTTP request; returns ``(status, body)`` or raises (see :class:`_HTTPFailure`).
+        ``timeout``: this request's limit in seconds (default ``self.timeout``)."""
+        timeout = self.timeout if timeout is None else timeout
         req = urllib.request.Request(f"{self.url}{api.API_PREFIX}{path}", data=body, method=method)
         if content_type:
             req.add_header("Content-Type", content_type)
@@ -319,7 +326,7 @@ class Client:
         if self.token:
             req.add_header(api.TOKEN_HEADER, self.token)
         try:
-            with _OPENER.open(req, timeout=self.timeout) as resp:
+            with _OPENER.open(req, timeout=timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as e:
             detail, code = _error_reply(e)
@@ -331,7 +338,7 @@ class Client:
             raise self._unreachable(e.reason) from None
         except TimeoutError:
             raise BackendError(
-                f"the backend at {self.url} did not answer within {self.timeout:.0f} s (busy or unreachable); "
+                f"the backend at {self.url} did not answer within {timeout:.0f} s (busy or unreachable); "
                 f"try again, or check that it is running"
             ) from None
         except (ConnectionError, OSError) as e:

@@ -63,6 +63,8 @@ class Summary:
 
     files: int = 0
     files_written: int = 0
+    #: Files this run writes (or, in a dry run, would write): the same number for a dry run and the real run after.
+    files_changed: int = 0
     files_unchanged: int = 0
     files_skipped: int = 0
     files_failed: int = 0
@@ -70,7 +72,9 @@ class Summary:
     embedded: int = 0
     reused: int = 0
     up_to_date: int = 0
+    #: Tags added (a dry run: that would be added) and removed again (added by an earlier answer, no longer proposed).
     tags_added: int = 0
+    tags_removed: int = 0
     imported_models: int = 0
     seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
@@ -269,9 +273,12 @@ def bulk_tag(root: str | Path, opts: BulkOptions) -> Summary:
     files = [file_reports.get(str(b), {"path": str(b), "status": "not done", "error": "", "assets": []})
              for b in blends]
     for f in files:
+        summary.files_changed += any(a.get("status") in ("written", "proposed") for a in f["assets"])
         for a in f["assets"]:
             summary.assets += 1
-            summary.tags_added += len(a.get("added", []))
+            proposed = a.get("status") == "proposed"  # a dry run's: counted as what the real run will write
+            summary.tags_added += len(a.get("to_add" if proposed else "added") or [])
+            summary.tags_removed += len(a.get("to_remove" if proposed else "removed") or [])
             summary.up_to_date += a.get("status") == "up-to-date"
     summary.reused = max(0, sum(1 for f in files for a in f["assets"] if a.get("status") in ("written", "proposed"))
                          - summary.embedded)

@@ -27,6 +27,10 @@ def _tags(to_add: dict[str, float]) -> str:
     return "; ".join(f"{t} ({p:.2f})" for t, p in sorted(to_add.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _why(why: dict[str, str]) -> str:
+    return "; ".join(f"{t}: {w}" for t, w in sorted(why.items()))
+
+
 def _neighbours(nb: dict[str, list[dict[str, Any]]], space: str) -> str:
     return "; ".join(f"{n.get('name', '')} ({float(n.get('distance', 0.0)):.3f})" for n in nb.get(space, [])[
         :SHOWN_NEIGHBOURS])
@@ -35,8 +39,9 @@ def _neighbours(nb: dict[str, list[dict[str, Any]]], space: str) -> str:
 def write_report(out_dir: Path, summary: dict[str, Any], files: list[dict[str, Any]]) -> dict[str, Path]:
     """Write the three report files into ``out_dir``; returns their paths.
 
-    ``files``: ``[{"path", "status", "error", "assets": [{"name", "status", "to_add", "added",
-    "predicted", "neighbours", "artist_tags", "thumb"}]}]``.
+    ``files``: ``[{"path", "status", "error", "assets": [{"name", "status", "to_add", "added", "to_remove",
+    "removed", "why", "predicted", "neighbours", "artist_tags", "thumb"}]}]`` (``why``: tag -> the probability
+    against the threshold that makes it added or removed).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "report.json", "csv": out_dir / "report.csv", "html": out_dir / "index.html"}
@@ -51,10 +56,12 @@ def write_report(out_dir: Path, summary: dict[str, Any], files: list[dict[str, A
             rows.append({"file": f["path"], "file_status": f["status"], "asset": a.get("name", ""),
                          "asset_status": a.get("status", ""), "artist_tags": "; ".join(a.get("artist_tags", [])),
                          "tags_to_add": _tags(a.get("to_add") or {}), "added": "; ".join(a.get("added", [])),
+                         "tags_to_remove": _tags(a.get("to_remove") or {}),
+                         "removed": "; ".join(a.get("removed", [])), "why": _why(a.get("why") or {}),
                          "similar_shape": _neighbours(nb, "shape"), "similar_texture": _neighbours(nb, "texture"),
                          "similar_both": _neighbours(nb, "both"), "error": a.get("error", "") or f.get("error", "")})
-    fields = ["file", "file_status", "asset", "asset_status", "artist_tags", "tags_to_add", "added", "similar_shape",
-              "similar_texture", "similar_both", "error"]
+    fields = ["file", "file_status", "asset", "asset_status", "artist_tags", "tags_to_add", "added", "tags_to_remove",
+              "removed", "why", "similar_shape", "similar_texture", "similar_both", "error"]
     tmp = paths["csv"].with_name(".report.csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
@@ -82,7 +89,8 @@ def _html(out_dir: Path, summary: dict[str, Any], files: list[dict[str, Any]]) -
             body.append(
                 f"<tr class='{e(status)}'><td>{img}</td><td>{e(f['path'])}</td><td>{e(a.get('name', ''))}</td>"
                 f"<td>{e(status)}</td><td>{e('; '.join(a.get('artist_tags', [])))}</td>"
-                f"<td>{e(_tags(a.get('to_add') or {}))}</td><td>{e(_neighbours(nb, 'shape'))}</td>"
+                f"<td>{e(_tags(a.get('to_add') or {}))}</td><td>{e(_tags(a.get('to_remove') or {}))}</td>"
+                f"<td>{e(_why(a.get('why') or {}))}</td><td>{e(_neighbours(nb, 'shape'))}</td>"
                 f"<td>{e(_neighbours(nb, 'texture'))}</td><td>{e(a.get('error', '') or f.get('error', ''))}</td></tr>")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Asset2Vec bulk-tag report</title>
@@ -90,7 +98,7 @@ def _html(out_dir: Path, summary: dict[str, Any], files: list[dict[str, Any]]) -
 tr.failed{{background:#fdd}} img{{background:#eee}}</style></head><body>
 <h1>Asset2Vec bulk-tag report</h1><p>{e(head)}</p>
 <table><tr><th></th><th>file</th><th>asset</th><th>status</th><th>artist tags</th><th>tags to add (probability)</th>
-<th>similar shape</th><th>similar texture</th><th>problem</th></tr>
+<th>tags to remove (probability)</th><th>why</th><th>similar shape</th><th>similar texture</th><th>problem</th></tr>
 {chr(10).join(body)}
 </table></body></html>
 """

@@ -34,7 +34,8 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=1, help="Blender worker processes (default 1)")
     p.add_argument("--dry-run", action="store_true", help="change no file: only write the report of proposed changes")
     p.add_argument("--threshold", type=float, metavar="P",
-                   help="add predicted tags with probability >= P (default: the backend's threshold)")
+                   help="add every predicted tag with probability >= P instead of the backend's decision (default: "
+                        "the backend's calibrated per-tag thresholds and exclusive groups, which this overrides)")
     p.add_argument("--all-objects", action="store_true",
                    help="also tag unmarked top-level mesh objects (stored in their 'asset2vec' custom property)")
     p.add_argument("--no-backup", action="store_true", help="do not keep NAME.blend1 backups of changed files")
@@ -134,11 +135,11 @@ def _bulk_tag(args: argparse.Namespace) -> int:
     if args.progress_json:
         _emit_json({"event": "summary", "dry_run": args.dry_run, **s.as_dict()})
     verb = "would change" if args.dry_run else "wrote"
-    print(f"{s.files} file(s): {verb} {s.files_written if not args.dry_run else s.files - s.files_skipped - s.files_failed}"
-          f", {s.files_unchanged} unchanged, {s.files_skipped} skipped (unchanged since the last run), "
-          f"{s.files_failed} failed; {s.assets} asset(s): {s.embedded} embedded, {s.reused} reused from the journal, "
-          f"{s.up_to_date} up to date, {s.tags_added} tag(s) added; {s.imported_models} model(s) imported; "
-          f"{s.seconds:.1f} s", file=out)
+    would = "would be " if args.dry_run else ""
+    print(f"{s.files} file(s): {verb} {s.files_changed}, {s.files_unchanged} unchanged, {s.files_skipped} skipped "
+          f"(unchanged since the last run), {s.files_failed} failed; {s.assets} asset(s): {s.embedded} embedded, "
+          f"{s.reused} reused from the journal, {s.up_to_date} up to date; {s.tags_added} tag(s) {would}added, "
+          f"{s.tags_removed} {would}removed; {s.imported_models} model(s) imported; {s.seconds:.1f} s", file=out)
     print(f"report: {s.report.get('html', '')}", file=out)
     for f in s.failures:
         print(f"  failed: {f['path']}: {f['error']}", file=sys.stderr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from backend.cli import CommandError
 from shared import api
 
 CATALOGUE_NAME = "catalogue.sqlite"
-TAG_MODEL_NAME = "tags.joblib"
+TAG_MODEL_NAME = "tags.joblib"  # = backend.library.tags.TAG_MODEL_FILE (not imported here: sklearn loads lazily)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _tag_model_arg(q)
     q.add_argument("--no-size", action="store_true", help="use the codes only, not the assets' metric size")
     q.add_argument("--min-examples", type=int, default=3, help="assets needed with and without a tag (default 3)")
+    q.add_argument("--target-precision", type=float, default=None,
+                   help="out-of-fold precision a tag must reach to be written into files; tags that never do are "
+                        "suggestions only (default: the existing tag model's, else 0.9)")
+    q.add_argument("--exclusive", type=Path, default=None,
+                   help='declared exclusive tag groups: JSON {"exclusive": [["3-legs", "4-legs"]]} or a CSV of one '
+                        "group per row (kept by later trainings; groups are also learnt from the library)")
     q.set_defaults(func=cmd_tags_train)
     q = tsub.add_parser("predict", help="predict tags for every asset and store them as predicted tags")
     _common(q)
@@ -48,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--threshold", type=float, default=0.5, help="propose tags at or above this probability")
     q.add_argument("assets", nargs="*", help="only these assets (default: all)")
     q.set_defaults(func=cmd_tags_predict)
-    q = tsub.add_parser("report", help="cross-validated precision/recall of the trained tag model")
+    q = tsub.add_parser("report", help="cross-validated precision/recall, write thresholds and exclusive groups "
+                                       "of the trained tag model")
     _common(q)
     _tag_model_arg(q)
     q.set_defaults(func=cmd_tags_report)
@@ -249,38 +256,66 @@ def cmd_catalogue_info(args: argparse.Namespace) -> int:
 # -- tags ---------------------------------------------------------------------------------------
 
 def cmd_tags_train(args: argparse.Namespace) -> int:
+    from backend.library.errors import LibraryError
+    from backend.library.tag_lists import read_exclusive_groups
     from backend.library.tags import TagModel, few_tags_help
 
+    if args.target_precision is not None and not 0.0 < args.target_precision <= 1.0:
+        raise CommandError(f"--target-precision must be in (0, 1], got {args.target_precision}")
+    with _errors():
+        declared = read_exclusive_groups(args.exclusive) if args.exclusive is not None else None
     run, cat, table = _open(args)
     with cat, _errors():
         from backend.library.review import training_labels
 
         labels = training_labels(cat, table.ids)  # artist tags + review answers (rejections are negatives)
         model = TagModel(run.model_id, use_size=not args.no_size)
+        with suppress(LibraryError):  # the tag model being replaced: its target and declared groups are kept
+            old = TagModel.load(_tag_model_path(args), expect_model=run.model_id)
+            model.target_precision, model.declared_groups = old.target_precision, old.declared_groups
         report = model.fit(table.shape, table.texture, labels.tag_sets, table.size, min_examples=args.min_examples,
-                           **labels.fit_kwargs())
+                           target_precision=args.target_precision, declared_groups=declared, **labels.fit_kwargs())
         if not model.classifiers:
             # Nothing learnt: keep any earlier tag model rather than replace it by an empty one.
             _emit(args, {"tag_model": None, "report": report, "trained": []}, _report_text(report))
             raise CommandError(few_tags_help(args.min_examples))
         path = model.save(_tag_model_path(args))
-    _emit(args, {"tag_model": str(path), "report": report, "trained": model.tags},
-          _report_text(report) + f"\nsaved {path}")
+    _emit(args, {"tag_model": str(path), **_calibration(model), "report": report, "trained": model.tags},
+          _report_text(report, model) + f"\nsaved {path}")
     return 0
 
 
-def _report_text(report: dict[str, dict[str, Any]]) -> str:
-    lines = [f"{'tag':24s} {'pos':>4s} {'neg':>4s} {'prec':>5s} {'recall':>6s} {'AP':>5s}"]
+def _calibration(model: Any) -> dict[str, Any]:
+    """What decides which tags are written: the target precision, per-tag thresholds and exclusive groups."""
+    return {"target_precision": model.target_precision, "thresholds": dict(sorted(model.thresholds.items())),
+            "exclusive_groups": model.exclusive_groups, "declared_groups": model.declared_groups}
+
+
+def _report_text(report: dict[str, dict[str, Any]], model: Any = None) -> str:
+    """Per tag: out-of-fold scores at 0.5 and the write threshold (or "suggest only") with its OOF precision/recall."""
+    lines = [f"{'tag':24s} {'pos':>4s} {'neg':>4s} {'prec':>5s} {'recall':>6s} {'AP':>5s}  written at (OOF prec/recall)"]
     for tag, r in sorted(report.items()):
         if r["status"] == "trained" and "precision" not in r:  # retrained after a review answer: no CV scores
             lines.append(f"{tag:24s} {r['positives']:4d} {r['negatives']:4d}  trained (not cross-validated: "
-                         f"run asset2vec tags train for scores)")
+                         f"run asset2vec tags train for scores)  {_write_text(r)}")
         elif r["status"] == "trained":
             lines.append(f"{tag:24s} {r['positives']:4d} {r['negatives']:4d} {r['precision']:5.2f} {r['recall']:6.2f} "
-                         f"{r['average_precision']:5.2f}")
+                         f"{r['average_precision']:5.2f}  {_write_text(r)}")
         else:
             lines.append(f"{tag:24s} {r['positives']:4d} {r['negatives']:4d}  skipped: {r['reason']}")
+    if model is not None:
+        written = sum(t is not None for t in model.thresholds.values())
+        lines.append(f"target precision {model.target_precision:.2f}: {written} of {len(model.thresholds)} tags are "
+                     "written into files, the others are suggestions only")
+        groups = model.exclusive_groups
+        lines.append("exclusive groups (at most one written): " + ("; ".join(" / ".join(g) for g in groups)
+                                                                   if groups else "none"))
     return "\n".join(lines)
+
+
+def _write_text(r: dict[str, Any]) -> str:
+    w = r.get("write_threshold")
+    return "suggest only" if w is None else f">= {w:.2f} ({r['write_precision']:.2f}/{r['write_recall']:.2f})"
 
 
 def cmd_tags_predict(args: argparse.Namespace) -> int:
@@ -297,8 +332,11 @@ def cmd_tags_predict(args: argparse.Namespace) -> int:
         probs = model.predict(sub.shape, sub.texture, sub.size if model.use_size else None)
         cat.set_predicted_tags(run.model_id, {int(a): p for a, p in zip(sub.ids, probs, strict=True)})
         artist = cat.artist_tag_sets(sub.ids)
-        out = {n: {"artist": sorted(a or []), "proposed": TagModel.proposals(p, a, args.threshold)}
-               for n, p, a in zip(sub.names, probs, artist, strict=True)}
+        out = {}
+        for n, p, a in zip(sub.names, probs, artist, strict=True):
+            d = model.decide(p, set(a or ()))
+            out[n] = {"artist": sorted(a or []), "proposed": TagModel.proposals(p, a, args.threshold),
+                      "write": d.write, "suggest": d.suggest}
     text = "\n".join(f"{n}: + {', '.join(f'{t} ({p:.2f})' for t, p in v['proposed'].items()) or '-'}"
                      for n, v in out.items())
     _emit(args, out, text)
@@ -315,7 +353,7 @@ def cmd_tags_report(args: argparse.Namespace) -> int:
             with cat:
                 _no_tags_check(cat, _tag_model_path(args))
         model = TagModel.load(_tag_model_path(args), expect_model=run.model_id)
-    _emit(args, model.report, _report_text(model.report))
+    _emit(args, {"report": model.report, **_calibration(model)}, _report_text(model.report, model))
     return 0
 
 
@@ -384,7 +422,7 @@ def cmd_tags_review(args: argparse.Namespace) -> int:
         review.predict_catalogue(cat, model)  # every asset gets this tag model's current predictions
         end = ""
         while len(answered) + len(skipped) < args.n:
-            queue = review.review_queue(cat, run.model_id, 1, exclude=skipped)
+            queue = review.review_queue(cat, run.model_id, 1, exclude=skipped, model=model)
             if not queue:
                 end = ("nothing (more) to review: every prediction of this tag model is answered, skipped or "
                        "already an artist tag")
@@ -399,7 +437,7 @@ def cmd_tags_review(args: argparse.Namespace) -> int:
                 skipped.append((item["asset_id"], item["tag"]))
                 continue
             new_model, summary = review.answer_and_retrain(cat, run.model_id, item["name"], item["tag"], key == "y",
-                                                           use_size=model.use_size, seed=model.seed)
+                                                           use_size=model.use_size, seed=model.seed, previous=model)
             if new_model is not None:
                 model = new_model
                 model.save(path)

@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--generic", action="store_true",
                    help="announce the model as generic (not trained on this studio's library)")
+    p.add_argument("--target-precision", type=float, metavar="P",
+                   help="precision (0-1) a tag must reach out of fold to be written into artists' files when the "
+                        "tag classifiers are (re)trained by this server (default: the tag model's own, 0.9); "
+                        "below it a tag is only suggested")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
 
@@ -64,7 +68,8 @@ def resolve_token(host: str, token_env: str | None, generate: bool) -> tuple[str
         check_bind(host, token)
     except AuthError as e:
         if not generate and token_env and token_env in os.environ:
-            raise CommandError(f"${token_env} is set but empty. {e}") from None
+            blank = not os.environ[token_env].strip()
+            raise CommandError(f"${token_env} is set but empty. {e}" if blank else f"${token_env}: {e}") from None
         raise CommandError(str(e)) from None
     return token, generate
 
@@ -95,10 +100,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         if args.run:
             engine = Engine.open(args.run, args.catalogue, invert_steps=args.invert_steps, device=args.device,
-                                 generic=args.generic, instant=not args.no_instant, refine_steps=args.refine_steps)
+                                 generic=args.generic, instant=not args.no_instant, refine_steps=args.refine_steps,
+                                 tag_target=args.target_precision)
         else:
             engine = Engine.open_home(LibraryHome.at(args.home), invert_steps=args.invert_steps, device=args.device,
-                                      instant=not args.no_instant, refine_steps=args.refine_steps)
+                                      instant=not args.no_instant, refine_steps=args.refine_steps,
+                                      tag_target=args.target_precision)
         service = Service(engine, host=args.host, port=args.port, token=token, advertise=not args.no_zeroconf,
                           log_level=args.log_level, library_roots=args.library_roots)
     except (AuthError, ServiceError, LibraryError, ModelError, HomeError) as e:

@@ -120,10 +120,20 @@ class TagQueries:
             by_id.setdefault(aid, set()).add(tag)
         return [by_id.get(int(a)) for a in asset_ids]
 
-    def artist_tags(self) -> dict[int, set[str]]:
-        """Every tagged asset's artist tags: ``{asset_id: {tags}}`` (untagged assets are absent)."""
+    def artist_tags(self, asset_ids: Iterable[int] | None = None) -> dict[int, set[str]]:
+        """The artist tags of every tagged asset, or of ``asset_ids`` only: ``{asset_id: {tags}}`` (untagged
+        assets are absent). Ask for the ids you need: a neighbour list must not read the whole library's tags."""
         by_id: dict[int, set[str]] = {}
-        for aid, tag in self._query("SELECT asset_id, tag FROM tags WHERE source = 'artist'"):
+        if asset_ids is None:
+            rows = self._query("SELECT asset_id, tag FROM tags WHERE source = 'artist'")
+        else:
+            ids = sorted({int(a) for a in asset_ids})
+            if not ids:
+                return by_id
+            marks = ",".join("?" * len(ids))
+            rows = self._query(f"SELECT asset_id, tag FROM tags WHERE source = 'artist' AND asset_id IN ({marks})",
+                               ids)
+        for aid, tag in rows:
             by_id.setdefault(int(aid), set()).add(tag)
         return by_id
 

@@ -12,9 +12,11 @@ Training labels (see :func:`training_labels` and :func:`backend.library.tags.tag
 * anything else is unlabelled (an asset known only through a few answers is not a negative for
   every tag nobody asked about).
 
-The queue also asks about tags the artist uses that the classifiers cannot learn yet (fewer than
-``MIN_EXAMPLES`` assets with or without them), picking the assets most similar to the tag's examples
-(:func:`new_tag_questions`): answering them is how a new tag gets enough examples to be learnt.
+The queue asks only about tags the classifiers learnt (issue 17: a tag seen on one asset, like
+"mine-wood", is never asked about; it joins the vocabulary once artists tag enough assets with it),
+and first about the predictions closest to the decision that will be made with them: a tag's calibrated
+write threshold, or 0.5 for a suggestion-only tag. :func:`new_tag_questions` (asking about tags too rare
+to learn) is still there for callers that want it (``new_tags=True``).
 
 Plain functions (no bpy, no torch): the CLI (``asset2vec tags review``), the service
 (``/v1/review``) and the benchmark (``bench/lifecycle.py``) call them.
@@ -29,6 +31,7 @@ import numpy as np
 
 from .catalogue import Catalogue, CodeTable
 from .errors import LibraryError
+from .tag_decisions import SUGGEST_THRESHOLD
 from .tags import MIN_EXAMPLES, TagModel, features, tag_labels
 
 #: Questions shown at once by default.
@@ -66,16 +69,27 @@ def fit_tag_model(
     min_examples: int = MIN_EXAMPLES,
     seed: int = 0,
     cross_validate: bool = True,
+    target_precision: float | None = None,
+    declared_groups: list[list[str]] | None = None,
+    previous: TagModel | None = None,
 ) -> tuple[TagModel, dict[str, dict[str, Any]]]:
     """A new tag model trained on the catalogue's artist tags and review answers (codes of ``model_id``).
 
     Raises :class:`LibraryError` when nothing is labelled; tags with too few examples are reported as skipped.
+    ``target_precision`` / ``declared_groups`` default to ``previous``'s (the tag model being replaced), else
+    the defaults; without ``cross_validate`` the write thresholds are carried over from ``previous``.
     """
     table = table if table is not None else catalogue.codes(model_id)
     labels = training_labels(catalogue, table.ids)
     model = TagModel(model_id, use_size=use_size, seed=seed)
+    if previous is not None:
+        model.target_precision = previous.target_precision
+        model.declared_groups = list(previous.declared_groups)
     report = model.fit(table.shape, table.texture, labels.tag_sets, table.size, min_examples=min_examples,
-                       cross_validate=cross_validate, **labels.fit_kwargs())
+                       cross_validate=cross_validate, target_precision=target_precision,
+                       declared_groups=declared_groups, **labels.fit_kwargs())
+    if not cross_validate:
+        model.keep_calibration(previous)
     return model, report
 
 
@@ -105,23 +119,37 @@ def ensure_predictions(catalogue: Catalogue, model: TagModel | None) -> int:
     return predict_catalogue(catalogue, model, missing) if missing else 0
 
 
-def review_queue(catalogue: Catalogue, model_id: str, limit: int = DEFAULT_LIMIT,
-                 exclude: list[tuple[int, str]] | tuple = (), new_tags: bool = True) -> list[dict[str, Any]]:
-    """The ``(asset, tag)`` questions the tag model is least sure about, most uncertain first.
+#: Stored predictions considered for re-ranking by decision boundary (the closest to 0.5 first).
+QUEUE_CANDIDATES = 20000
 
-    Two kinds, merged by ``|probability - 0.5|``: the classifiers' stored predictions (``learnt``
-    True), and, with ``new_tags``, questions about tags the artist uses that have too few examples to
-    learn yet (``learnt`` False; see :func:`new_tag_questions`), so that the queue also grows the tags
-    the model knows. Pairs already answered or already artist tags are left out, and ``exclude``
-    (``(asset_id, tag)``, e.g. skipped). Items: ``name``, ``asset_id``, ``tag``, ``probability``,
-    ``source_file``, ``asset_name``, ``learnt``.
+
+def review_queue(catalogue: Catalogue, model_id: str, limit: int = DEFAULT_LIMIT,
+                 exclude: list[tuple[int, str]] | tuple = (), new_tags: bool = False,
+                 model: TagModel | None = None) -> list[dict[str, Any]]:
+    """The ``(asset, tag)`` questions whose answers change most what is written, most uncertain first.
+
+    Only the classifiers' stored predictions of learnt tags (``learnt`` True): a tag with fewer examples
+    than the classifiers need is never asked about (issue 17). With the current tag ``model``, only its
+    tags are asked about and each prediction is ranked by its distance to the tag's write threshold (0.5
+    for a suggestion-only tag); without it, by ``|probability - 0.5|``. ``new_tags`` adds questions
+    about tags too rare to learn (:func:`new_tag_questions`, ``learnt`` False; off by default). Pairs
+    already answered or already artist tags are left out, and ``exclude`` (``(asset_id, tag)``, e.g.
+    skipped). Items: ``name``, ``asset_id``, ``tag``, ``probability``, ``source_file``, ``asset_name``,
+    ``learnt``, ``boundary``.
     """
     if limit < 1:
         raise LibraryError(f"the review queue needs a limit of at least 1, got {limit}")
-    items = [{**it, "learnt": True} for it in catalogue.uncertain_predictions(model_id, limit, exclude)]
+    fetch = limit if model is None else max(limit, QUEUE_CANDIDATES)
+    items = [{**it, "learnt": True} for it in catalogue.uncertain_predictions(model_id, fetch, exclude)]
+    if model is not None:
+        items = [it for it in items if it["tag"] in model.classifiers]
+    for it in items:
+        th = model.thresholds.get(it["tag"]) if model is not None else None
+        it["boundary"] = SUGGEST_THRESHOLD if th is None else float(th)
     if new_tags:
-        items += new_tag_questions(catalogue, model_id, exclude=exclude)
-    items.sort(key=lambda it: (abs(it["probability"] - 0.5), it["name"], it["tag"]))
+        items += [{**it, "boundary": SUGGEST_THRESHOLD} for it in new_tag_questions(catalogue, model_id,
+                                                                                    exclude=exclude)]
+    items.sort(key=lambda it: (abs(it["probability"] - it["boundary"]), it["name"], it["tag"]))
     return items[:limit]
 
 
@@ -191,13 +219,16 @@ def answer_and_retrain(
     use_size: bool = True,
     min_examples: int = MIN_EXAMPLES,
     seed: int = 0,
+    previous: TagModel | None = None,
 ) -> tuple[TagModel | None, dict[str, Any]]:
     """Store an answer, retrain the tag classifiers and refresh every stored prediction of ``model_id``.
 
     Returns ``(new tag model or None, summary)``; the summary has ``name``, ``tag``, ``accepted``,
     ``previous_probability``, ``probability`` (after retraining; None if the tag is not learnt),
     ``retrained`` and a ``message``. When retraining is not possible yet (too few examples) the answer
-    is still stored and the model is None. Retraining skips cross-validation (fast; see ``tags train``).
+    is still stored and the model is None. Retraining skips cross-validation (fast; see ``tags train``), so
+    the write thresholds, target and declared exclusive groups come from ``previous`` (the tag model being
+    replaced); without it every tag is a suggestion only until the next ``tags train``.
     """
     catalogue.asset_by_name(name)  # an unknown name raises LibraryError with close matches
     tag = (tag or "").strip()
@@ -207,7 +238,7 @@ def answer_and_retrain(
                                "previous_probability": before, "probability": None, "retrained": False}
     try:
         model, _ = fit_tag_model(catalogue, model_id, use_size=use_size, min_examples=min_examples, seed=seed,
-                                 cross_validate=False)
+                                 cross_validate=False, previous=previous)
     except LibraryError as e:
         summary["message"] = f"answer stored; the tag classifiers cannot be trained yet: {e}"
         return None, summary

@@ -9,6 +9,14 @@ Two formats, keyed by the catalogue's asset names (``<file>/<asset>``, see :mod:
 Imported tags are stored as **artist** tags, added to the ones an asset already has (never removing
 any), in one transaction. Unknown names stop the import before anything is written, unless asked to
 skip them.
+
+Exclusive tag groups (tags an asset has at most one of, e.g. 3-legs / 4-legs; issue 17) are declared in
+a separate small file, read by :func:`read_exclusive_groups` (``asset2vec tags train --exclusive FILE``):
+
+* JSON: ``{"exclusive": [["3-legs", "4-legs", "5-legs"], ["round-shade", "square-shade"]]}``;
+* CSV: one group per row, its tags in the cells (or ``tag1;tag2`` in one cell); ``#`` starts a comment line.
+
+They are stored with the tag model (kept by later trainings of it) next to the groups learnt from the library.
 """
 
 from __future__ import annotations
@@ -121,3 +129,35 @@ def import_tag_list(
             catalogue.import_artist_tags(aid, new)  # kept when Blender sends the asset again
     return {"assets": len(ids), "added": added, "already": already, "tags": dict(sorted(counts.items())),
             "unknown": unknown, "tagged_assets": len(catalogue.artist_tags())}
+
+
+def read_exclusive_groups(path: str | os.PathLike[str]) -> list[list[str]]:
+    """Declared exclusive tag groups from a JSON ``{"exclusive": [[tags]]}`` or a CSV of one group per row.
+
+    A group needs at least two distinct tags; malformed input raises :class:`LibraryError` naming the file.
+    """
+    path, text = read_text_file(path, "exclusive tag groups",
+                                'a JSON {"exclusive": [["3-legs", "4-legs"]]} or a CSV of one group per row')
+    groups: list[list[str]] = []
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise LibraryError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raw = data.get("exclusive") if isinstance(data, dict) else None
+        if not isinstance(raw, list) or not all(isinstance(g, list) and all(isinstance(t, str) for t in g)
+                                                for g in raw):
+            raise LibraryError(f'{path}: expected {{"exclusive": [["tag", "tag", ...], ...]}}')
+        rows = [(i + 1, [t.strip() for t in g if t.strip()]) for i, g in enumerate(raw)]
+    else:
+        rows = [(n, [t for cell in row for t in _split(cell)]) for n, row in
+                enumerate(csv.reader(io.StringIO(text)), start=1) if row and not row[0].lstrip().startswith("#")]
+        rows = [(n, g) for n, g in rows if g]
+    for n, g in rows:
+        unique = sorted(set(g))
+        if len(unique) < 2:
+            raise LibraryError(f"{path}: group {n} needs at least two different tags, got {g}")
+        groups.append(unique)
+    if not groups:
+        raise LibraryError(f"{path}: no exclusive tag groups found")
+    return groups

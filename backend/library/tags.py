@@ -6,6 +6,11 @@ log metric size) -> logistic regression with balanced class weights; probabiliti
 precision / recall / average precision per tag are reported so a TD can see which tags the codes
 really carry. Tags with too few positives or negatives are reported as skipped, never guessed.
 
+What is written into an artist's file is decided by :meth:`TagModel.decide` (:mod:`.tag_decisions`):
+per tag a write threshold calibrated out of fold to a target precision (default 0.9; tags that never
+reach it are suggestions only) and exclusive tag groups (at most one member written). The model is
+saved as data only (:mod:`.tag_store`; no pickle is ever loaded).
+
 Only assets the artists tagged at all are training examples (an untagged asset is unlabelled,
 not a negative for every tag). Review answers (:mod:`.review`) add labels: an accepted tag is a
 positive, a rejected one a negative even on an otherwise untagged asset (see :func:`tag_labels`).
@@ -14,14 +19,12 @@ positive, a rejected one a negative even on an otherwise untagged asset (see :fu
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
@@ -33,12 +36,23 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from . import tag_store
 from .errors import LibraryError
+from .tag_decisions import (
+    DEFAULT_TARGET_PRECISION,
+    TagDecision,
+    decide,
+    learn_exclusive_groups,
+    merge_groups,
+    write_threshold,
+)
 
 MIN_EXAMPLES = 3  # per class (positives and negatives) to train a tag at all
 CALIBRATE_EXAMPLES = 10  # per class to afford a calibrated classifier (3-fold)
 DEFAULT_THRESHOLD = 0.5
-FORMAT_VERSION = 1
+FORMAT_VERSION = tag_store.FORMAT_VERSION
+#: The tag model's file name in a run / home model folder (the format is data only despite the old suffix).
+TAG_MODEL_FILE = "tags.joblib"
 
 #: What every surface (CLI, service info, add-on panel, exploration page) says while no asset has a tag.
 NO_TAGS_HELP = (
@@ -139,6 +153,12 @@ class TagModel:
     classifiers: dict[str, Any] = field(default_factory=dict)
     report: dict[str, dict[str, Any]] = field(default_factory=dict)
     descriptor: dict[str, Any] | None = None
+    #: Out-of-fold precision a tag must reach to be written; per-tag write thresholds (None: suggest only).
+    target_precision: float = DEFAULT_TARGET_PRECISION
+    thresholds: dict[str, float | None] = field(default_factory=dict)
+    #: Exclusive tag groups: learnt from the library plus ``declared_groups`` (from a tag list).
+    exclusive_groups: list[list[str]] = field(default_factory=list)
+    declared_groups: list[list[str]] = field(default_factory=list)
 
     def _x(self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None,
            appearance: np.ndarray | None = None) -> np.ndarray:
@@ -170,6 +190,8 @@ class TagModel:
         partial: Sequence[bool] | None = None,
         cross_validate: bool = True,
         appearance: np.ndarray | None = None,
+        target_precision: float | None = None,
+        declared_groups: Sequence[Sequence[str]] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Train one classifier per tag on the labelled assets; returns the per-tag report.
 
@@ -179,8 +201,17 @@ class TagModel:
         ``cross_validate=False`` skips the out-of-fold scores (10x faster; for retraining after each
         review answer). Report entries: ``status`` ("trained" | "skipped"), ``positives``,
         ``negatives``, ``cross_validated``, and for trained tags ``calibrated`` and (when cross-validated)
-        ``precision``, ``recall``, ``average_precision``, ``cv_accuracy``.
+        ``precision``, ``recall``, ``average_precision``, ``cv_accuracy`` (at 0.5), and the write decision:
+        ``write_threshold`` (None: suggest only), ``write_precision`` / ``write_recall`` / ``write_support``
+        (out of fold at that threshold). Without cross-validation no tag gets a write threshold (see
+        :meth:`keep_calibration`). ``target_precision`` / ``declared_groups`` replace the model's settings.
         """
+        if target_precision is not None:
+            if not 0.0 < float(target_precision) <= 1.0:
+                raise LibraryError(f"the target precision must be in (0, 1], got {target_precision}")
+            self.target_precision = float(target_precision)
+        if declared_groups is not None:
+            self.declared_groups = merge_groups(declared_groups)
         n = len(tag_sets)
         rejected_sets = [set(r or ()) for r in rejected] if rejected is not None else [set() for _ in range(n)]
         partial_flags = [bool(f) for f in partial] if partial is not None else [False] * n
@@ -193,7 +224,8 @@ class TagModel:
         all_tags = sorted(set().union(*(s for s in tag_sets if s is not None), *rejected_sets))
         if not all_tags:
             raise LibraryError("the tagged assets have no tags to learn")
-        self.classifiers, self.report = {}, {}
+        self.classifiers, self.report, self.thresholds = {}, {}, {}
+        self.exclusive_groups = merge_groups(self.declared_groups, learn_exclusive_groups(tag_sets, partial_flags))
         for tag in all_tags:
             rows, y = tag_labels(tag, tag_sets, rejected_sets, partial_flags)
             x = x_all[rows]
@@ -214,11 +246,14 @@ class TagModel:
                     p = cross_val_predict(clone(model), x, y, cv=folds, method="predict_proba")[:, 1]
                 model.fit(x, y)
             if not cross_validate:
-                entry.update(status="trained", calibrated=isinstance(model, CalibratedClassifierCV))
+                entry.update(status="trained", calibrated=isinstance(model, CalibratedClassifierCV),
+                             write_threshold=None)
                 self.classifiers[tag] = model
+                self.thresholds[tag] = None
                 self.report[tag] = entry
                 continue
             pred = p >= DEFAULT_THRESHOLD
+            w = write_threshold(y, p, self.target_precision)
             entry.update(
                 status="trained",
                 calibrated=isinstance(model, CalibratedClassifierCV),
@@ -226,10 +261,37 @@ class TagModel:
                 recall=float(recall_score(y, pred, zero_division=0)),
                 average_precision=float(average_precision_score(y, p)),
                 cv_accuracy=float((pred == y).mean()),
+                write_threshold=w["threshold"],
+                write_precision=w["precision"],
+                write_recall=w["recall"],
+                write_support=w["support"],
             )
+            self.thresholds[tag] = w["threshold"]
             self.classifiers[tag] = model
             self.report[tag] = entry
         return self.report
+
+    def keep_calibration(self, previous: TagModel | None) -> None:
+        """Carry ``previous``'s target, write thresholds and declared groups over to a model retrained without
+        cross-validation (after a review answer), for the tags both have; new tags stay suggestions only."""
+        if previous is None:
+            return
+        self.target_precision = previous.target_precision
+        self.declared_groups = merge_groups(previous.declared_groups, self.declared_groups)
+        self.exclusive_groups = merge_groups(self.exclusive_groups, previous.declared_groups)
+        for tag in self.classifiers:
+            if self.thresholds.get(tag) is None and previous.thresholds.get(tag) is not None:
+                self.thresholds[tag] = previous.thresholds[tag]
+                prev = previous.report.get(tag, {})
+                self.report[tag].update({k: prev.get(k) for k in ("write_threshold", "write_precision",
+                                                                    "write_recall", "write_support")},
+                                        calibration_from="the last cross-validated training")
+
+    def decide(self, predicted: dict[str, float], existing: set[str] | None = None) -> TagDecision:
+        """Which of an asset's predicted tags to write and which to suggest (see :func:`.tag_decisions.decide`):
+        written at or over the tag's calibrated threshold, at most one per exclusive group (the most
+        probable; a group member the asset already has blocks the others)."""
+        return decide(predicted, existing or set(), self.thresholds, self.exclusive_groups)
 
     def _make(self, minority: int) -> Any:
         base = _base(self.seed, standardise=self.descriptor is None)
@@ -259,38 +321,31 @@ class TagModel:
         return {t: p for t, p in sorted(probs.items(), key=lambda kv: -kv[1]) if p >= threshold and t not in have}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically with joblib (model id and format version recorded)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"format": FORMAT_VERSION, "model_id": self.model_id, "use_size": self.use_size, "seed": self.seed,
-                   "classifiers": self.classifiers, "report": self.report, "descriptor": self.descriptor}
-        # A unique temporary name: a training job, a review answer and an index run may save at once.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            joblib.dump(payload, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        """Write atomically as data only (arrays + JSON, :mod:`.tag_store`); model id and format recorded."""
+        meta = {"model_id": self.model_id, "use_size": self.use_size, "seed": self.seed, "report": self.report,
+                "descriptor": self.descriptor, "target_precision": self.target_precision,
+                "thresholds": {t: self.thresholds.get(t) for t in sorted(self.classifiers)},
+                "exclusive_groups": self.exclusive_groups, "declared_groups": self.declared_groups}
+        return tag_store.save(path, meta, self.classifiers)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], expect_model: str | None = None) -> TagModel:
-        """Read a saved tag model; refuse one trained on another decoder model's codes."""
-        path = Path(path)
-        if not path.is_file():
-            raise LibraryError(f"{path}: no tag model here; train one first (asset2vec tags train)")
-        try:
-            payload = joblib.load(path)
-        except Exception as e:  # joblib/pickle raise many types for a damaged file
-            raise LibraryError(f"{path}: not a readable tag model ({type(e).__name__}); train it again") from None
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-            raise LibraryError(f"{path}: not an Asset2Vec tag model of format {FORMAT_VERSION}; train it again")
-        if expect_model is not None and payload["model_id"] != expect_model:
+        """Read a saved tag model without unpickling; refuse one trained on another decoder model's codes.
+
+        An old pickled (joblib) tag model raises :class:`LibraryError` saying to retrain the tags.
+        """
+        meta, classifiers = tag_store.load(path)
+        model_id = str(meta.get("model_id"))
+        if expect_model is not None and model_id != expect_model:
             raise LibraryError(
-                f"{path}: tag model was trained on codes of model {payload['model_id']}, not {expect_model}; "
+                f"{path}: tag model was trained on codes of model {model_id}, not {expect_model}; "
                 "retrain it with this run (asset2vec tags train)"
             )
-        return cls(payload["model_id"], payload["use_size"], payload["seed"], payload["classifiers"],
-                   payload["report"], payload.get("descriptor"))
+        try:
+            th = {str(t): (None if v is None else float(v)) for t, v in dict(meta.get("thresholds") or {}).items()}
+            return cls(model_id, bool(meta["use_size"]), int(meta["seed"]), dict(classifiers), dict(meta["report"]),
+                       meta.get("descriptor"), float(meta.get("target_precision", DEFAULT_TARGET_PRECISION)),
+                       {t: th.get(t) for t in classifiers}, merge_groups(meta.get("exclusive_groups") or []),
+                       merge_groups(meta.get("declared_groups") or []))
+        except (KeyError, TypeError, ValueError) as e:
+            raise LibraryError(f"{path}: a damaged tag model ({type(e).__name__}); {tag_store.RETRAIN_HINT}") from None

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from backend.errors import Asset2VecError, Cancelled
+from backend.numbers import finite_or_none
 from shared.api import SPACES, THUMBNAIL_VIEW
 
 from .home import LibraryHome, catalogue_fields, read_model_file, write_model_file
@@ -219,7 +220,7 @@ def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: Index
     from backend.training.run import load_run
 
     run = load_run(home.run_dir(model_id), device=opts.device)
-    summary.heldout_psnr = _finite(run.heldout_psnr)
+    summary.heldout_psnr = finite_or_none(run.heldout_psnr, digits=3)
     with Catalogue(home.catalogue, busy_timeout=BATCH_TIMEOUT_S) as cat:
         t0 = time.monotonic()
         progress.start("embed", "storing codes")
@@ -261,14 +262,6 @@ def _hidden_inside(path: Path, root: Path) -> bool:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return round(v, 3) if np.isfinite(v) else None
 
 
 # -- stages ---------------------------------------------------------------------------------------
@@ -474,13 +467,17 @@ def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: 
 def _tags(run: Any, cat: Any, home: LibraryHome, summary: IndexSummary) -> None:
     from backend.library.errors import LibraryError
     from backend.library.review import fit_tag_model
-    from backend.library.tags import NO_TAGS_HELP, NoTagsError, few_tags_help
+    from backend.library.tags import NO_TAGS_HELP, TAG_MODEL_FILE, NoTagsError, TagModel, few_tags_help
 
     table = cat.codes(run.model_id)
-    path = run.run_dir / "tags.joblib"
+    path = run.run_dir / TAG_MODEL_FILE
+    try:  # the tag model being replaced (if readable): its target precision and declared exclusive groups stay
+        previous = TagModel.load(path, expect_model=run.model_id) if path.is_file() else None
+    except LibraryError:
+        previous = None  # an old pickled or damaged file: retrained from scratch here
     try:
         # The artists' tags and their review answers (rejections are negatives).
-        model, _ = fit_tag_model(cat, run.model_id, table)
+        model, _ = fit_tag_model(cat, run.model_id, table, previous=previous)
     except NoTagsError:
         summary.tags_help = NO_TAGS_HELP
         return

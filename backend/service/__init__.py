@@ -6,7 +6,8 @@
     with Service(Engine.open("runs/demo"), port=0) as service:   # serving from a thread
         print(service.url)
 
-``asset2vec serve --run RUN_DIR`` does the same from the command line (see backend.commands.service).
+``asset2vec serve`` does the same from the command line (see backend.commands.service): it serves the
+starter model until a library model is built.
 Every request and answer is a data class of the wire contract :mod:`shared.api`.
 
 Modules: :mod:`.app` (routes, validation), :mod:`.jobs` (queue), :mod:`.engine` (the facade over the parts:

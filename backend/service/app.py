@@ -48,6 +48,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -69,7 +70,7 @@ from . import auth
 from .embedding import Followups
 from .errors import Busy, ServiceError
 from .jobs import DONE, FINAL_STATES, JobError, JobQueue
-from .policy import UPLOAD_TYPES, LibraryRoots, RequestPolicy, redact  # noqa: F401 - UPLOAD_TYPES re-exported
+from .policy import LibraryRoots, RequestPolicy, redact
 from .uploads import parse_upload
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,23 @@ class EngineLike(Protocol):
     def neighbours(self, name: str, space: str, k: int) -> api.NeighbourList: ...
 
     def thumbnail(self, name: str) -> bytes: ...
+
+    def models(self) -> api.ModelsList: ...
+
+    def restore(self, model_id: str | None = None) -> api.ModelInfo: ...
+
+    def build(
+        self, request: api.IndexRequest, progress: Callable[[float, str], None], cancel: threading.Event
+    ) -> api.BuildResult: ...
+
+    def review_queue(self, limit: int = 10) -> api.ReviewQueue: ...
+
+    def review_answer(self, name: str, tag: str, accept: bool, limit: int = 10) -> api.ReviewResult: ...
+
+    @property
+    def trainable(self) -> tuple[str, ...]:
+        """What this engine can retrain while serving ("tags"; with a library home also "decoder")."""
+        ...
 
 
 def create_app(
@@ -243,13 +261,12 @@ def create_app(
     @router.post("/index", status_code=202)
     async def index(request: Request) -> dict[str, Any]:
         options = await _read_json(request)
-        folder = options.get("folder")
-        if not hasattr(engine, "build") or "decoder" not in tuple(getattr(engine, "trainable", ())):
+        if "decoder" not in engine.trainable:
             raise ServiceError("this backend serves a single run (started with --run); start it with a library "
                                "home (asset2vec serve --home DIR) to build models from a library", 400)
-        if not isinstance(folder, str) or not folder.strip():
-            raise ServiceError('give the library folder: {"folder": "/path/to/library"}', 422)
-        index_request = _parse(api.IndexRequest, options)
+        index_request = _parse(api.IndexRequest, options,
+                               folder='give the library folder: {"folder": "/path/to/library"}')
+        folder = index_request.folder
         resolved = roots.check(folder)  # 403 outside the roots, before anything looks at the disk
         if not await asyncio.to_thread(resolved.is_dir):
             raise ServiceError(f"{folder[:200]}: no such folder under the library roots (the backend reads the "
@@ -259,19 +276,12 @@ def create_app(
 
     @router.get("/models")
     def models() -> dict[str, Any]:
-        if not hasattr(engine, "models"):
-            raise ServiceError("this backend has no model list", 400)
         return engine.models().to_json()
 
     @router.post("/models/restore")
     async def restore(request: Request) -> dict[str, Any]:
-        options = await _read_json(request)
-        model_id = options.get("model_id")
-        if model_id is not None and not isinstance(model_id, str):
-            raise ServiceError("model_id must be a string", 422)
-        restore_request = _parse(api.RestoreRequest, options)
-        if not hasattr(engine, "restore"):
-            raise ServiceError("this backend cannot switch models", 400)
+        restore_request = _parse(api.RestoreRequest, await _read_json(request),
+                                 model_id="model_id must be a model id (a string) or null")
         try:
             return (await asyncio.to_thread(engine.restore, restore_request.model_id)).to_json()
         except CatalogueBusy:
@@ -312,26 +322,20 @@ def create_app(
 
     @router.get("/review")
     def review_queue(limit: str = "10") -> dict[str, Any]:
-        if not hasattr(engine, "review_queue"):
-            raise ServiceError("this backend has no tag review", 400)
         return engine.review_queue(_review_limit(limit)).to_json()
 
     @router.post("/review")
     async def review_answer(request: Request) -> dict[str, Any]:
-        body = await _read_json(request)
-        name, tag, accept = body.get("name"), body.get("tag"), body.get("accept")
-        if not isinstance(name, str) or not name.strip():
-            raise ServiceError('give the asset: {"name": "<catalogue name>", "tag": "...", "accept": true}', 422)
-        if not isinstance(tag, str) or not tag.strip():
-            raise ServiceError('give the tag: {"name": "...", "tag": "<tag>", "accept": true}', 422)
-        if not isinstance(accept, bool):
-            raise ServiceError(f'"accept" must be true or false, got {accept!r}', 422)
-        limit = _review_limit(body.get("limit", 10))
-        if not hasattr(engine, "review_answer"):
-            raise ServiceError("this backend has no tag review", 400)
+        answer = _parse(
+            api.ReviewRequest, await _read_json(request),
+            name='give the asset: {"name": "<catalogue name>", "tag": "...", "accept": true}',
+            tag='give the tag: {"name": "...", "tag": "<tag>", "accept": true}',
+            accept='"accept" must be true or false',
+            limit=f"limit must be between 1 and {MAX_K}",
+        )
         # Retraining the tag classifiers takes a moment: off the event loop.
-        answer = _parse(api.ReviewRequest, {"name": name, "tag": tag.strip(), "accept": accept, "limit": limit})
-        result = await asyncio.to_thread(engine.review_answer, answer.name, answer.tag, answer.accept, answer.limit)
+        result = await asyncio.to_thread(engine.review_answer, answer.name, answer.tag.strip(), answer.accept,
+                                         answer.limit)
         return result.to_json()
 
     @router.get("/assets/{name:path}/thumbnail")
@@ -360,12 +364,16 @@ def _accepted(job_id: str, message: str) -> dict[str, Any]:
                            result_url=f"{base}/result").to_json()
 
 
-def _parse(cls: type[api.W], data: dict[str, Any]) -> api.W:
-    """A request of the contract; one that breaks it is a 422 naming the field."""
+def _parse(cls: type[api.W], data: dict[str, Any], **hints: str) -> api.W:
+    """A request of the contract; one that breaks it is a 422 naming the field. ``hints``: field -> what to
+    say when that field is wrong (the contract's own message follows in brackets)."""
     try:
         return cls.from_json(data)
     except api.ApiError as e:
-        raise ServiceError(f"invalid request: {e}", 422) from None
+        # The contract's messages start with "<Class>.<field>" (see shared.api.Wire.from_json).
+        field = re.match(rf"{cls.__name__}\.(\w+)", str(e))
+        hint = hints.get(field.group(1)) if field else None
+        raise ServiceError(f"{hint} ({e})" if hint else f"invalid request: {e}", 422) from None
 
 
 def _review_limit(raw: Any) -> int:

@@ -69,6 +69,7 @@ class Builder:
         summary = run_pipeline(source, str(home.root), kwargs, on_event, cancel)
         progress(0.96, f"switching to model {summary['model_id']}")
         self.served.switch(summary["model_id"], cancel=cancel)
+        # Every IndexSummary field (pruned, moved, ...) goes on the wire: api.BuildResult mirrors it (a test ties them).
         # The answer names no server folder (issue 18): the home stays the backend's business.
         return api.BuildResult.from_json({**summary, "home": "", "serving": self.served.state.model_id})
 

@@ -4,7 +4,7 @@ The service type is :data:`shared.api.SERVICE_TYPE`; TXT records carry the API v
 device and whether a token is required, so the add-on can show them before connecting. A backend
 bound to loopback is advertised on loopback only (``Zeroconf(interfaces=["127.0.0.1"])``), so it
 is visible to this machine and not announced to the LAN. Browsing lives in the shared client
-(:func:`shared.client.discover`, re-exported here as :func:`browse`) because Blender uses it too.
+(:func:`shared.client.discover`) because Blender uses it too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import threading
 from zeroconf import IPVersion, ServiceInfo, Zeroconf
 
 from shared import api
-from shared.client import discover as browse  # noqa: F401 - the browse helper, re-exported
 
 from .auth import is_loopback
 

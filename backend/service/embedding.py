@@ -20,12 +20,13 @@ import numpy as np
 
 from backend.library.errors import LibraryError
 from backend.library.tags import DEFAULT_THRESHOLD
+from backend.numbers import finite_or_none
 from shared import api, rig
 from shared.bundle import AssetInfo, Bundle
 
 from .errors import ServiceError
 from .jobs import JobCancelled, ProgressFn
-from .served import ServedModel, ServedState, finite_or_none
+from .served import ServedModel, ServedState
 from .tagging import predict
 from .uploads import store_bundle
 

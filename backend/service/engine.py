@@ -3,7 +3,8 @@
     served.py      ServedModel: the served model's state (codes, indexes, info, neighbours), switch, restore
     embedding.py   Embedding: embed an uploaded bundle (instant encoder or inversion), refine, answer
     tagging.py     Tagging: tag classifiers (train), the review queue and answers
-    building.py    Builder: a new model built in-process in the background, then switched to
+    building.py    Builder: a new model built in the background (index_library in a spawned child process:
+                   bpy capture needs a process of its own), then switched to
     thumbnails.py  Thumbnails: stored or rendered asset thumbnails
     uploads.py     Upload: a bundle validated once, in memory; stored once in a library home
 
@@ -48,9 +49,10 @@ class Engine:
     def __init__(self, run: Any, catalogue: Catalogue, tag_model_path: str | Path | None = None,
                  invert_steps: int | None = None, neighbours_k: int = 10, device: str | None = None,
                  generic: bool = False, home: Any = None, instant: bool = True, refine_steps: int | None = None,
-                 ) -> None:
+                 tag_target: float | None = None) -> None:
         self._init(ServedModel(run, catalogue, tag_model_path, device=device, generic=generic, home=home,
-                               instant=instant, invert_steps=invert_steps), refine_steps, neighbours_k)
+                               instant=instant, invert_steps=invert_steps, tag_target=tag_target),
+                   refine_steps, neighbours_k)
 
     def _init(self, served: ServedModel, refine_steps: int | None = None, neighbours_k: int = 10) -> None:
         self.served = served
@@ -68,16 +70,17 @@ class Engine:
     @classmethod
     def open(cls, run_dir: str | Path, catalogue_path: str | Path | None = None, invert_steps: int | None = None,
              device: str | None = None, generic: bool = False, instant: bool = True,
-             refine_steps: int | None = None) -> Engine:
+             refine_steps: int | None = None, tag_target: float | None = None) -> Engine:
         """Serve ``run_dir`` with its catalogue (default ``RUN_DIR/catalogue.sqlite``)."""
         return cls._of(open_run(run_dir, catalogue_path, device=device, generic=generic, instant=instant,
-                                invert_steps=invert_steps), refine_steps)
+                                invert_steps=invert_steps, tag_target=tag_target), refine_steps)
 
     @classmethod
     def open_home(cls, home: Any, invert_steps: int | None = None, device: str | None = None, instant: bool = True,
-                  refine_steps: int | None = None) -> Engine:
+                  refine_steps: int | None = None, tag_target: float | None = None) -> Engine:
         """Serve a library home's active model; a home without any model gets the generic starter model."""
-        return cls._of(open_home(home, device=device, instant=instant, invert_steps=invert_steps), refine_steps)
+        return cls._of(open_home(home, device=device, instant=instant, invert_steps=invert_steps,
+                                 tag_target=tag_target), refine_steps)
 
     def close(self) -> None:
         """Close the catalogue (called on server shutdown)."""

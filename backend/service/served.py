@@ -20,7 +20,8 @@ from backend.library.catalogue import Catalogue, CodeTable, import_run
 from backend.library.errors import CatalogueBusy, LibraryError
 from backend.library.similarity import Neighbour as Found
 from backend.library.similarity import SimilarityIndex
-from backend.library.tags import TagModel, tag_status
+from backend.library.tags import TAG_MODEL_FILE, TagModel, tag_status
+from backend.numbers import finite_or_none
 from shared import api
 from shared.bundle import read_bundle
 from shared.naming import safe_folder_name
@@ -31,9 +32,9 @@ from .tagging import TRAINABLE, load_or_train_tags
 
 log = logging.getLogger(__name__)
 
-#: Same file names as the library CLI (backend.commands.library), so CLI and service share catalogue and tag model.
+#: Same file names as the library CLI (backend.commands.library), so CLI and service share catalogue and tag model
+#: (TAG_MODEL_FILE comes from backend.library.tags).
 CATALOGUE_FILE = "catalogue.sqlite"
-TAG_MODEL_FILE = "tags.joblib"
 #: The instant encoder of a run (``backend.training.encoder.ENCODER_FILE``, named here to keep torch out).
 ENCODER_FILE = "encoder.pt"
 #: What ``POST /v1/train`` can train on a backend serving a library home (a new decoder, built in the background).
@@ -61,8 +62,10 @@ class ServedModel:
 
     def __init__(self, run: Any, catalogue: Catalogue, tag_model_path: str | Path | None = None,
                  device: str | None = None, generic: bool = False, home: Any = None, instant: bool = True,
-                 invert_steps: int | None = None) -> None:
+                 invert_steps: int | None = None, tag_target: float | None = None) -> None:
         self.catalogue, self.home, self.instant, self.invert_steps = catalogue, home, instant, invert_steps
+        #: Precision a tag must reach out of fold to be written (None: the tag model's own, default 0.9).
+        self.tag_target = tag_target
         self.device = device or str(getattr(run, "device", "") or _default_device())
         self.trainable = TRAINABLE_HOME if home is not None else TRAINABLE
         self._state = ServedState(run, str(run.model_id), generic, Path(tag_model_path) if tag_model_path else None)
@@ -72,7 +75,7 @@ class ServedModel:
         self._index_lock = threading.Lock()
         self._encoder_warned: set[str] = set()
         self._ensure_catalogue()
-        self._state.tag_model = load_or_train_tags(catalogue, self._state)
+        self._state.tag_model = load_or_train_tags(catalogue, self._state, tag_target)
 
     @property
     def state(self) -> ServedState:
@@ -174,13 +177,18 @@ class ServedModel:
                                  thumbnail_url=api.thumbnail_url(name))
 
     def describe(self, found: list[Found]) -> list[api.Neighbour]:
-        """Neighbours with what linking them needs: source .blend and Blender name, distance, rank, family."""
+        """Neighbours with what linking them needs: source .blend and Blender name, distance, rank, family,
+        and their artist tags (accepted review answers are artist tags), so the add-on can filter by tag."""
+        if not found:
+            return []
+        rows = [self.catalogue.asset_by_name(n.name) for n in found]
+        tags = self.catalogue.artist_tags(r.id for r in rows)  # one query per list, for these assets only
         out = []
-        for n in found:
-            row = self.catalogue.asset_by_name(n.name)
+        for n, row in zip(found, rows, strict=True):
             out.append(api.Neighbour(name=n.name, distance=round(float(n.distance), 6), rank=n.rank,
                                      source_file=row.source_blend, asset_name=row.asset_name, family=n.family,
-                                     category=n.category, thumbnail_url=api.thumbnail_url(n.name)))
+                                     category=n.category, thumbnail_url=api.thumbnail_url(n.name),
+                                     tags=sorted(tags.get(row.id, ()))))
         return out
 
     def models(self) -> api.ModelsList:
@@ -218,7 +226,7 @@ class ServedModel:
             # Same model (e.g. new assets fitted into it by another process): refresh what was derived from it.
             with self.swap_lock:
                 self.invalidate()
-                self._state.tag_model = load_or_train_tags(self.catalogue, self._state)
+                self._state.tag_model = load_or_train_tags(self.catalogue, self._state, self.tag_target)
             return self.info()
         run = load_run(run_dir, **({"device": self.device} if self.device else {}))
         info = read_model_file(run_dir)
@@ -230,7 +238,7 @@ class ServedModel:
                 missing = [n for n in self._missing_codes(model_id) if n not in unmovable]
                 if not missing:
                     state = ServedState(run, model_id, bool(info.get("generic")), run_dir / TAG_MODEL_FILE)
-                    state.tag_model = load_or_train_tags(self.catalogue, state)  # ready before the first query
+                    state.tag_model = load_or_train_tags(self.catalogue, state, self.tag_target)  # ready at once
                     self.catalogue.register_model(model_id, run.preset, active=True, info=catalogue_fields(info))
                     self._state = state  # the switch: one reference, read once per query
                     break
@@ -274,7 +282,8 @@ class ServedModel:
 
 
 def open_run(run_dir: str | Path, catalogue_path: str | Path | None = None, device: str | None = None,
-             generic: bool = False, instant: bool = True, invert_steps: int | None = None) -> ServedModel:
+             generic: bool = False, instant: bool = True, invert_steps: int | None = None,
+             tag_target: float | None = None) -> ServedModel:
     """Serve ``run_dir`` with its catalogue (default ``RUN_DIR/catalogue.sqlite``)."""
     from backend.training.run import load_run  # torch: imported only when serving a real run
 
@@ -283,14 +292,14 @@ def open_run(run_dir: str | Path, catalogue_path: str | Path | None = None, devi
     catalogue = Catalogue(catalogue_path or run_dir / CATALOGUE_FILE, expect_model=run.model_id)
     try:
         return ServedModel(run, catalogue, run_dir / TAG_MODEL_FILE, device=device, generic=generic,
-                           instant=instant, invert_steps=invert_steps)
+                           instant=instant, invert_steps=invert_steps, tag_target=tag_target)
     except BaseException:
         catalogue.close()
         raise
 
 
 def open_home(home: Any, device: str | None = None, instant: bool = True,
-              invert_steps: int | None = None) -> ServedModel:
+              invert_steps: int | None = None, tag_target: float | None = None) -> ServedModel:
     """Serve a library home's active model; a home without any model gets the generic starter model."""
     from backend.lifecycle.home import catalogue_fields, install_run, read_model_file
     from backend.training.run import load_run
@@ -314,19 +323,11 @@ def open_home(home: Any, device: str | None = None, instant: bool = True,
             import_run(catalogue, run)
         catalogue.register_model(model_id, run.preset, active=True, info=catalogue_fields(info))
         return ServedModel(run, catalogue, run.run_dir / TAG_MODEL_FILE, device=device,
-                           generic=bool(info.get("generic")), home=home, instant=instant, invert_steps=invert_steps)
+                           generic=bool(info.get("generic")), home=home, instant=instant, invert_steps=invert_steps,
+                           tag_target=tag_target)
     except BaseException:
         catalogue.close()
         raise
-
-
-def finite_or_none(x: Any) -> float | None:
-    """``x`` rounded, or None when it is missing or not finite (JSON has no NaN)."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return round(v, 4) if np.isfinite(v) else None
 
 
 def _default_device() -> str:

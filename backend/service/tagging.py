@@ -15,8 +15,8 @@ import numpy as np
 
 from backend.library.catalogue import Catalogue
 from backend.library.errors import CatalogueBusy, LibraryError
-from backend.library.review import answer_and_retrain, ensure_predictions, review_queue, training_labels
-from backend.library.tags import DEFAULT_THRESHOLD, TagModel, tag_status
+from backend.library.review import answer_and_retrain, ensure_predictions, fit_tag_model, review_queue
+from backend.library.tags import TagModel, tag_status
 from shared import api
 from shared.bundle import AssetInfo
 
@@ -32,13 +32,14 @@ log = logging.getLogger(__name__)
 TRAINABLE = ("tags",)
 
 
-def fit_tags(catalogue: Catalogue, state: ServedState) -> tuple[TagModel, dict[str, Any]]:
+def fit_tags(catalogue: Catalogue, state: ServedState, target_precision: float | None = None
+             ) -> tuple[TagModel, dict[str, Any]]:
     """Tag classifiers on one served model's codes (read once: a switch meanwhile cannot mix models); saved
     beside the model when it has a tag model path."""
-    table = catalogue.codes(state.model_id)
-    labels = training_labels(catalogue, table.ids)  # artist tags + review answers (rejections: negatives)
-    model = TagModel(state.model_id)
-    report = model.fit(table.shape, table.texture, labels.tag_sets, table.size, **labels.fit_kwargs())
+    # Artist tags + review answers (rejections: negatives); the replaced model's target precision and
+    # declared exclusive groups carry over unless ``target_precision`` (the server's setting) is given.
+    model, report = fit_tag_model(catalogue, state.model_id, previous=state.tag_model,
+                                  target_precision=target_precision)
     if not model.classifiers:
         raise LibraryError("no tag has enough examples to learn yet (see the report)")
     if state.tag_model_path is not None:
@@ -46,13 +47,19 @@ def fit_tags(catalogue: Catalogue, state: ServedState) -> tuple[TagModel, dict[s
     return model, report
 
 
-def load_or_train_tags(catalogue: Catalogue, state: ServedState) -> TagModel | None:
+def load_or_train_tags(catalogue: Catalogue, state: ServedState, target_precision: float | None = None
+                       ) -> TagModel | None:
     """The saved tag model of a served model, or a new one trained from the catalogue's artist tags
     (None while no tag has enough examples)."""
     if state.tag_model_path is not None and state.tag_model_path.is_file():
-        return TagModel.load(state.tag_model_path, expect_model=state.model_id)
+        try:
+            return TagModel.load(state.tag_model_path, expect_model=state.model_id)
+        except CatalogueBusy:
+            raise
+        except LibraryError as e:  # e.g. an old pickled file (never unpickled): learn the tags again
+            log.warning("retraining the tag classifiers: %s", e)
     try:
-        model, _ = fit_tags(catalogue, state)
+        model, _ = fit_tags(catalogue, state, target_precision)
     except LibraryError as e:
         log.warning("no tag predictions until artists tag more assets: %s", e)
         return None
@@ -63,13 +70,14 @@ def predict(catalogue: Catalogue, state: ServedState, aid: int, info: AssetInfo,
             texture: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
     """``(predicted, proposed)`` tags of a just-stored code; the prediction is stored in the catalogue.
 
-    ``proposed``: predicted at or over :data:`DEFAULT_THRESHOLD` and not yet a tag of the asset, computed
-    once here (the add-on writes them back as they are)."""
+    ``proposed``: the tags to write, computed once here (the add-on writes them back as they are): each at or
+    over its tag's calibrated write threshold, at most one per exclusive group, not yet a tag of the asset
+    (:meth:`TagModel.decide`)."""
     if state.tag_model is None:
         return {}, {}
     size = np.asarray(info.size, np.float32).reshape(1, 3)
     predicted = state.tag_model.predict(shape[None], texture[None], size)[0]
-    proposed = TagModel.proposals(predicted, set(info.tags), DEFAULT_THRESHOLD)
+    proposed = state.tag_model.decide(predicted, set(info.tags)).write
     catalogue.set_predicted_tags(state.model_id, {aid: predicted})
     return predicted, proposed
 
@@ -87,7 +95,7 @@ class Tagging:
         progress(0.05, "training tag classifiers on the artists' tags")
         state = self.served.state
         with self._lock:
-            model, report = fit_tags(catalogue, state)
+            model, report = fit_tags(catalogue, state, self.served.tag_target)
             if cancel.is_set():
                 raise JobCancelled()
             progress(0.8, "predicting tags for the catalogue")
@@ -105,7 +113,7 @@ class Tagging:
         catalogue = self.served.catalogue
         with self._lock:
             ensure_predictions(catalogue, state.tag_model)  # e.g. training assets, never predicted
-        items = [_item(i) for i in review_queue(catalogue, state.model_id, limit)]
+        items = [_item(i) for i in review_queue(catalogue, state.model_id, limit, model=state.tag_model)]
         return api.ReviewQueue(model_id=state.model_id, items=items, message="" if items else self._empty(state))
 
     def _empty(self, state: ServedState) -> str:
@@ -130,7 +138,8 @@ class Tagging:
         with self._lock:
             use_size = state.tag_model.use_size if state.tag_model is not None else True
             try:
-                model, summary = answer_and_retrain(catalogue, state.model_id, name, tag, accept, use_size=use_size)
+                model, summary = answer_and_retrain(catalogue, state.model_id, name, tag, accept, use_size=use_size,
+                                                    previous=state.tag_model)
             except CatalogueBusy:
                 raise  # the service answers 503 + Retry-After: retrying helps, not another request
             except LibraryError as e:

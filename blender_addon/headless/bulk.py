@@ -15,6 +15,13 @@ Safety of the artist's file, in order:
    ``os.replace``d over the original. A kill at any moment leaves the original or the new file,
    never a mix. A file that changed on disk while we worked is not overwritten.
 
+Only final answers are written (issue 17): when the backend answers from its instant encoder
+(``code_source: "encoder"``), the run waits for that answer's refinement job and writes the refined one
+(:func:`final_answer`), as the add-on's Embed ends up writing; the journal only hands back final answers of
+the same content and model (:func:`_resumed`), so a dry run and the real run after it work from the same answers
+and report the same counts. Each asset's report says which tags are (or would be) added and removed and why
+(probability vs threshold: ``to_add``, ``to_remove``, ``why``).
+
 Events (all JSON-able dicts with ``"ev"``): ``assets`` (how many assets the file has),
 ``captured`` / ``embedded`` / ``skipped`` (per asset), and the return value of :func:`process_file`
 summarises the file (``status``: ``written``, ``unchanged``, ``dry-run`` or ``failed``).
@@ -37,10 +44,10 @@ import bpy
 
 from ..capture import CaptureError, asset_tags, capture_asset, quiet_stdout
 from ..content_hash import hash_parts
-from ..errors import BlendFileError
+from ..errors import AddonError, BlendFileError
 from ..parts import evaluated_parts
 from ..protocol import api, bundle, client, metadata, naming
-from ..writeback import WritebackError, proposed_for, read_metadata, write_result
+from ..writeback import WritebackError, proposed_for, read_metadata, stale_tags, write_result
 from .blend_files import check_blend, load_blend, marked_assets
 
 Emit = Callable[[dict[str, Any]], None]
@@ -52,6 +59,39 @@ BUSY_RETRIES = 8
 
 class BulkFileError(BlendFileError):
     """This file cannot be tagged; the message says why and what to do. The file was left untouched."""
+
+
+class AnswerError(AddonError):
+    """The backend gave this asset no final answer (its instant one could not be refined); nothing is written."""
+
+
+def is_final(result: api.EmbedResult) -> bool:
+    """Whether ``result`` is a final answer: a fitted code, not an instant-encoder one a refinement would change."""
+    return result.code_source != "encoder"
+
+
+def final_answer(backend: client.Client, result: api.EmbedResult, timeout: float) -> api.EmbedResult:
+    """The final answer of an embed: ``result`` itself, or the answer of its refinement job once that is done.
+
+    Raises :class:`AnswerError` when there is none (no refinement queued, dropped, failed or too slow).
+    """
+    if is_final(result):
+        return result
+    if not result.refine_job:
+        why = result.refine_error or "no refinement was queued"
+        raise AnswerError(f"the backend answered from its instant encoder only ({why}): nothing written; run "
+                          "bulk-tag again for the final answer")
+    try:
+        backend.wait(result.refine_job, timeout=timeout)
+        refined = backend.embed_result(result.refine_job)
+    except client.BackendError as e:
+        raise AnswerError(f"the refinement of its instant answer did not come back ({e}): nothing written") from None
+    if isinstance(refined, api.RefineDropped):
+        raise AnswerError(f"the backend dropped the refinement of its instant answer ({refined.message}): nothing "
+                          "written; run bulk-tag again") from None
+    if not is_final(refined):
+        raise AnswerError("the refined answer is still an instant one: nothing written")
+    return refined
 
 
 def file_stat(path: Path) -> dict[str, Any]:
@@ -147,7 +187,7 @@ def _process(p: Path, opts: dict[str, Any], known: dict[str, dict[str, Any]], em
                 result, report["thumb"] = _capture_and_embed(target, p, root, opts, backend, emit)
             emit({"ev": "embedded", "path": str(p), "asset": key, "hash": current, "result": result.to_json(),
                   "thumb": report.get("thumb")})
-        except CaptureError as e:
+        except (CaptureError, AnswerError) as e:
             report.update(status="failed", error=str(e))
             emit({"ev": "asset-failed", "path": str(p), "asset": key, "error": str(e)})
             out["assets"].append(report)
@@ -156,7 +196,10 @@ def _process(p: Path, opts: dict[str, Any], known: dict[str, dict[str, Any]], em
         report["predicted"] = predicted
         report["neighbours"] = {space: [n.to_json() for n in found] for space, found in result.neighbours.items()}
         report["threshold"] = float(threshold if threshold is not None else result.threshold)
+        report["code_source"] = result.code_source
         report["to_add"] = {t: predicted[t] for t in proposed_for(target, result, threshold)}
+        report["to_remove"] = {t: predicted[t] for t in stale_tags(target, result, threshold)}
+        report["why"] = _reasons(report["to_add"], report["to_remove"], report["threshold"])
         if dry_run:
             report["status"] = "proposed"
         else:
@@ -166,7 +209,7 @@ def _process(p: Path, opts: dict[str, Any], known: dict[str, dict[str, Any]], em
                 report.update(status="failed", error=str(e))
                 out["assets"].append(report)
                 continue
-            report["status"], report["added"] = "written", wr.added
+            report["status"], report["added"], report["removed"] = "written", wr.added, wr.removed
             changed = True
         out["assets"].append(report)
     if dry_run:
@@ -183,15 +226,29 @@ def _process(p: Path, opts: dict[str, Any], known: dict[str, dict[str, Any]], em
         out["status"], out["error"] = "failed", f"{failed[0]['name']}: {failed[0]['error']}"
 
 
+def _reasons(to_add: dict[str, float], to_remove: dict[str, float], threshold: float) -> dict[str, str]:
+    """Why each tag is (or would be) added or removed: its probability against the threshold."""
+    why = {t: f"added: p {p:.2f} >= threshold {threshold:.2f}" for t, p in to_add.items()}
+    for t, p in to_remove.items():
+        # Below the threshold, or not proposed by the backend's stricter rule (a calibrated threshold, a group).
+        rule = "<" if p < threshold else "not proposed at"
+        why[t] = f"removed: p {p:.2f} {rule} threshold {threshold:.2f} (added by an earlier answer)"
+    return why
+
+
 def _resumed(prior: dict[str, Any], current: str, model_id: str) -> api.EmbedResult | None:
-    """The result an earlier run embedded for exactly this content and model but did not save (journal JSON)."""
+    """The final answer an earlier run (a dry run too) got for exactly this content and model (journal JSON).
+
+    An instant-encoder answer is never reused: a refinement would change it, and the run waits for that instead.
+    """
     data = prior.get("result")
-    if not data or prior.get("hash") != current or (model_id and data.get("model_id") != model_id):
+    if not data or not current or prior.get("hash") != current or (model_id and data.get("model_id") != model_id):
         return None
     try:
-        return api.EmbedResult.from_json(data)
+        result = api.EmbedResult.from_json(data)
     except api.ApiError:
         return None  # journalled by an older version: embed again
+    return result if is_final(result) else None
 
 
 def _capture_and_embed(target: Any, p: Path, root: Path, opts: dict[str, Any], backend: client.Client,
@@ -213,9 +270,10 @@ def _capture_and_embed(target: Any, p: Path, root: Path, opts: dict[str, Any], b
         archive = bundle.write_archive(captured, Path(tmp) / "bundle.zip")
         data = archive.read_bytes()
     # The backend's job queue is bounded: with many workers an upload may find it full ("busy"); wait and retry.
+    timeout = float(opts.get("job_timeout", 600.0))
     for attempt in range(BUSY_RETRIES + 1):
         try:
-            return backend.embed(data, timeout=float(opts.get("job_timeout", 600.0))), thumb
+            return final_answer(backend, backend.embed(data, timeout=timeout), timeout), thumb
         except client.BackendBusy:
             if attempt == BUSY_RETRIES:
                 raise

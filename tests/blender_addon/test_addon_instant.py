@@ -80,3 +80,70 @@ def test_a_new_embed_replaces_the_refinement_of_the_same_asset(addon, backend) -
     assert newer is not None and newer is not older and older.cancel.is_set()
     embed_job.pump_refinements(timeout=120)
     assert newer.state == embed_job.DONE and writeback.read_metadata(obj)[M.CODE_SOURCE] == "inversion"
+
+
+def test_refinement_removes_what_it_no_longer_proposes_and_keeps_the_pre_embed_backup(addon, backend,
+                                                                                      tmp_path) -> None:
+    """Issue 17: the refined answer corrects the tags the instant one wrote (never the artist's, never an accepted
+    one); "Save After Embedding" keeps the pre-embed file as the .blend1 through the refinement's save."""
+    from dataclasses import replace
+
+    from blender_addon.refinement import Refinement
+
+    bpy = addon
+    service, _ = backend
+    configure(service.url)
+    chair = box("Chair", size=(0.5, 0.5, 0.9), color=(0.8, 0.1, 0.1))
+    chair.asset_mark()
+    chair.asset_data.tags.new("mine")
+    bpy.context.view_layer.objects.active = chair
+    bpy.context.scene.asset2vec.capture_target = "OBJECT"
+    path = tmp_path / "chair.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+
+    job = run_embed(bpy, save_after=True)  # the real instant answer, saved
+    assert job.state == embed_job.DONE, job.message
+    real = embed_job.refinement_of(chair)
+    assert real is not None and real.options.save_after and real.backed_up
+    embed_job.pump_refinements(timeout=120)  # the real refined answer, saved again
+    assert real.state == embed_job.DONE and "saved chair.blend" in real.message, real.message
+    backup = _raw(path.with_name("chair.blend1"))
+    assert b"BLENDER" in backup[:16] and b"code_source" not in backup  # the file as it was before the Embed
+    assert b"code_source" in _raw(path)
+
+    # Two answers through the refinement's own code path: one proposing "office"/"swivel" (auto-added), then the
+    # artist accepts "liked", then a refined answer where all of them (and the artist's "mine") fall to 0.019.
+    refined = real.results[0]
+    chair = bpy.data.objects["Chair"]
+
+    def apply(predicted: dict[str, float], proposed: dict[str, float]) -> Refinement:
+        task = Refinement(session.get(), real.target, real.options, {0: replace(refined, predicted_tags=predicted,
+                                                                                proposed_tags=proposed)}, [None],
+                          backed_up=real.backed_up)
+        task.refined = 1
+        task.complete()
+        assert task.state == embed_job.DONE, task.message
+        return task
+
+    kept = {t for t in writeback.read_metadata(chair)[M.ADDED_TAGS]}
+    apply({"office": 0.52, "swivel": 0.52, "liked": 0.4, "mine": 0.7},
+          {"office": 0.52, "swivel": 0.52})
+    assert {"office", "swivel", "mine"} <= set(writeback.asset_tags(chair))
+    assert bpy.ops.asset2vec.tag_accept(tag="liked") == {"FINISHED"}
+    low = apply({"office": 0.019, "swivel": 0.019, "liked": 0.019, "mine": 0.019}, {})
+    tags = set(writeback.asset_tags(chair))
+    assert {"office", "swivel"}.isdisjoint(tags) and {"mine", "liked"} <= tags
+    assert set(writeback.read_metadata(chair)[M.ADDED_TAGS]) == kept | {"liked"}
+    assert "removed office, swivel after refinement" in low.message
+    assert "removed office, swivel after refinement" in session.get().status["embed"][1]
+    assert _raw(path.with_name("chair.blend1")) == backup  # still the pre-embed file
+
+
+def _raw(path) -> bytes:
+    """A .blend's bytes, uncompressed (Blender saves zstd-compressed files by default)."""
+    data = path.read_bytes()
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        zstandard = pytest.importorskip("zstandard")
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            data = reader.read()
+    return data

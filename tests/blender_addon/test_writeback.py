@@ -137,3 +137,26 @@ def test_the_backends_proposals_are_used_not_recomputed(blender):
     # An own threshold (bulk tagging's option): every predicted tag at or over it, less what the asset has.
     W.accept_tag(obj, "round")
     assert W.proposed_for(obj, result, threshold=0.25) == ["swivel", "legs"]
+
+
+def test_a_later_answer_removes_only_the_tags_asset2vec_added_by_itself(blender):
+    """Issue 17: a re-embed (or refinement) corrects what an earlier answer wrote; the artist's tags and the tags the
+    artist accepted stay, even at the same low probability."""
+    obj = _asset(tags=("mine",))
+    first = W.write_result(obj, _result({"office": 0.52, "swivel": 0.52, "legs": 0.6, "mine": 0.7, "liked": 0.3}))
+    assert first.added == ["legs", "office", "swivel"]
+    assert W.accept_tag(obj, "liked")  # the artist accepts a proposal
+    assert not W.accept_tag(obj, "legs")  # already added: now the artist's decision too
+    low = {"office": 0.019, "swivel": 0.019, "legs": 0.019, "mine": 0.019, "liked": 0.019}
+    assert W.stale_tags(obj, _result(low)) == ["office", "swivel"]
+    later = W.write_result(obj, _result(low | {"round": 0.8}))
+    assert later.removed == ["office", "swivel"] and later.added == ["round"]
+    assert "removed office, swivel" in later.summary()
+    assert sorted(W.asset_tags(obj)) == ["legs", "liked", "mine", "round"]
+    data = W.read_metadata(obj)
+    assert data[M.ADDED_TAGS] == ["legs", "liked", "round"] and data[W.ACCEPTED_TAGS] == ["liked", "legs"]
+    assert data[M.REJECTED_TAGS] == []  # removed by a better answer, not by the artist: may come back
+    # A tag the new answer knows nothing about cannot be judged: it stays.
+    assert W.write_result(obj, _result({"other": 0.1})).removed == []
+    assert "round" in W.asset_tags(obj)
+    assert W.reject_tag(obj, "liked") and W.read_metadata(obj)[W.ACCEPTED_TAGS] == ["legs"]

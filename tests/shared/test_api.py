@@ -14,7 +14,7 @@ EMBED: dict[str, Any] = {
     "predicted_tags": {"chair": 0.9, "table": 0.1}, "proposed_tags": {"chair": 0.9}, "threshold": 0.5,
     "neighbours": {"shape": [{"name": "chairs/Chair_02", "distance": 0.25, "rank": 1, "source_file": "//c.blend",
                               "asset_name": "Chair_02", "family": "", "category": "chair",
-                              "thumbnail_url": "/v1/assets/chairs%2FChair_02/thumbnail"}]},
+                              "thumbnail_url": "/v1/assets/chairs%2FChair_02/thumbnail", "tags": ["chair", "wood"]}]},
     "retrain_advice": None, "thumbnail_url": "/v1/assets/chairs%2FChair_01/thumbnail", "refine_job": "j2",
 }
 

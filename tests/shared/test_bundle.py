@@ -55,6 +55,8 @@ def test_round_trip_folder_and_archive(tmp_path):
     assert from_zip.asset == info and from_zip.image_bytes(17) == _png()
     parsed, images = bundle.parse_archive(zpath.read_bytes(), expected_size=SIZE)
     assert parsed.asset == info and len(images) == 18
+    # The in-memory upload (what the add-on sends) is the same archive, from the Bundle or from its folder.
+    assert bundle.archive_bytes(b) == bundle.archive_bytes(tmp_path / "b") == zpath.read_bytes()
 
 
 @pytest.mark.parametrize(

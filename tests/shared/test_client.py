@@ -22,21 +22,7 @@ pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 TOKEN = "client-test-token-0123456789abcdef"
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """A fresh copy of the tiny trained run, served by a real Engine (its own catalogue)."""
-    eng = Engine.open(support.fresh_run_copy(tmp_path_factory.mktemp("client") / "run"),
-                      invert_steps=support.INVERT_STEPS)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
-def backend(engine: Engine) -> Iterator[Service]:
-    """The engine served over HTTP on 127.0.0.1 (free port, no zeroconf)."""
-    svc = Service(engine, port=0, advertise=False).start_in_thread()
-    yield svc
-    svc.stop()
+# ``engine`` and ``backend``: the live backend of tests/conftest.py (the tiny trained run served on loopback).
 
 
 @pytest.mark.slow  # serves the tiny trained run
@@ -234,3 +220,12 @@ def test_an_answer_that_breaks_the_contract_is_a_clear_error(other_server) -> No
     routes[f"{api.API_PREFIX}/info"] = (200, json.dumps({"api_version": 1, "model_id": 7}).encode())
     with pytest.raises(BackendError, match=r"cannot read \(ServerInfo.model_id: expected a string, got int 7\)"):
         Client(url).info()
+
+
+@pytest.mark.slow  # serves the tiny trained run
+def test_cancel_of_a_job_already_gone_still_raises_cancelled(backend: Service) -> None:
+    # The backend no longer knows the job (404 on cancel): the user cancelled, so "cancelled", not a failure.
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        Client(backend.url).wait("no-such-job", cancel=cancel)

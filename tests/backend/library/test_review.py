@@ -58,7 +58,7 @@ def test_queue_is_least_sure_first_without_answered_or_artist_pairs(cat: Catalog
         ("sofa", "seat"), ("chair", "wood"), ("lamp", "red"), ("lamp", "wood"), ("chair", "red"), ("lamp", "seat"),
         ("sofa", "red")]
     assert q[0] == {"name": "sofa", "asset_id": cat.asset_by_name("sofa").id, "tag": "seat", "probability": 0.48,
-                    "source_file": "//f.blend", "asset_name": "Sofa", "learnt": True}
+                    "source_file": "//f.blend", "asset_name": "Sofa", "learnt": True, "boundary": 0.5}
     R.record_answer(cat, "sofa", "seat", True)
     R.record_answer(cat, "chair", "wood", False)
     q = R.review_queue(cat, "m1", limit=2, exclude=[(cat.asset_by_name("lamp").id, "red")])
@@ -149,7 +149,29 @@ def test_an_answer_changes_the_next_prediction(cat: Catalogue) -> None:
     assert len(cat.reviews()) == 6
 
 
-def test_queue_asks_about_tags_too_rare_to_learn_until_they_are_learnt(cat: Catalogue) -> None:
+def test_queue_never_asks_about_tags_too_rare_to_learn(cat: Catalogue) -> None:
+    """Issue 17: a tag seen on one asset ("mine-wood") is never asked about; it is asked about once learnt."""
+    _library(cat, n=40, tagged=10)
+    cat.add_artist_tags("a00", ["mine-wood"])  # one example: no classifier can learn it
+    model, report = R.fit_tag_model(cat, "m1")
+    R.predict_catalogue(cat, model)
+    assert report["mine-wood"]["status"] == "skipped"
+    for queue in (R.review_queue(cat, "m1", limit=500), R.review_queue(cat, "m1", limit=500, model=model)):
+        assert queue and {q["tag"] for q in queue} <= set(model.tags) and all(q["learnt"] for q in queue)
+
+
+def test_queue_ranks_by_distance_to_the_write_threshold(cat: Catalogue) -> None:
+    _library(cat, n=60, tagged=40)
+    model, _ = R.fit_tag_model(cat, "m1")
+    R.predict_catalogue(cat, model)
+    model.thresholds = {t: (0.8 if t == "red" else None) for t in model.tags}
+    queue = R.review_queue(cat, "m1", limit=30, model=model)
+    assert all(q["boundary"] == (0.8 if q["tag"] == "red" else 0.5) for q in queue)
+    gaps = [abs(q["probability"] - q["boundary"]) for q in queue]
+    assert gaps == sorted(gaps)
+
+
+def test_new_tag_questions_until_the_tag_is_learnt(cat: Catalogue) -> None:
     _library(cat, n=40, tagged=10)
     cat.add_artist_tags("a00", ["special"])  # one example: no classifier can learn it
     model, report = R.fit_tag_model(cat, "m1", cross_validate=False)
@@ -161,9 +183,9 @@ def test_queue_asks_about_tags_too_rare_to_learn_until_they_are_learnt(cat: Cata
     assert all(0.0 < q["probability"] < 1.0 for q in new)
     # 'furniture' is on every tagged asset (no negatives): the questions go to the least likely assets.
     assert len([q for q in new if q["tag"] == "furniture"]) == 2
-    queue = R.review_queue(cat, "m1", limit=200)
+    queue = R.review_queue(cat, "m1", limit=200, new_tags=True)  # only when asked for (off by default)
     assert {(q["name"], q["tag"]) for q in new} <= {(q["name"], q["tag"]) for q in queue}
-    assert not any(q["tag"] == "special" for q in R.review_queue(cat, "m1", limit=200, new_tags=False))
+    assert not any(q["tag"] == "special" for q in R.review_queue(cat, "m1", limit=200))
     skipped = [(special[0]["asset_id"], "special")]
     assert special[0]["name"] not in {q["name"] for q in R.new_tag_questions(cat, "m1", exclude=skipped)
                                       if q["tag"] == "special"}

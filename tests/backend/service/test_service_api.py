@@ -108,6 +108,17 @@ def test_neighbours_and_thumbnails_of_training_assets(http: httpx.Client) -> Non
     assert again.content == png.content
 
 
+def test_neighbours_carry_their_artist_tags(http: httpx.Client, engine: Engine) -> None:
+    """The add-on's Similar filter matches tags on the neighbour answer itself (no extra request per row)."""
+    r = http.get(f"{P}/assets/ball_red/neighbours", params={"space": "both", "k": 4})
+    assert r.status_code == 200
+    neighbours = api.NeighbourList.from_json(r.json()).neighbours
+    assert neighbours
+    for n in neighbours:
+        assert n.tags == sorted(engine.catalogue.tags_of(n.name)["artist"])
+    assert any(n.tags for n in neighbours)  # the training assets are tagged ("ball"/"crate", a colour)
+
+
 @pytest.mark.parametrize(
     ("path", "params", "status", "words"),
     [

@@ -57,6 +57,10 @@ def test_cli_refuses_lan_without_token(monkeypatch: pytest.MonkeyPatch, capsys: 
     monkeypatch.setenv("MY_TOKEN", "  ")
     assert main(["serve", "--host", "0.0.0.0", "--token-env", "MY_TOKEN", "--run", "/nonexistent"]) == 2
     assert "$MY_TOKEN is set but empty" in capsys.readouterr().err
+    monkeypatch.setenv("MY_TOKEN", "short")  # set, not empty: only "too short" (issue 18)
+    assert main(["serve", "--token-env", "MY_TOKEN", "--run", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "$MY_TOKEN: the token is too short" in err and "empty" not in err
 
 
 def test_cli_errors_for_missing_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,

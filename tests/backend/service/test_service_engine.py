@@ -38,3 +38,18 @@ def test_catalogue_of_another_model_is_refused(tmp_path: Path) -> None:
         cat.set_codes("another-model", {aid: (np.zeros(32), np.ones(32), None)})
     with pytest.raises(LibraryError, match="not from model"):
         Engine.open(run, catalogue_path=other)
+
+
+def test_build_result_mirrors_every_index_summary_field() -> None:
+    """api.BuildResult is the wire copy of lifecycle's IndexSummary: a field added there must reach the client."""
+    import dataclasses
+
+    from backend.lifecycle.index import IndexSummary
+    from shared import api
+
+    wire = {f.name for f in dataclasses.fields(api.BuildResult)}
+    missing = [f.name for f in dataclasses.fields(IndexSummary) if f.name not in wire]
+    assert not missing, f"api.BuildResult lacks IndexSummary fields {missing}"
+    summary = IndexSummary(home="", model_id="m2", pruned=["gone"], moved={"old": "new"})
+    result = api.BuildResult.from_json({**summary.as_dict(), "serving": "m2"})
+    assert result.pruned == ["gone"] and result.moved == {"old": "new"}
