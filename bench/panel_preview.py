@@ -91,6 +91,8 @@ class Recorder:
     def prop(self, data: Any, name: str, text: str | None = None, expand: bool = False, **_: Any) -> None:
         rna = data.bl_rna.properties[name]
         label = rna.name if text is None else text
+        if not label and rna.type == "STRING":  # a search field without a label: Blender shows an icon, we its name
+            label = rna.name
         value = getattr(data, name)
         if rna.type == "BOOLEAN":
             self.items.append(("check", label, bool(value)))

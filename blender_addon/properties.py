@@ -126,9 +126,8 @@ class Asset2VecSettings(bpy.types.PropertyGroup):
     )
     similar_filter: StringProperty(  # type: ignore[valid-type]
         name="Filter",
-        description="Show only the similar assets matching every word typed here, in their name, category, family "
-                    "or .blend name (the backend does not send the similar assets' tags yet; their tags are matched "
-                    "too once it does)",
+        description="Show only the similar assets matching every word typed here, in their tags, name, category, "
+                    "family or .blend name",
         default="",
         options={"TEXTEDIT_UPDATE"},
     )
