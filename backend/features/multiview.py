@@ -15,7 +15,6 @@ version, and holds a digest of the views so a re-captured asset is recomputed.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 import zipfile
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.nn import functional as F
 
+from backend.training.data import straight_rgba
 from shared.bundle import Bundle
 
 from .backbone import FeatureError, load_backbone
@@ -62,14 +61,7 @@ def views_digest(bundle: Bundle) -> str:
 
 def views_on_white(bundle: Bundle, input_size: int) -> torch.Tensor:
     """The bundle's views ``[V, 3, S, S]`` on white, resized to ``input_size``, normalised to [-1, 1]."""
-    imgs = []
-    for i in range(len(bundle.frames)):
-        try:
-            im = Image.open(io.BytesIO(bundle.image_bytes(i))).convert("RGBA")
-        except (OSError, ValueError) as e:
-            raise FeatureError(f"{bundle.root}: view {i} cannot be decoded ({e}); capture the asset again") from None
-        imgs.append(np.asarray(im, np.float32) / 255.0)
-    a = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)  # [V, 4, H, W] straight alpha
+    a = straight_rgba(bundle, FeatureError).permute(0, 3, 1, 2)  # [V, 4, H, W] straight alpha
     x = a[:, :3] * a[:, 3:] + (1 - a[:, 3:])
     if x.shape[-1] != input_size:
         x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False,

@@ -57,20 +57,26 @@ def read_bundles(paths: Sequence[str | Path]) -> list[Bundle]:
     return out
 
 
+def straight_rgba(bundle: Bundle, error: type[Exception] = ModelError) -> torch.Tensor:
+    """The bundle's views decoded: straight-alpha RGBA ``[V, H, W, 4]`` float32 in [0, 1]; an undecodable view
+    raises ``error`` saying to capture the asset again (the decoder's training and the pretrained features share it)."""
+    imgs = []
+    for i in range(len(bundle.frames)):
+        try:
+            im = Image.open(io.BytesIO(bundle.image_bytes(i))).convert("RGBA")
+        except (OSError, ValueError) as e:
+            raise error(f"{bundle.root}: view {i} cannot be decoded ({e}); capture the asset again") from None
+        imgs.append(np.asarray(im, dtype=np.float32) / 255.0)
+    return torch.from_numpy(np.stack(imgs))
+
+
 def decode_views(bundle: Bundle, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Premultiplied RGBA ``[V, S, S, 4]`` uint8 at ``image_size`` and cameras ``c2w [V, 4, 4]``.
 
     Views of another size are resized (area-weighted, on premultiplied colour so transparent
     pixels do not bleed black into edges): a library may mix capture sizes.
     """
-    imgs = []
-    for i in range(len(bundle.frames)):
-        try:
-            im = Image.open(io.BytesIO(bundle.image_bytes(i))).convert("RGBA")
-        except (OSError, ValueError) as e:
-            raise ModelError(f"{bundle.root}: view {i} cannot be decoded ({e}); capture the asset again") from None
-        imgs.append(np.asarray(im, dtype=np.float32) / 255.0)
-    x = torch.from_numpy(np.stack(imgs))  # [V, H, W, 4] straight alpha
+    x = straight_rgba(bundle)  # [V, H, W, 4] straight alpha
     x = torch.cat([x[..., :3] * x[..., 3:], x[..., 3:]], dim=-1)
     if x.shape[1] != image_size:
         x = F.interpolate(x.permute(0, 3, 1, 2), size=(image_size, image_size), mode="bilinear", antialias=True)
