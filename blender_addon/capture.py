@@ -138,7 +138,8 @@ def asset_tags(target: Any) -> list[str]:
     """The artist's asset tags of a marked asset (empty when not marked).
 
     Tags Asset2Vec added itself (recorded under ``metadata.ADDED_TAGS``) are left out, so
-    predictions never come back to the backend as the artist's own tags.
+    predictions never come back to the backend as the artist's own tags, unless the artist accepted
+    them (``metadata.ACCEPTED_TAGS``): those are the artist's, and block their exclusive rivals.
     """
     data = getattr(target, "asset_data", None)
     if data is None:
@@ -147,6 +148,7 @@ def asset_tags(target: Any) -> list[str]:
     added = set()
     if group is not None and hasattr(group, "get"):
         added = {str(t) for t in (group.get(metadata.ADDED_TAGS) or [])}
+        added -= {str(t) for t in (group.get(metadata.ACCEPTED_TAGS) or [])}
     return [t.name for t in data.tags if t.name not in added]
 
 

@@ -37,7 +37,7 @@ _MAX_KEY_BYTES = 63
 PREVIEW_FINGERPRINT = "preview_fingerprint"
 #: Key in the namespace group: the added tags the artist accepted (a subset of ``ADDED_TAGS``). They are still
 #: Asset2Vec's to undo (:func:`remove_predicted_tags`) but a later answer never removes them (:func:`stale_tags`).
-ACCEPTED_TAGS = "accepted_tags"
+ACCEPTED_TAGS = M.ACCEPTED_TAGS
 
 
 class WritebackError(AddonError, ValueError):
@@ -102,8 +102,10 @@ def read_metadata(id_: Any) -> dict[str, Any]:
                 data[key] = json.loads(data[key])
             except json.JSONDecodeError:
                 data[key] = []
-    for key in (M.ADDED_TAGS, M.REJECTED_TAGS, ACCEPTED_TAGS):
+    for key in (M.ADDED_TAGS, M.REJECTED_TAGS):
         data[key] = [str(t) for t in data.get(key, [])]
+    if ACCEPTED_TAGS in data:  # absent in files written before it existed (see _accepted)
+        data[ACCEPTED_TAGS] = [str(t) for t in data[ACCEPTED_TAGS]]
     return data
 
 
@@ -144,7 +146,14 @@ def stale_tags(id_: Any, result: api.EmbedResult, threshold: float | None = None
     added = data.get(M.ADDED_TAGS, [])
     if is_asset(id_):  # a tag the artist deleted by hand is gone already (and becomes a rejection when written)
         added = [t for t in added if t in set(asset_tags(id_))]
-    return _stale(added, set(data.get(ACCEPTED_TAGS, [])), result, threshold)
+    return _stale(added, set(_accepted(data, added)), result, threshold)
+
+
+def _accepted(data: dict[str, Any], added: list[str]) -> list[str]:
+    """The added tags the artist accepted, in order. Files written before Asset2Vec kept them apart (no
+    ``accepted_tags`` key) cannot tell accepted from auto-added ones: all their added tags count as accepted, so
+    none is ever removed."""
+    return [str(t) for t in data.get(ACCEPTED_TAGS, added)]
 
 
 def _stale(added: list[str], accepted: set[str], result: api.EmbedResult, threshold: float | None) -> list[str]:
@@ -197,7 +206,7 @@ def write_result(
         rejected += [t for t in old_added if t not in current and t not in rejected]
     else:
         added = old_added
-    accepted = [t for t in old.get(ACCEPTED_TAGS, []) if t in added]
+    accepted = [t for t in _accepted(old, added) if t in added]
     removed = _stale(added, set(accepted), result, threshold)
     for tag in removed:
         _remove_tag(id_, tag)

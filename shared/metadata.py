@@ -17,6 +17,7 @@ NEIGHBOURS = "neighbours"  # JSON string: [{"name", "file", "distance", "space"}
 TIMESTAMP = "timestamp"  # ISO 8601, UTC
 CONTENT_HASH = "content_hash"  # hash of the evaluated geometry + materials that was embedded
 REJECTED_TAGS = "rejected_tags"  # predicted tags the artist rejected (never proposed again)
+ACCEPTED_TAGS = "accepted_tags"  # added tags the artist accepted: the artist's now (absent in older files)
 FAMILY_MEMBERS = "family_members"  # JSON string: [{"name", "parameters", "code_shape", "code_texture", ...}]
 ASSET_NAME = "asset_name"  # the name the asset was catalogued under on the backend (for neighbour queries)
 CODE_SOURCE = "code_source"  # "encoder" (the instant encoder's code; the backend refines it) or "inversion"

@@ -85,6 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CommandError("--invert-steps must be at least 1")
     if args.refine_steps is not None and args.refine_steps < 1:
         raise CommandError("--refine-steps must be at least 1")
+    if args.target_precision is not None and not 0.0 < args.target_precision <= 1.0:  # NaN fails too
+        raise CommandError(f"--target-precision must be in (0, 1] (a precision, not a percentage), "
+                           f"got {args.target_precision}")
     for root in args.library_roots or ():
         if not os.path.isdir(os.path.expanduser(root)):
             raise CommandError(f"--library-root {root}: no such folder")

@@ -181,10 +181,18 @@ class ServedModel:
         and their artist tags (accepted review answers are artist tags), so the add-on can filter by tag."""
         if not found:
             return []
-        rows = [self.catalogue.asset_by_name(n.name) for n in found]
+        rows, kept = [], []
+        for n in found:
+            try:
+                rows.append(self.catalogue.asset_by_name(n.name))
+                kept.append(n)
+            except CatalogueBusy:
+                raise
+            except LibraryError:  # removed by another process (`catalogue remove`, `index` pruning): rebuild later
+                self.invalidate()
         tags = self.catalogue.artist_tags(r.id for r in rows)  # one query per list, for these assets only
         out = []
-        for n, row in zip(found, rows, strict=True):
+        for n, row in zip(kept, rows, strict=True):
             out.append(api.Neighbour(name=n.name, distance=round(float(n.distance), 6), rank=n.rank,
                                      source_file=row.source_blend, asset_name=row.asset_name, family=n.family,
                                      category=n.category, thumbnail_url=api.thumbnail_url(n.name),

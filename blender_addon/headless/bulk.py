@@ -119,9 +119,11 @@ def catalogue_name(path: Path, root: Path, id_: Any) -> str:
 
 
 def up_to_date(id_: Any, current_hash: str, model_id: str) -> bool:
-    """Whether the file already holds our result for exactly this content and model."""
+    """Whether the file already holds our final result for exactly this content and model (an instant answer
+    whose refinement never arrived, e.g. Blender closed meanwhile, is not final: bulk-tag embeds it again)."""
     data = read_metadata(id_)
-    return bool(data) and data.get(metadata.CONTENT_HASH) == current_hash and data.get(metadata.MODEL_ID) == model_id
+    return (bool(data) and data.get(metadata.CONTENT_HASH) == current_hash and data.get(metadata.MODEL_ID) == model_id
+            and data.get(metadata.CODE_SOURCE) != "encoder")
 
 
 def process_file(

@@ -160,3 +160,30 @@ def test_a_later_answer_removes_only_the_tags_asset2vec_added_by_itself(blender)
     assert W.write_result(obj, _result({"other": 0.1})).removed == []
     assert "round" in W.asset_tags(obj)
     assert W.reject_tag(obj, "liked") and W.read_metadata(obj)[W.ACCEPTED_TAGS] == ["legs"]
+
+
+def test_a_file_from_before_accepted_tags_were_kept_apart_loses_no_added_tag(blender):
+    """Files written before ``accepted_tags`` existed cannot tell accepted from auto-added tags: a later answer
+    removes none of them (an artist's accepted tag must never go); from then on they count as accepted."""
+    from blender_addon.capture import asset_tags as captured_tags
+
+    obj = _asset(tags=("mine",))
+    W.write_result(obj, _result({"office": 0.9, "legs": 0.8}))
+    del obj[M.NAMESPACE][M.ACCEPTED_TAGS]  # as an older release wrote it
+    assert captured_tags(obj) == ["mine"]  # until then, its added tags are not sent as the artist's
+    assert W.stale_tags(obj, _result({"office": 0.01, "legs": 0.01})) == []
+    assert W.write_result(obj, _result({"office": 0.01, "legs": 0.01})).removed == []
+    assert sorted(W.asset_tags(obj)) == ["legs", "mine", "office"]
+    assert sorted(W.read_metadata(obj)[W.ACCEPTED_TAGS]) == ["legs", "office"]
+    assert sorted(captured_tags(obj)) == ["legs", "mine", "office"]  # accepted tags are the artist's
+
+
+def test_bulk_never_takes_an_instant_answer_for_a_final_one(blender):
+    from blender_addon.headless.bulk import up_to_date
+
+    obj = _asset()
+    instant = api.EmbedResult.from_json({**_result({"legs": 0.8}).to_json(), "code_source": "encoder"})
+    W.write_result(obj, instant)
+    assert not up_to_date(obj, "hash-1", "model-1")  # its refinement never arrived: embed it again
+    W.write_result(obj, api.EmbedResult.from_json({**instant.to_json(), "code_source": "inversion"}))
+    assert up_to_date(obj, "hash-1", "model-1")
