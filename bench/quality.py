@@ -372,7 +372,7 @@ def markdown(result: dict[str, Any]) -> str:
              "per-dimension standardisation, as the tag classifiers use them), its p@10 / p@1 / visual p@10 are "
              "measured in the \"Both\" space whose tag metric is learnt out of fold (the queries' tags unseen).", ""]
     for lib in result["libraries"]:
-        run = (f"run `{lib['run']}`: {lib['preset']}, {lib['steps']} steps, held-out {lib['heldout_psnr']:.1f} dB"
+        run = (f"the model: {lib['preset']}, {lib['steps']} steps, held-out {lib['heldout_psnr']:.1f} dB"
                if lib.get("run") else "no trained run (no codes)")
         lines += [f"## {lib['label']}", "",
                   f"{lib['assets']} assets, {lib['categories']} categories (chance {lib['chance_accuracy']:.2f}, tag "
