@@ -42,6 +42,20 @@ def _catalogue_path(args: argparse.Namespace) -> Path:
     return folder / CATALOGUE_FILE
 
 
+def _forget_views(folder: Path, names: list[str]) -> None:
+    """In a library home, the removed assets' stored views go too: ``index`` would embed them again (and the
+    next model train on them) otherwise."""
+    import shutil
+
+    from shared.naming import safe_folder_name
+
+    bundles = folder / "bundles"
+    if not bundles.is_dir():
+        return  # a run folder (or a bare catalogue file): it keeps no views
+    for name in names:
+        shutil.rmtree(bundles / safe_folder_name(name), ignore_errors=True)
+
+
 def cmd_catalogue_remove(args: argparse.Namespace) -> int:
     from backend.library.catalogue import Catalogue
     from backend.library.errors import LibraryError
@@ -69,6 +83,8 @@ def cmd_catalogue_remove(args: argparse.Namespace) -> int:
             left = cat.count("assets")
     except LibraryError as e:
         raise CommandError(str(e)) from None
+    if not args.dry_run:
+        _forget_views(path.parent, removed)
     verb = "would remove" if args.dry_run else "removed"
     if args.json:
         print(json.dumps({"catalogue": str(path), "dry_run": bool(args.dry_run), "removed": removed, "assets": left}))

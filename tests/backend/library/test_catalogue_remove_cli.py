@@ -60,3 +60,18 @@ def test_unknown_names_are_refused_with_close_matches(home: LibraryHome, capsys:
     assert code == 2 and "say what to remove" in err
     code, _, err = _run(capsys, "x/Y", "--run", home.root.parent / "nohome")
     assert code == 2 and "no catalogue here" in err
+
+
+def test_removing_from_a_home_forgets_the_stored_views_too(home: LibraryHome,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Otherwise the next ``index`` would embed the removed asset again (and the next model train on it)."""
+    from shared.naming import safe_folder_name
+
+    views = {n: home.bundles / safe_folder_name(n) for n in ("unsaved/Cube", "chairs/Chair")}
+    for folder in views.values():
+        folder.mkdir(parents=True)
+        (folder / "transforms.json").write_text("{}")
+    code, _, _ = _run(capsys, "--unsaved", "--run", home.root, "--dry-run")
+    assert code == 0 and views["unsaved/Cube"].is_dir()  # a dry run keeps them
+    code, _, _ = _run(capsys, "--unsaved", "--run", home.root)
+    assert code == 0 and not views["unsaved/Cube"].exists() and views["chairs/Chair"].is_dir()
