@@ -28,15 +28,21 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service,
     engine.close()
 
 
+def _embed_target(bpy, url: str, name: str, size: tuple, color: tuple):
+    """A marked asset with the artist's tag "mine", active and set as Embed's target, the add-on on ``url``."""
+    configure(url)
+    obj = box(name, size=size, color=color)
+    obj.asset_mark()
+    obj.asset_data.tags.new("mine")
+    bpy.context.view_layer.objects.active = obj
+    bpy.context.scene.asset2vec.capture_target = "OBJECT"
+    return obj
+
+
 def test_instant_answer_then_the_refined_one(addon, backend) -> None:
     bpy = addon
     service, engine = backend
-    configure(service.url)
-    crate = box("Crate", size=(0.6, 0.4, 0.4), color=(0.1, 0.3, 0.9))
-    crate.asset_mark()
-    crate.asset_data.tags.new("mine")
-    bpy.context.view_layer.objects.active = crate
-    bpy.context.scene.asset2vec.capture_target = "OBJECT"
+    crate = _embed_target(bpy, service.url, "Crate", (0.6, 0.4, 0.4), (0.1, 0.3, 0.9))
 
     job = run_embed(bpy)
     assert job.state == embed_job.DONE, job.message
@@ -92,12 +98,7 @@ def test_refinement_removes_what_it_no_longer_proposes_and_keeps_the_pre_embed_b
 
     bpy = addon
     service, _ = backend
-    configure(service.url)
-    chair = box("Chair", size=(0.5, 0.5, 0.9), color=(0.8, 0.1, 0.1))
-    chair.asset_mark()
-    chair.asset_data.tags.new("mine")
-    bpy.context.view_layer.objects.active = chair
-    bpy.context.scene.asset2vec.capture_target = "OBJECT"
+    chair = _embed_target(bpy, service.url, "Chair", (0.5, 0.5, 0.9), (0.8, 0.1, 0.1))
     path = tmp_path / "chair.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
 
