@@ -37,11 +37,16 @@ STARTER_MODEL = ROOT / "backend" / "starter" / "model"
 VENV_PY = BIN / "python"
 #: Wheels the add-on needs inside Blender (which ships numpy but not these).
 ADDON_WHEELS = ("zeroconf", "ifaddr")
-#: Platforms the extension's wheels are fetched for (Blender 4.2+ bundles Python 3.11).
+#: Platforms the extension's wheels are fetched for: every one Blender ships on (4.2+ bundles Python 3.11; macOS
+#: on Intel for 4.2-4.5, whose newest zeroconf wheel is an older release: each platform gets its newest). Pure
+#: wheels (ifaddr) are the same file for all and ship once.
 WHEEL_PLATFORMS = {
     "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
+    "linux-arm64": ["manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"],
     "windows-x64": ["win_amd64"],
+    "windows-arm64": ["win_arm64"],
     "macos-arm64": ["macosx_11_0_arm64"],
+    "macos-x64": ["macosx_11_0_x86_64", "macosx_10_9_x86_64"],
 }
 
 
@@ -168,6 +173,8 @@ def _ensure_starter_locked() -> None:
     except (OSError, ValueError):
         have = None
     if have == want and (STARTER_MODEL / "checkpoint.pt").is_file():
+        if not (STARTER_MODEL / "thumbnails.npz").is_file():  # built before they shipped: added, never retrained
+            run([str(BIN / "asset2vec"), "starter-model"], cwd=ROOT, env=venv_env())
         log(f"starter model up to date ({STARTER_MODEL.relative_to(ROOT)}, recipe {want[:12]})")
         return
     log(f"building the starter model: asset2vec starter-model -> {STARTER_MODEL.relative_to(ROOT)} "
@@ -207,7 +214,9 @@ def build_extension(out_dir: Path, platforms: list[str] | None = None) -> Path:
         tags = [a for t in WHEEL_PLATFORMS[plat] for a in ("--platform", t)]
         run([*pip, "--only-binary=:all:", "--python-version", "3.11", *tags, "-d", str(wheel_dir / plat),
              *ADDON_WHEELS])
-    wheels = sorted({w for plat in platforms for w in (wheel_dir / plat).glob("*.whl")})
+    # One file per wheel name: a pure wheel is downloaded once per platform but must ship (and be listed) once.
+    by_name = {w.name: w for plat in platforms for w in sorted((wheel_dir / plat).glob("*.whl"))}
+    wheels = [by_name[name] for name in sorted(by_name)]
     listed = [f"./wheels/{w.name}" for w in wheels]
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{manifest['id']}-{manifest['version']}.zip"

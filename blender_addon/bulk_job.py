@@ -55,7 +55,7 @@ class BulkRequest:
     url: str
     token: str | None = None
     dry_run: bool = False
-    threshold: float | None = None  # None: the backend's own threshold
+    threshold: float | None = None  # None: the backend's decision (each tag at its own calibrated threshold)
     workers: int = 1
     size: int = 64
     samples: int = 8
@@ -117,13 +117,13 @@ class BulkJob(BackgroundTask):
 
     title = "the bulk run"
 
-    def __init__(self, executable: str, req: BulkRequest) -> None:
+    def __init__(self, executable: str, req: BulkRequest, command: list[str] | None = None) -> None:
         if not Path(req.folder).is_dir():
             raise BulkJobError(f"{req.folder or 'no folder'} is not a folder: pick the library folder that holds "
                                f"the .blend files")
         super().__init__("starting asset2vec bulk-tag ...")
         self.request = req
-        self.command = build_command(executable, req)
+        self.command = command or build_command(executable, req)  # given: the add-on's own run (bulk_local)
         self.last_event: dict[str, Any] = {}  # the last ``progress`` event (files/assets done, rate, ETA)
         self.summary: dict[str, Any] | None = None
         self.cli_error: str | None = None  # the CLI's own ``error`` event

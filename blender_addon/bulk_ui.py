@@ -14,7 +14,7 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import bulk_job, preferences, session
+from . import bulk_job, bulk_local, preferences, session
 from .panels import _Asset2VecPanel, _message_box, _wrap
 
 #: Failures listed in the panel (the report has all of them).
@@ -92,11 +92,16 @@ def current() -> bulk_job.BulkJob | None:
 
 
 def start(executable: str, req: bulk_job.BulkRequest) -> bulk_job.BulkJob:
-    """Start a bulk run (one at a time), followed by the session's timer. Raises BulkJobError."""
+    """Start a bulk run (one at a time), followed by the session's timer. Raises BulkJobError.
+
+    ``executable`` "": no ``asset2vec`` command here, so the add-on's own run in a background Blender
+    (:mod:`blender_addon.bulk_local`): only the extension is needed, the backend may be a remote server.
+    """
     sess = session.get()
     if sess.running(SLOT):
         raise bulk_job.BulkJobError("a bulk run is already going: wait for it or press Cancel")
-    return sess.start(SLOT, bulk_job.BulkJob(executable, req))
+    own = bulk_local.command(req, bpy.app.binary_path) if not executable else None
+    return sess.start(SLOT, bulk_job.BulkJob(executable, req, command=own))
 
 
 def pump(timeout: float = 120.0) -> bulk_job.BulkJob | None:
@@ -118,7 +123,13 @@ class ASSET2VEC_OT_bulk_tag(bpy.types.Operator):
             req = request_from(context)
             if not req.folder:
                 raise bulk_job.BulkJobError("pick the library folder to tag first")
-            executable = bulk_job.find_command(prefs.asset2vec_command if prefs is not None else "")
+            configured = prefs.asset2vec_command if prefs is not None else ""
+            try:
+                executable = bulk_job.find_command(configured)
+            except bulk_job.BulkJobError:
+                if configured:  # a path the artist set that does not work: say so rather than run without it
+                    raise
+                executable = ""  # not installed: the add-on's own run (no torch here; the backend does the work)
             job = start(executable, req)
         except bulk_job.BulkJobError as e:
             sess.set_status(SLOT, "ERROR", str(e))

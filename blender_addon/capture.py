@@ -7,6 +7,9 @@ matrices written to ``transforms.json`` are exactly the cameras that rendered th
 
 The user's scenes, render settings, selection and active object are never touched: everything
 lives in temporary scenes and datablocks removed in ``finally`` blocks, even on error.
+
+:class:`Capture` does it in slices (set up, one view per step, transforms.json) so that the add-on's timer keeps
+Blender responsive; :func:`capture_asset` runs the same slices in one go.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from mathutils import Matrix
 
 from .content_hash import hash_parts
 from .errors import CaptureError
-from .parts import Bounds, Part, describe, evaluated_parts, temp_scene, world_bounds
+from .parts import Bounds, Part, describe, evaluated_parts, world_bounds
 from .protocol import bundle, metadata, rig
 
 #: Below this radius (metres) the geometry is treated as a point: nothing to frame.
@@ -173,110 +176,263 @@ def capture_asset(
     ``out_dir/transforms.json`` (cameras in normalised unit-sphere space; ``asset.center``,
     ``asset.radius`` and ``asset.size`` in metres). ``device`` is ``"AUTO"``, ``"CPU"`` or ``"GPU"``.
     ``progress(done, total)`` is called after each view. Raises :class:`CaptureError`.
+
+    The one-shot form of :class:`Capture` (headless and bulk callers): the same slices, in a loop.
     """
-    if not bundle.MIN_IMAGE_SIZE <= size <= bundle.MAX_IMAGE_SIZE:
-        raise CaptureError(f"image size {size} px is outside {bundle.MIN_IMAGE_SIZE}..{bundle.MAX_IMAGE_SIZE}")
-    if samples < 1:
-        raise CaptureError(f"samples must be at least 1, got {samples}")
-    if device not in ("AUTO", "CPU", "GPU"):
-        raise CaptureError(f"device must be AUTO, CPU or GPU, got {device!r}")
-    out = Path(out_dir)
-    try:
-        (out / bundle.VIEWS_DIR).mkdir(parents=True, exist_ok=True)
-        # An old transforms.json must not vouch for a half-rendered set of new views.
-        (out / bundle.TRANSFORMS).unlink(missing_ok=True)
-    except OSError as e:
-        raise CaptureError(f"cannot write the bundle folder {out}: {e.strerror or e}") from None
-
-    with evaluated_parts(target) as parts:
-        if not parts:
-            hidden = " (it is hidden from render or in viewports)" if getattr(target, "hide_render", False) or getattr(
-                target, "hide_viewport", False) else ""
-            raise CaptureError(f"{describe(target)} has no renderable geometry{hidden}: nothing to capture")
-        bounds = world_bounds(parts)
-        if not math.isfinite(bounds.radius) or bounds.radius < MIN_RADIUS:
-            raise CaptureError(f"{describe(target)} has zero size (all its vertices are at one point): nothing to frame")
-        info = bundle.AssetInfo(
-            name=name or target.name,
-            source_blend=bpy.data.filepath if source_blend is None else source_blend,
-            asset_name=target.name,
-            content_hash=hash_parts(parts),
-            family=family,
-            parameters=dict(parameters or {}),
-            tags=asset_tags(target),
-            category=category,
-            size=bounds.size,
-            center=bounds.center,
-            radius=bounds.radius,
-        )
-        _render_views(parts, bounds, out, size, samples, cycles_device() if device == "AUTO" else device, quiet,
-                      progress)
-    bundle.write_transforms(out, size, info)
-    return bundle.read_bundle(out, expected_size=size)
+    return Capture(target, out_dir, size, samples, name=name, category=category, family=family,
+                   parameters=parameters, source_blend=source_blend, device=device, quiet=quiet,
+                   progress=progress).run()
 
 
-def _render_views(parts: list[Part], bounds: Bounds, out: Path, size: int, samples: int, device: str, quiet: bool,
-                  progress: Callable[[int, int], None] | None) -> None:
-    """Place normalised copies of ``parts`` in a temporary scene and render every rig view."""
-    created: list[tuple[Any, Any]] = []  # (bpy.data collection, datablock) to remove afterwards
+class Capture:
+    """One asset's capture in slices short enough for Blender's UI: each :meth:`step` does one piece.
 
-    def new(coll: Any, *args: Any) -> Any:
-        block = coll.new(*args)
-        created.append((coll, block))
-        return block
+    The first step evaluates the asset (inside ``around_setup()``, e.g. a family variant's inputs applied only
+    while it is evaluated) and builds a temporary render scene from static copies of its meshes; each next step
+    renders one view; the last writes ``transforms.json`` and sets :attr:`bundle`. Between steps the user's data
+    is untouched: the asset is in no extra scene, and the render scene holds only copies. Before a save, a file
+    load or an undo (Blender's handlers) the temporary datablocks are removed, so none is ever saved or left
+    dangling; the next step builds them again (from view 0 if the asset changed meanwhile, or raises
+    :class:`CaptureError` when it is gone). :meth:`close` removes them (finish, cancel, error: always call it).
+    """
 
-    # Rendering creates the "Render Result" image if the file has none yet: remove it again afterwards.
-    had_render_result = any(img.type == "RENDER_RESULT" for img in bpy.data.images)
-    # Unit-sphere normalisation: translate the sphere's centre to the origin, scale radius to 1.
-    normalise = Matrix.Scale(1.0 / bounds.radius, 4) @ Matrix.Translation([-v for v in bounds.center])
-    try:
-        with temp_scene("Asset2Vec Capture") as scene:
-            _configure(scene, size, samples, device)
-            world = new(bpy.data.worlds, "Asset2Vec Capture World")
-            background = world.node_tree.nodes.get("Background")
-            background.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
-            background.inputs["Strength"].default_value = WORLD_STRENGTH
-            # A uniform background gains nothing from light sampling (BSDF sampling already matches
-            # it) and skipping it saves a shadow ray per bounce.
-            world.cycles.sampling_method = "NONE"
-            scene.world = world
-            for part in parts:
-                ob = new(bpy.data.objects, f"a2v:{part.key}", part.mesh)
-                scene.collection.objects.link(ob)
-                ob.matrix_world = normalise @ part.matrix
-                # Object-linked materials live on the object, not the mesh copy: re-link them.
-                for slot, mat in zip(ob.material_slots, part.materials, strict=False):
-                    if slot.material != mat:
-                        slot.link = "OBJECT"
-                        slot.material = mat
-            sun = new(bpy.data.objects, "a2v:sun", new(bpy.data.lights, "a2v:sun", "SUN"))
-            sun.data.energy = SUN_STRENGTH
-            sun.rotation_euler = SUN_ROTATION
-            scene.collection.objects.link(sun)
-            cam_data = new(bpy.data.cameras, "a2v:camera")
-            cam_data.lens_unit = "FOV"
-            cam_data.sensor_fit = "HORIZONTAL"
-            cam_data.angle = math.radians(rig.FOV_DEG)
-            cam_data.clip_start = 0.01
-            cam_data.clip_end = 100.0
-            cam = new(bpy.data.objects, "a2v:camera", cam_data)
-            scene.collection.objects.link(cam)
-            scene.camera = cam
-            views = rig.views()
-            with quiet_stdout(quiet):
-                for view in views:
-                    cam.matrix_world = Matrix(view.camera_to_world())
-                    scene.render.filepath = str(out / bundle.VIEWS_DIR / f"{view.index:02d}.png")
-                    bpy.ops.render.render(write_still=True, scene=scene.name)
-                    if progress is not None:
-                        progress(view.index + 1, len(views))
-    except RuntimeError as e:  # a render failure reported by the operator
-        raise CaptureError(f"rendering failed: {e}") from None
-    finally:
-        # Objects first (they use the other datablocks), then the data they used.
-        for coll, block in sorted(created, key=lambda cb: cb[0] != bpy.data.objects):
-            with contextlib.suppress(ReferenceError):
-                coll.remove(block)
-        if not had_render_result:
+    def __init__(
+        self,
+        target: Any,
+        out_dir: str | os.PathLike[str],
+        size: int = 128,
+        samples: int = 16,
+        *,
+        name: str | None = None,
+        category: str = "",
+        family: str = "",
+        parameters: dict[str, Any] | None = None,
+        source_blend: str | None = None,
+        device: str = "AUTO",
+        quiet: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+        around_setup: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        if not bundle.MIN_IMAGE_SIZE <= size <= bundle.MAX_IMAGE_SIZE:
+            raise CaptureError(f"image size {size} px is outside {bundle.MIN_IMAGE_SIZE}..{bundle.MAX_IMAGE_SIZE}")
+        if samples < 1:
+            raise CaptureError(f"samples must be at least 1, got {samples}")
+        if device not in ("AUTO", "CPU", "GPU"):
+            raise CaptureError(f"device must be AUTO, CPU or GPU, got {device!r}")
+        self.out = Path(out_dir)
+        try:
+            (self.out / bundle.VIEWS_DIR).mkdir(parents=True, exist_ok=True)
+            # An old transforms.json must not vouch for a half-rendered set of new views.
+            (self.out / bundle.TRANSFORMS).unlink(missing_ok=True)
+        except OSError as e:
+            raise CaptureError(f"cannot write the bundle folder {self.out}: {e.strerror or e}") from None
+        self.target, self.size, self.samples, self.quiet, self.progress = target, size, samples, quiet, progress
+        self._device = device
+        # The file as it was when the capture began (a save midway must not change what the bundle says).
+        self._describe = dict(name=name, category=category, family=family, parameters=dict(parameters or {}),
+                              source_blend=bpy.data.filepath if source_blend is None else source_blend)
+        self._around_setup = around_setup
+        self.views = rig.views()
+        self.done = 0  # views rendered
+        self.info: bundle.AssetInfo | None = None
+        self.bundle: bundle.Bundle | None = None
+        self._scene: Any = None  # the temporary render scene (None: not set up, or torn down before a save/load)
+        self._camera: Any = None
+        self._created: list[tuple[Any, Any]] = []  # (bpy.data collection, datablock) to remove
+        # Rendering creates the "Render Result" image if the file has none yet: removed again on close.
+        self._had_render_result = any(img.type == "RENDER_RESULT" for img in bpy.data.images)
+        _watch(self)
+
+    @property
+    def total(self) -> int:
+        return len(self.views)
+
+    def step(self) -> bool:
+        """Do the next slice of the capture; True while more remain (then :attr:`bundle` is set)."""
+        if self.bundle is not None:
+            return False
+        try:
+            if self._scene is None:
+                self._set_up()
+            elif self.done < self.total:
+                self._render(self.views[self.done])
+                self.done += 1
+                if self.progress is not None:
+                    self.progress(self.done, self.total)
+            else:
+                self.close()
+                assert self.info is not None
+                bundle.write_transforms(self.out, self.size, self.info)
+                self.bundle = bundle.read_bundle(self.out, expected_size=self.size)
+                return False
+        except RuntimeError as e:  # a render failure reported by the operator
+            self.close()
+            raise CaptureError(f"rendering failed: {e}") from None
+        except BaseException:
+            self.close()
+            raise
+        return True
+
+    def run(self) -> bundle.Bundle:
+        """Every remaining slice at once; the bundle."""
+        try:
+            while self.step():
+                pass
+        finally:
+            self.close()
+        assert self.bundle is not None
+        return self.bundle
+
+    def close(self) -> None:
+        """Remove the temporary datablocks (idempotent; the rendered views stay on disk)."""
+        self._tear_down()
+        _unwatch(self)
+        if not self._had_render_result:
             for img in [img for img in bpy.data.images if img.type == "RENDER_RESULT"]:
                 bpy.data.images.remove(img)
+
+    # -- slices --------------------------------------------------------------------------------------
+
+    def _set_up(self) -> None:
+        """Evaluate the asset and build the render scene from copies of its meshes."""
+        try:
+            target_name = self.target.name
+        except ReferenceError:
+            raise CaptureError("the asset is gone (another file was opened, or it was deleted) while capturing: "
+                               "nothing was captured") from None
+        d = self._describe
+        with self._around_setup() if self._around_setup is not None else contextlib.nullcontext():
+            with evaluated_parts(self.target) as parts:
+                if not parts:
+                    t = self.target
+                    hidden = (" (it is hidden from render or in viewports)"
+                              if getattr(t, "hide_render", False) or getattr(t, "hide_viewport", False) else "")
+                    raise CaptureError(f"{describe(t)} has no renderable geometry{hidden}: nothing to capture")
+                bounds = world_bounds(parts)
+                if not math.isfinite(bounds.radius) or bounds.radius < MIN_RADIUS:
+                    raise CaptureError(f"{describe(self.target)} has zero size (all its vertices are at one point): "
+                                       f"nothing to frame")
+                info = bundle.AssetInfo(
+                    name=d["name"] or target_name,
+                    source_blend=d["source_blend"],
+                    asset_name=target_name,
+                    content_hash=hash_parts(parts),
+                    family=d["family"],
+                    parameters=d["parameters"],
+                    tags=asset_tags(self.target),
+                    category=d["category"],
+                    size=bounds.size,
+                    center=bounds.center,
+                    radius=bounds.radius,
+                )
+                if self.info is not None and info.content_hash != self.info.content_hash:
+                    self.done = 0  # set up again after a save or undo, and the asset changed: start over
+                self.info = info
+                try:
+                    self._build_scene(parts, bounds)
+                except BaseException:
+                    self._tear_down()
+                    raise
+
+    def _build_scene(self, parts: list[Part], bounds: Bounds) -> None:
+        """A temporary scene with normalised copies of ``parts``, neutral lighting and the rig's camera."""
+        def new(coll: Any, *args: Any) -> Any:
+            block = coll.new(*args)
+            self._created.append((coll, block))
+            return block
+
+        device = cycles_device() if self._device == "AUTO" else self._device
+        scene = new(bpy.data.scenes, "Asset2Vec Capture")
+        self._scene = scene
+        _configure(scene, self.size, self.samples, device)
+        world = new(bpy.data.worlds, "Asset2Vec Capture World")
+        background = world.node_tree.nodes.get("Background")
+        background.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
+        background.inputs["Strength"].default_value = WORLD_STRENGTH
+        # A uniform background gains nothing from light sampling (BSDF sampling already matches
+        # it) and skipping it saves a shadow ray per bounce.
+        world.cycles.sampling_method = "NONE"
+        scene.world = world
+        # Unit-sphere normalisation: translate the sphere's centre to the origin, scale radius to 1.
+        normalise = Matrix.Scale(1.0 / bounds.radius, 4) @ Matrix.Translation([-v for v in bounds.center])
+        copies: dict[int, Any] = {}
+        for part in parts:
+            # The evaluated meshes go with the evaluation (which links the asset into a scene): the render
+            # scene keeps its own static copies, so nothing of the user's is held between steps.
+            mesh = copies.get(id(part.mesh))
+            if mesh is None:
+                mesh = copies[id(part.mesh)] = part.mesh.copy()
+                self._created.append((bpy.data.meshes, mesh))
+            ob = new(bpy.data.objects, f"a2v:{part.key}", mesh)
+            scene.collection.objects.link(ob)
+            ob.matrix_world = normalise @ part.matrix
+            # Object-linked materials live on the object, not the mesh copy: re-link them.
+            for slot, mat in zip(ob.material_slots, part.materials, strict=False):
+                if slot.material != mat:
+                    slot.link = "OBJECT"
+                    slot.material = mat
+        sun = new(bpy.data.objects, "a2v:sun", new(bpy.data.lights, "a2v:sun", "SUN"))
+        sun.data.energy = SUN_STRENGTH
+        sun.rotation_euler = SUN_ROTATION
+        scene.collection.objects.link(sun)
+        cam_data = new(bpy.data.cameras, "a2v:camera")
+        cam_data.lens_unit = "FOV"
+        cam_data.sensor_fit = "HORIZONTAL"
+        cam_data.angle = math.radians(rig.FOV_DEG)
+        cam_data.clip_start = 0.01
+        cam_data.clip_end = 100.0
+        cam = new(bpy.data.objects, "a2v:camera", cam_data)
+        scene.collection.objects.link(cam)
+        scene.camera = self._camera = cam
+
+    def _render(self, view: rig.RigView) -> None:
+        scene = self._scene
+        self._camera.matrix_world = Matrix(view.camera_to_world())
+        scene.render.filepath = str(self.out / bundle.VIEWS_DIR / f"{view.index:02d}.png")
+        with quiet_stdout(self.quiet):
+            bpy.ops.render.render(write_still=True, scene=scene.name)
+
+    def _tear_down(self) -> None:
+        """Remove the render scene and its datablocks: objects first (they use the others), the scene last."""
+        def order(cb: tuple[Any, Any]) -> int:
+            return 0 if cb[0] == bpy.data.objects else 2 if cb[0] == bpy.data.scenes else 1
+
+        for coll, block in sorted(self._created, key=order):
+            with contextlib.suppress(ReferenceError):  # already freed with its file
+                coll.remove(block)
+        self._created.clear()
+        self._scene = self._camera = None
+
+
+# -- Blender's handlers: temporary datablocks never reach a saved file nor outlive a load or undo ------------
+
+_live: list[Capture] = []
+_HANDLERS = ("save_pre", "load_pre", "undo_pre", "redo_pre")
+
+
+@bpy.app.handlers.persistent
+def _suspend_captures(*_args: Any) -> None:
+    """Before a save, load, undo or redo: remove every running capture's temporary datablocks (built again at the
+    capture's next step)."""
+    for capture in list(_live):
+        capture._tear_down()
+
+
+def _watch(capture: Capture) -> None:
+    if not _live:
+        for h in _HANDLERS:
+            handlers = getattr(bpy.app.handlers, h)
+            if _suspend_captures not in handlers:
+                handlers.append(_suspend_captures)
+    if capture not in _live:
+        _live.append(capture)
+
+
+def _unwatch(capture: Capture) -> None:
+    if capture in _live:
+        _live.remove(capture)
+    if not _live:
+        for h in _HANDLERS:
+            handlers = getattr(bpy.app.handlers, h)
+            while _suspend_captures in handlers:
+                handlers.remove(_suspend_captures)

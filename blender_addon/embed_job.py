@@ -5,12 +5,16 @@ call :func:`pump`, the same steps in a loop):
 
 1. the worker thread (no bpy) first checks the backend (``/info``: not running, wrong version, token refused)
    with a short timeout, so the Embed operator itself never waits on the network;
-2. each main-thread step captures one asset or one family variant with Cycles (bpy: main thread only) into a
-   private temporary folder, zips the bundle in memory and hands it to the worker thread;
-3. the worker uploads each bundle, waits for its job (progress, cancel) and fetches the neighbours' thumbnails;
-4. when the worker is done, a step writes the result into the asset's metadata (main thread,
+2. the main-thread steps capture each asset or family variant with Cycles (bpy: main thread only) into a
+   private temporary folder, in slices (:class:`~blender_addon.capture.Capture`: set up, one view per step, so
+   Blender never freezes for a whole capture), then zip the bundle in memory and hand it to the worker thread;
+3. the worker uploads each bundle and waits for its job (progress, cancel);
+4. as soon as the backend has answered, a step writes the result into the asset's metadata (main thread,
    :mod:`blender_addon.writeback`), makes its captured thumbnail view the asset's Blender preview
-   (:mod:`blender_addon.asset_preview`), optionally saves with Blender's own save, and finishes.
+   (:mod:`blender_addon.asset_preview`), optionally saves with Blender's own save, and finishes;
+5. the neighbours' thumbnails are downloaded afterwards (:meth:`~blender_addon.session.Session.fetch_thumbnails`):
+   the Similar list shows each picture as it comes. The tags never wait for them (a backend may render a
+   thumbnail through its decoder first), and a thumbnail that cannot be fetched never fails the embed.
 
 Cancel (:meth:`EmbedJob.request_cancel`) stops capturing at the next step and cancels the running backend job.
 One embed runs at a time (the session's ``"embed"`` slot). An answer from an instant encoder (``refine_job``)
@@ -29,7 +33,7 @@ import bpy
 from . import session as session_mod
 from . import tempdirs
 from .backend_check import CHECK_TIMEOUT
-from .capture import CaptureError, capture_asset
+from .capture import Capture, CaptureError
 from .embed_target import EmbedError, Options, Target, combine_family, save_file, undo_push, write_answers
 from .family import FamilyError, applied, discover_parameters, family_name, sample_family
 from .protocol import api, bundle, naming
@@ -40,6 +44,9 @@ from .writeback import WritebackError, WriteReport
 
 #: Share of the progress bar for capturing (the rest is the backend's inversion).
 CAPTURE_SHARE = 0.3
+#: Seconds between two capture slices: Blender handles the artist's input and redraws in between, and the capture
+#: is not stretched by the session's usual pause (18 views x 0.1 s).
+CAPTURE_INTERVAL = 0.01
 SLOT = "embed"
 
 
@@ -66,10 +73,13 @@ class EmbedJob(BackgroundTask):
         self._tmp = tempdirs.make("embed")
         self.preview: Path = self._tmp / "preview.png"  # the captured thumbnail view
         self._next = 0
+        self._capture: Capture | None = None  # the capture in progress (of plan[self._next])
+        self._capture_label = ""
         self._queue: queue.Queue[tuple[int, str, bytes] | None] = queue.Queue()
         self._queue_closed = False
         self._results: dict[int, api.EmbedResult] = {}
         self._backend_fraction = 0.0
+        self._client: remote.Client | None = None  # the worker's client (its /info checked), for the thumbnails
 
     # -- main thread ----------------------------------------------------------------------------
 
@@ -81,11 +91,21 @@ class EmbedJob(BackgroundTask):
         if self.error is not None:
             self.cancel.set()  # stop capturing: the backend side already failed
         if self._next < len(self.plan) and not self.cancel.is_set():
-            self._capture_next()
+            self._capture_step()
             return True
+        self._close_capture()  # cancelled mid-capture: its temporary scene goes now
         self._close_queue()
         self._update_progress()
         return False
+
+    @property
+    def step_interval(self) -> float | None:
+        """The pause the session's timer makes before the next step: short while capture slices remain."""
+        return CAPTURE_INTERVAL if self._next < len(self.plan) and not self.cancel.is_set() else None
+
+    def pump(self, timeout: float = 120.0, interval: float = 0.05) -> EmbedJob:
+        """Step until the job ends (tests, headless use), pausing no longer between capture slices than the timer."""
+        return super().pump(timeout, min(interval, CAPTURE_INTERVAL))
 
     def request_cancel(self) -> bool:
         """Stop after the current capture; the backend job (if any) is cancelled."""
@@ -94,38 +114,49 @@ class EmbedJob(BackgroundTask):
         self.message = "cancelling..."
         return True
 
-    def _capture_next(self) -> None:
+    def _capture_step(self) -> None:
+        """One slice of the current capture (set up, one view, transforms.json); a finished one is zipped and queued."""
         i = self._next
         obj = self.target.resolve()
         if obj is None:
             raise EmbedError(f"{self.target.name!r} was deleted or renamed, or another file was opened, while embedding")
-        variant = self.plan[i]
-        folder = self._tmp / f"v{i:03d}"
-        opts = self.options
-        if variant is None:
-            self.message = f"capturing {obj.name!r} (18 views)"
-            captured = capture_asset(obj, folder, size=opts.size, samples=opts.samples,
-                                     name=naming.catalogue_name(bpy.data.filepath, obj.name))
-        else:
-            fam = family_name(obj)
-            self.message = f"capturing variant {i + 1}/{len(self.plan)} of {fam!r}"
-            with applied(obj, variant, self._params):
-                captured = capture_asset(obj, folder, size=opts.size, samples=opts.samples,
-                                         name=naming.catalogue_name(bpy.data.filepath, f"{fam}__v{i:03d}"),
-                                         family=fam, parameters=variant)
+        if self._capture is None:
+            self._capture = self._start_capture(i, obj)
+        capture = self._capture
+        if capture.step():
+            done, label = capture.done, self._capture_label
+            self.message = f"{label}: view {done}/{capture.total}" if done else f"{label} ({capture.total} views)"
+            self._update_progress()
+            return
+        captured, self._capture = capture.bundle, None
+        assert captured is not None
         if i == 0:  # the asset's Blender preview, set when the answer is written (a family: its first variant)
             self.preview.write_bytes(captured.image_bytes(api.THUMBNAIL_VIEW))
         data = bundle.archive_bytes(captured)  # the upload, zipped in memory: no second copy on disk
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(capture.out, ignore_errors=True)
         self._next += 1
         self.message = f"sending {captured.asset.name!r} to the backend"
         self._queue.put((i, captured.asset.name, data))
         self._update_progress()
 
+    def _start_capture(self, i: int, obj: Any) -> Capture:
+        """The capture of ``plan[i]``: the asset, or a family variant (its inputs applied only while evaluated)."""
+        variant, folder, opts = self.plan[i], self._tmp / f"v{i:03d}", self.options
+        if variant is None:
+            self.message = self._capture_label = f"capturing {obj.name!r}"
+            return Capture(obj, folder, size=opts.size, samples=opts.samples,
+                           name=naming.catalogue_name(bpy.data.filepath, obj.name))
+        fam = family_name(obj)
+        self.message = self._capture_label = f"capturing variant {i + 1}/{len(self.plan)} of {fam!r}"
+        return Capture(obj, folder, size=opts.size, samples=opts.samples,
+                       name=naming.catalogue_name(bpy.data.filepath, f"{fam}__v{i:03d}"), family=fam,
+                       parameters=variant, around_setup=lambda: applied(obj, variant, self._params))
+
     def _update_progress(self) -> None:
         n = len(self.plan)
         done, frac = len(self._results), self._backend_fraction
-        self.progress = min(1.0, CAPTURE_SHARE * self._next / n + (1 - CAPTURE_SHARE) * (done + frac) / n)
+        views = self._capture.done / self._capture.total if self._capture is not None else 0.0
+        self.progress = min(1.0, CAPTURE_SHARE * (self._next + views) / n + (1 - CAPTURE_SHARE) * (done + frac) / n)
 
     def complete(self) -> None:
         """Write the result(s) into the asset (main thread), save if asked, and finish."""
@@ -156,6 +187,10 @@ class EmbedJob(BackgroundTask):
             message += "; instant answer, the backend is refining it"
         self.progress = 1.0
         self.finish(DONE, message)
+        # After the answer, never before it: the Similar list fills in while the artist already sees the tags.
+        names = [n.name for r in self._results.values() for n in r.all_neighbours()]
+        if self._client is not None:
+            self.session.fetch_thumbnails(self._client, names)
 
     def failure_message(self, e: Exception) -> str:
         if isinstance(e, (CaptureError, FamilyError, WritebackError, EmbedError, OSError)):
@@ -168,13 +203,21 @@ class EmbedJob(BackgroundTask):
             self._queue_closed = True
 
     def finished(self) -> None:
+        self._close_capture()
         self._close_queue()
         tempdirs.remove(self._tmp)
 
     def close(self) -> None:
         """The add-on goes away (unregister): cancel, and wake a worker waiting for the next capture."""
         self.request_cancel()
+        self._close_capture()
         self._close_queue()
+
+    def _close_capture(self) -> None:
+        """Remove a capture's temporary scene (cancel, error, unregister: no step will finish it)."""
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
 
     # -- worker thread (no bpy here) -------------------------------------------------------------
 
@@ -183,7 +226,7 @@ class EmbedJob(BackgroundTask):
         # The check the operator used to make on the main thread: a short timeout, so a backend that is down or
         # not answering is reported in seconds, not after the upload's timeout.
         self.info = remote.Client(opts.url, opts.token, timeout=min(opts.timeout, CHECK_TIMEOUT)).info()
-        client = remote.Client(opts.url, opts.token, timeout=opts.timeout)
+        client = self._client = remote.Client(opts.url, opts.token, timeout=opts.timeout)
         while (item := self._queue.get()) is not None:
             if self.cancel.is_set():
                 continue  # drain what was captured; nothing more is uploaded
@@ -192,10 +235,6 @@ class EmbedJob(BackgroundTask):
             result = client.embed(data, progress_cb=self._on_progress, cancel=self.cancel)
             self._results[i] = result
             self._backend_fraction = 0.0
-        if not self.cancel.is_set():
-            self.message = "fetching thumbnails of similar assets"
-            names = [n.name for r in self._results.values() for n in r.all_neighbours()]
-            self.session.thumbnails.fetch(client, names, self.cancel)
 
     def _on_progress(self, fraction: float, message: str) -> None:
         self._backend_fraction = float(fraction)

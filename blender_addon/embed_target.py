@@ -14,9 +14,10 @@ from typing import Any
 
 import bpy
 
-from . import asset_preview
+from . import asset_preview, catalogs, writeback
 from .errors import AddonError
 from .protocol import api
+from .protocol import metadata as M
 from .writeback import WriteReport, write_result
 
 
@@ -63,6 +64,9 @@ class Options:
     auto_accept: bool = True
     mark_as_asset: bool = False
     save_after: bool = False
+    #: Put the asset into the catalog of its category (:mod:`blender_addon.catalogs`; off by default).
+    assign_catalog: bool = False
+    category_tags: tuple[str, ...] = ()
 
 
 def combine_family(results: list[api.EmbedResult], plan: list[dict[str, Any] | None]) -> tuple[api.EmbedResult,
@@ -100,15 +104,24 @@ def write_answers(obj: Any, results: dict[int, api.EmbedResult], plan: list[dict
     """Write the answers (plan index -> backend answer) into ``obj``: one answer, or a family's combined one.
 
     ``preview``: the captured thumbnail view (PNG) to make the asset's Blender preview
-    (:func:`blender_addon.asset_preview.set_from_png`; a preview the artist chose is kept).
+    (:func:`blender_addon.asset_preview.set_from_png`; a preview the artist chose is kept). With
+    ``options.assign_catalog`` the asset is put into its category's catalog (:func:`blender_addon.catalogs.assign`).
     """
     answers = [results[i] for i in sorted(results)]
     if options.family:
         result, members = combine_family(answers, plan)
     else:
         result, members = answers[0], None
+    assigned = catalogs.recorded(obj)  # writing rebuilds the asset's Asset2Vec data: read its catalog record first
     report = write_result(obj, result, auto_accept=options.auto_accept, mark_as_asset=mark_as_asset,
                           family_members=members)
+    if options.assign_catalog:
+        added = set(writeback.read_metadata(obj).get(M.ADDED_TAGS, []))
+        artist = {t.name for t in obj.asset_data.tags} - added if obj.asset_data is not None else set()
+        report.catalog = catalogs.assign(obj, result, bpy.data.filepath, options.category_tags
+                                         or catalogs.DEFAULT_CATEGORY_TAGS, previous=assigned, artist_tags=artist)
+    else:
+        catalogs.keep_record(obj, assigned)
     if preview is not None and preview.is_file():
         report.preview = asset_preview.set_from_png(obj, preview)
     undo_push(undo_name)

@@ -15,8 +15,8 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import backend_check, embed_job, preferences, session, writeback
-from .capture import CaptureError, capture_asset
+from . import backend_check, capture_job, embed_job, forget, preferences, session, writeback
+from .capture import CaptureError
 from .embed_target import EmbedError, Options
 from .family import FamilyError
 from .protocol import bundle, naming
@@ -57,23 +57,18 @@ class ASSET2VEC_OT_capture(bpy.types.Operator):
             if target is None:
                 self.report({"ERROR"}, "Asset2Vec: select an object to capture")
                 return {"CANCELLED"}
-        wm = context.window_manager
-        wm.progress_begin(0, 18)
+        # The views are rendered one per timer step (capture_job), as Embed does: Blender never freezes.
         try:
             out = capture_folder_for(settings, target)
             size, samples = preferences.view_settings(context)
-            result = capture_asset(target, out, size=size, samples=samples,
-                                   progress=lambda done, total: wm.progress_update(done))
+            capture_job.start(target, out, size, samples)  # the first slice now: its error is reported here
         except (CaptureError, bundle.BundleError) as e:
             self.report({"ERROR"}, f"Asset2Vec: {e}")
             return {"CANCELLED"}
         except OSError as e:
             self.report({"ERROR"}, f"Asset2Vec: capture failed: {_os_message(e)}")
             return {"CANCELLED"}
-        finally:
-            wm.progress_end()
-        sx, sy, sz = result.asset.size
-        self.report({"INFO"}, f"Asset2Vec: captured {target.name!r} ({sx:.2f} x {sy:.2f} x {sz:.2f} m) to {out}")
+        self.report({"INFO"}, f"Asset2Vec: capturing {target.name!r} to {out} in the background")
         return {"FINISHED"}
 
 
@@ -149,6 +144,7 @@ class ASSET2VEC_OT_embed(bpy.types.Operator):
     def execute(self, context: Any) -> set[str]:
         url, token, timeout = preferences.connection(context)
         size, samples = preferences.view_settings(context)
+        assign_catalog, category_tags = preferences.catalog_settings(context)
         try:
             target = active_target(context, self._opt("target", "capture_target"))
             # The backend check ("not running / wrong version / token refused") runs in the job's worker thread:
@@ -160,6 +156,7 @@ class ASSET2VEC_OT_embed(bpy.types.Operator):
                 family_mode=_settings(context).family_sampling, auto_accept=self._opt("auto_accept", "auto_accept"),
                 mark_as_asset=self._opt("mark_as_asset", "mark_as_asset"),
                 save_after=self._opt("save_after", "save_after"),
+                assign_catalog=assign_catalog, category_tags=category_tags,
             )
             job = embed_job.start(target, options)
         except (remote.BackendError, CaptureError, FamilyError, EmbedError, bundle.BundleError) as e:
@@ -255,6 +252,42 @@ class ASSET2VEC_OT_remove_predicted_tags(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ASSET2VEC_OT_forget_asset(bpy.types.Operator):
+    """Remove this asset from the backend's catalogue (its codes, tags and stored views): it is no longer suggested
+    as a similar asset. The .blend is not changed; embedding the asset again brings it back"""
+
+    bl_idname = "asset2vec.forget_asset"
+    bl_label = "Forget This Asset"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    def invoke(self, context: Any, event: Any) -> set[str]:
+        target = _embedded_target(self, context)
+        if target is None:
+            return {"CANCELLED"}
+        names = forget.catalogue_names(target)
+        if not names:
+            return _fail(self, f"{target.name!r} has no catalogue name: press Embed first")
+        what = names[0] if len(names) == 1 else f"{len(names)} variants of this family"
+        return context.window_manager.invoke_confirm(
+            self, event, title="Forget This Asset", confirm_text="Forget", icon="WARNING",
+            message=f"Remove {what} from the Asset2Vec catalogue? The .blend is not changed.")
+
+    def execute(self, context: Any) -> set[str]:
+        target = _embedded_target(self, context)
+        if target is None:
+            return {"CANCELLED"}
+        names = forget.catalogue_names(target)
+        if not names:
+            return _fail(self, f"{target.name!r} has no catalogue name: press Embed first")
+        if session.get().running(forget.SLOT):
+            self.report({"WARNING"}, "Asset2Vec: the backend is still forgetting the last asset")
+            return {"CANCELLED"}
+        url, token, timeout = preferences.connection(context)
+        task = forget.start(url, token, timeout, names)
+        self.report({"INFO"}, f"Asset2Vec: {task.message}")
+        return {"FINISHED"}
+
+
 class ASSET2VEC_OT_refresh_similar(bpy.types.Operator):
     """Download the thumbnails of the stored similar assets from the backend (in the background)"""
 
@@ -311,6 +344,7 @@ classes = (
     ASSET2VEC_OT_tag_accept,
     ASSET2VEC_OT_tag_reject,
     ASSET2VEC_OT_remove_predicted_tags,
+    ASSET2VEC_OT_forget_asset,
     ASSET2VEC_OT_refresh_similar,
     ASSET2VEC_OT_append_neighbour,
 )

@@ -99,6 +99,8 @@ class ASSET2VEC_PT_main(_Asset2VecPanel, bpy.types.Panel):
             layout.operator("asset2vec.embed", icon="SHADERFX")
         if refinement_of(target) is not None:
             layout.label(text="Instant answer; refining on the backend...", icon="SORTTIME")
+        if target is not None and writeback.read_metadata(target).get(M.ASSET_NAME):
+            layout.operator("asset2vec.forget_asset", icon="TRASH")  # out of the catalogue; the .blend stays
         level, message = sess.status["embed"]
         if message:
             _message_box(layout, message, "ERROR" if level == "ERROR" else "INFO")
@@ -172,6 +174,8 @@ class ASSET2VEC_PT_similar(_Asset2VecPanel, bpy.types.Panel):
             col = row.column(align=True)
             col.label(text=n["name"])
             col.label(text=f"distance {n['distance']:.3f}" + (f"  {n['category']}" if n.get("category") else ""))
+            if int(n.get("copies") or 1) > 1:  # one object saved in several files: one suggestion
+                col.label(text=copies_label(n), icon="DUPLICATE")
             col.label(text=bpy.path.basename(n.get("file", "")) or "no .blend recorded")
             op = col.operator("asset2vec.append_neighbour", text="Link" if settings.link_neighbours else "Append",
                               icon="LINK_BLEND" if settings.link_neighbours else "APPEND_BLEND")
@@ -200,7 +204,19 @@ class ASSET2VEC_PT_capture(_Asset2VecPanel, bpy.types.Panel):
             col.prop(prefs, "capture_size")
             col.prop(prefs, "capture_samples")
         layout.prop(settings, "output_dir")
-        layout.operator("asset2vec.capture", icon="RENDER_STILL")
+        job = session.get().task("capture")  # Capture Views renders in slices (capture_job): its progress
+        if job is not None and job.state == RUNNING:
+            layout.progress(factor=job.progress, text=job.message[:60])
+        else:
+            layout.operator("asset2vec.capture", icon="RENDER_STILL")
+        level, message = session.get().status.get("capture", ("INFO", ""))
+        if message:
+            _message_box(layout, message, "ERROR" if level == "ERROR" else "INFO")
+
+
+def copies_label(neighbour: dict[str, Any]) -> str:
+    """The Similar list's line for a suggestion that stands for several near-identical assets."""
+    return f"\u00d7{int(neighbour.get('copies') or 1)} copies (same object in several files)"
 
 
 def _message_box(layout: Any, message: str, icon: str) -> None:

@@ -43,8 +43,8 @@ class Asset2VecPreferences(bpy.types.AddonPreferences):
 
     backend_url: StringProperty(  # type: ignore[valid-type]
         name="Backend URL",
-        description="Address of the Asset2Vec backend (start one with `asset2vec serve`: it serves the starter model "
-                    "until your library has its own)",
+        description="Address of the Asset2Vec backend, as `asset2vec serve` prints it (with or without /v1; it "
+                    "serves the starter model until your library has its own)",
         default=remote.DEFAULT_URL,
     )
     token: StringProperty(  # type: ignore[valid-type]
@@ -79,6 +79,21 @@ class Asset2VecPreferences(bpy.types.AddonPreferences):
         max=600.0,
     )
 
+    # Catalog assignment (blender_addon.catalogs): off by default; never replaces a catalog the artist chose.
+    assign_catalog: BoolProperty(  # type: ignore[valid-type]
+        name="Assign Catalog",
+        description="After Embed, put an asset that has no catalog into the catalog of its category (a category tag "
+                    "it carries) in its library's blender_assets.cats.txt, adding the catalog if missing (the file is "
+                    "backed up as blender_assets.cats.txt~). A catalog you chose is never replaced",
+        default=False,
+    )
+    category_tags: StringProperty(  # type: ignore[valid-type]
+        name="Category Tags",
+        description="The tags that name a category, for Assign Catalog (comma-separated; empty: chair, table, sofa, "
+                    "lamp, bed, cabinet, shelf, desk, stool, bench, wardrobe, plant, door, window)",
+        default="",
+    )
+
     asset2vec_command: StringProperty(  # type: ignore[valid-type]
         name="asset2vec Command",
         description="The installed `asset2vec` executable that Bulk Tag Folder runs (e.g. .venv/bin/asset2vec of "
@@ -107,6 +122,11 @@ class Asset2VecPreferences(bpy.types.AddonPreferences):
         col.prop(self, "capture_samples")
         layout.prop(self, "timeout")
         layout.prop(self, "asset2vec_command")
+        col = layout.column(align=True)
+        col.prop(self, "assign_catalog")
+        row = col.row()
+        row.enabled = self.assign_catalog
+        row.prop(self, "category_tags")
 
 
 def get(context: Any = None) -> Any:
@@ -124,12 +144,27 @@ def view_settings(context: Any = None) -> tuple[int, int]:
     return int(prefs.capture_size), int(prefs.capture_samples)
 
 
+def catalog_settings(context: Any = None) -> tuple[bool, tuple[str, ...]]:
+    """``(assign catalog?, category tags)`` for Embed (off, and the default tags, when unavailable)."""
+    from .catalogs import parse_tags
+
+    prefs = get(context)
+    if prefs is None:
+        return False, parse_tags("")
+    return bool(prefs.assign_catalog), parse_tags(prefs.category_tags)
+
+
 def connection(context: Any = None) -> tuple[str, str | None, float]:
-    """``(url, token, timeout)`` from the preferences (defaults when unavailable)."""
+    """``(url, token, timeout)`` from the preferences (defaults when unavailable). The URL is normalised (the
+    ``/v1`` the server prints may be pasted); one that is no URL is passed on for the client to report."""
     prefs = get(context)
     if prefs is None:
         return remote.DEFAULT_URL, None, 30.0
-    return prefs.backend_url, (prefs.token or None), float(prefs.timeout)
+    try:
+        url = remote.normalize_url(prefs.backend_url)
+    except remote.BackendError:
+        url = prefs.backend_url
+    return url, (prefs.token or None), float(prefs.timeout)
 
 
 def fill_discovered(prefs: Any, found: list[remote.Discovered]) -> None:

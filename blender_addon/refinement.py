@@ -100,7 +100,11 @@ class Refinement(BackgroundTask):
         if report.added:
             message += f"; added tag(s) {', '.join(report.added)}"
         if report.removed:
-            message += f"; removed {', '.join(report.removed)} after refinement"
+            # Each with why: "office: p 0.02 < its threshold 0.90" (the reason, without what the line already says).
+            said = " (added by an earlier answer)"
+            why = "; ".join(f"{t}: {report.reasons[t].removeprefix('removed: ').removesuffix(said)}"
+                            for t in report.removed if t in report.reasons)
+            message += f"; removed {', '.join(report.removed)} after refinement" + (f" ({why})" if why else "")
         if self.options.save_after:
             # The Embed's own save made the .blend1 the pre-embed file: keep that one as the backup (not the instant
             # version); if that save did not happen, this save makes the backup as usual.

@@ -3,7 +3,8 @@
 One :class:`Session` is opened at ``register()`` and closed at ``unregister()``. It owns
 
 - the running background tasks, one per *slot* (``"embed"``, ``"library"``, ``"bulk"``, ``"review"``,
-  ``"thumbnails"``), plus the refinements still waiting per asset;
+  ``"thumbnails"``), plus the refinements still waiting per asset and the thumbnail downloads that follow an
+  embed's answer (:meth:`Session.fetch_thumbnails`: the Similar list's pictures fill in as they come);
 - the status line of each panel (:attr:`Session.status`: ``(level, message)`` per channel);
 - the backend's last ``/info`` answer (:attr:`Session.backend_info`), the review questions, and the thumbnail
   cache with its previews (:class:`~blender_addon.thumbnails.Thumbnails`);
@@ -17,15 +18,16 @@ operators reach it with :func:`get`.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 import bpy
 
 from . import tempdirs
 from .protocol import api
+from .protocol import client as remote
 from .tasks import FAILED, BackgroundTask
-from .thumbnails import Thumbnails
+from .thumbnails import ThumbnailFetch, Thumbnails
 
 #: Seconds between two steps of the running tasks.
 TIMER_INTERVAL = 0.1
@@ -40,6 +42,8 @@ class Session:
         self.tasks: dict[str, BackgroundTask] = {}
         #: Refinements still waiting, by asset (a new embed of the same asset replaces its refinement).
         self.refinements: dict[Hashable, BackgroundTask] = {}
+        #: Thumbnail downloads started after an answer was written (no slot: several may run, none blocks an embed).
+        self.fetches: list[ThumbnailFetch] = []
         #: ``(level, message)`` per channel, shown in the panels ("INFO" / "ERROR").
         self.status: dict[str, tuple[str, str]] = dict.fromkeys(CHANNELS, ("INFO", ""))
         #: The last successful ``/info`` answer of the backend at :attr:`backend_url`, or None when unknown.
@@ -81,6 +85,31 @@ class Session:
         if old is not None:
             old.request_cancel()
 
+    def fetch_thumbnails(self, client: remote.Client, names: Iterable[str]) -> ThumbnailFetch | None:
+        """Download the thumbnails of ``names`` not yet on disk in the background; None when all are there.
+
+        The answer is already written when this starts: the timer keeps redrawing the panels while the download
+        runs, so each picture shows up as it comes. A thumbnail that cannot be fetched is skipped (the list shows
+        the asset without one); the download never changes a status line.
+        """
+        todo = [n for n in dict.fromkeys(names) if not self.thumbnails.path(n).is_file()]
+        if not todo or self.closed:
+            return None
+        task = ThumbnailFetch(self.thumbnails, client, todo)
+        self.fetches.append(task)
+        task.start()
+        self.ensure_timer()
+        return task
+
+    def pump_thumbnails(self, timeout: float = 60.0, interval: float = 0.02) -> None:
+        """Step the thumbnail downloads until they end (tests and headless use)."""
+        deadline = time.monotonic() + timeout
+        while any(t.step() for t in list(self.fetches)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the thumbnails did not come within {timeout:.0f} s")
+            time.sleep(interval)
+        self.step()  # forget the finished ones
+
     def step(self) -> bool:
         """One step of every running task; True while some still run."""
         running = False
@@ -91,6 +120,11 @@ class Session:
                 running = True
             elif self.refinements.get(key) is task:
                 del self.refinements[key]
+        for fetch in list(self.fetches):
+            if fetch.step():
+                running = True
+            else:
+                self.fetches.remove(fetch)
         return running
 
     def pump(self, slot: str, timeout: float = 120.0) -> Any:
@@ -137,17 +171,20 @@ class Session:
         """The timer's work: step the tasks, redraw the sidebar; the next interval, or None when all are done."""
         running = self.step()
         redraw_sidebar()
-        return TIMER_INTERVAL if running else None
+        # A task with main-thread slices queued (a capture's views) asks for a shorter pause between them.
+        hurry = [t.step_interval for t in self.tasks.values() if t.running and getattr(t, "step_interval", None)]
+        return min([TIMER_INTERVAL, *hurry]) if running else None
 
     def close(self) -> None:
         """The add-on goes away: stop every task (a backend job goes on), the timer, previews, temporary files."""
         self.closed = True
         if bpy.app.timers.is_registered(_tick):
             bpy.app.timers.unregister(_tick)
-        for task in list(self.tasks.values()) + list(self.refinements.values()):
+        for task in [*self.tasks.values(), *self.refinements.values(), *self.fetches]:
             task.close()
         self.tasks.clear()
         self.refinements.clear()
+        self.fetches.clear()
         self.thumbnails.close()
         tempdirs.remove_all()  # whatever a task left (an embed closed mid-capture); Blender's quit: see tempdirs
 

@@ -13,7 +13,11 @@ only leaves out what the asset has meanwhile and what the artist rejected (:func
 
 A later answer (the refined one, or a re-embed) corrects what an earlier one wrote: a tag Asset2Vec added by itself
 that the new answer predicts but no longer proposes is removed again (:func:`stale_tags`). Tags the artist accepted
-(:func:`accept_tag`, recorded under :data:`ACCEPTED_TAGS`) are the artist's decision and stay, like the artist's own.
+(:func:`accept_tag`, recorded under :data:`ACCEPTED_TAGS`) are the artist's decision and stay, like the artist's own,
+and so do the tags the backend's catalogue holds as the artist's (``EmbedResult.artist_tags``: e.g. accepted in the
+review queue, possibly in another Blender): writing the answer records those as accepted too.
+Each tag is written at its own calibrated threshold (``EmbedResult.threshold_of``); :func:`tag_reason` says why a
+tag is added or removed, probability against that threshold.
 
 Nothing here saves the file: the data is in the .blend when the artist saves (or the embed
 operator's "Save after embedding" option calls Blender's own save).
@@ -53,10 +57,14 @@ class WriteReport:
     proposed: list[str] = field(default_factory=list)
     #: Tags an earlier answer added that this answer no longer proposes: removed again (:func:`stale_tags`).
     removed: list[str] = field(default_factory=list)
+    #: Why each added or removed tag was (:func:`tag_reason`: its probability against its own threshold).
+    reasons: dict[str, str] = field(default_factory=dict)
     marked: bool = False
     is_asset: bool = True
     #: Whether the asset's Blender preview was set from its captured views (None: not attempted).
     preview: bool | None = None
+    #: What catalog assignment did (blender_addon.catalogs; '' when it is off).
+    catalog: str = ""
 
     def summary(self) -> str:
         """One line for the status bar / operator report."""
@@ -71,6 +79,8 @@ class WriteReport:
             parts.append(f"removed {', '.join(self.removed)}")
         if self.preview is False:
             parts.append("kept its own preview")
+        if self.catalog:
+            parts.append(self.catalog)
         if not self.is_asset:
             parts.append("it is not marked as an asset, so tags and suggestions are stored in its custom property "
                          f"'{M.NAMESPACE}' only (enable 'Mark as Asset' to get real asset tags)")
@@ -146,7 +156,27 @@ def stale_tags(id_: Any, result: api.EmbedResult, threshold: float | None = None
     added = data.get(M.ADDED_TAGS, [])
     if is_asset(id_):  # a tag the artist deleted by hand is gone already (and becomes a rejection when written)
         added = [t for t in added if t in set(asset_tags(id_))]
-    return _stale(added, set(_accepted(data, added)), result, threshold)
+    return _stale(added, set(_accepted(data, added)) | set(result.artist_tags), result, threshold)
+
+
+def tag_reason(result: api.EmbedResult, tag: str, added: bool, threshold: float | None = None) -> str:
+    """Why ``tag`` is added (``added``) or removed when ``result`` is written: its probability against the threshold it
+    is written at (its own calibrated one, or the caller's ``threshold``), or the backend's reason (an exclusive
+    group's more probable member...)."""
+    p = float(result.predicted_tags.get(tag, 0.0))
+    th = threshold if threshold is not None else result.threshold_of(tag)
+    whose = "the" if threshold is not None else "its"  # the caller's own threshold, or the tag's calibrated one
+    if added:
+        return f"added: p {p:.2f} >= {whose} threshold {th:.2f}" if th is not None else f"added: p {p:.2f}"
+    why = result.tag_reasons.get(tag, "") if threshold is None else ""
+    if th is None:
+        rule = "never written (a suggestion only: it does not reach the target precision)"
+    elif p < th:
+        rule = f"< {whose} threshold {th:.2f}"
+    else:
+        rule = f">= {whose} threshold {th:.2f} but not written"
+    detail = f" ({why.removeprefix('suggested: ')})" if "exclusive" in why else ""
+    return f"removed: p {p:.2f} {rule}{detail} (added by an earlier answer)"
 
 
 def _accepted(data: dict[str, Any], added: list[str]) -> list[str]:
@@ -206,7 +236,9 @@ def write_result(
         rejected += [t for t in old_added if t not in current and t not in rejected]
     else:
         added = old_added
+    # The catalogue's artist tags (e.g. accepted in the review queue) are the artist's: recorded as accepted here.
     accepted = [t for t in _accepted(old, added) if t in added]
+    accepted += [t for t in added if t in set(result.artist_tags) and t not in accepted]
     removed = _stale(added, set(accepted), result, threshold)
     for tag in removed:
         _remove_tag(id_, tag)
@@ -241,8 +273,10 @@ def write_result(
     if old.get(PREVIEW_FINGERPRINT):  # the preview Asset2Vec set stays recognisable as its own
         group[PREVIEW_FINGERPRINT] = str(old[PREVIEW_FINGERPRINT])
     id_[M.NAMESPACE] = group
+    reasons = {t: tag_reason(result, t, True, threshold) for t in new_added}
+    reasons.update({t: tag_reason(result, t, False, threshold) for t in removed})
     return WriteReport(name=id_.name, added=new_added, proposed=[t for t in proposed if t not in new_added],
-                       removed=removed, marked=marked, is_asset=is_asset(id_))
+                       removed=removed, reasons=reasons, marked=marked, is_asset=is_asset(id_))
 
 
 def _stored_neighbour(n: api.Neighbour, space: str) -> dict[str, Any]:
@@ -254,6 +288,8 @@ def _stored_neighbour(n: api.Neighbour, space: str) -> dict[str, Any]:
         stored["category"] = n.category
     if n.family:
         stored["family"] = n.family
+    if n.copies > 1:  # one object saved in several files: the Similar list says "x n copies"
+        stored["copies"] = int(n.copies)
     tags = getattr(n, "tags", None)  # not on the wire today: the filter then matches names and categories
     if tags:
         stored["tags"] = [str(t) for t in tags]

@@ -17,8 +17,9 @@ Glossary (one name per concept, everywhere):
   ``"training"`` (learnt with the model).
 - The bundle format (``shared.bundle.AssetInfo``) and the catalogue call the .blend path ``source_blend``;
   on the wire it is ``source_file``.
-- ``predicted_tags``: ``{tag: probability}`` from the tag classifiers; ``proposed_tags``: the ones at
-  or over ``threshold`` that the asset does not have yet (computed once, on the backend).
+- ``predicted_tags``: ``{tag: probability}`` from the tag classifiers; ``proposed_tags``: the ones to write
+  (each at or over its own write threshold, ``write_thresholds``; at most one per exclusive group) that the asset
+  does not have yet (computed once, on the backend); ``suggested_tags``: likely ones that are not written.
 - ``space``: one of :data:`SPACES`; neighbours are searched in one space.
 
 bpy-free, torch-free and numpy-free (the add-on vendors this package).
@@ -438,6 +439,8 @@ class Neighbour(Wire):
     category: str = ""
     thumbnail_url: str | None = None
     tags: list[str] = field(default_factory=list)  # the neighbour's artist tags (review acceptances included)
+    #: How many near-identical assets (one object saved in several files) this suggestion stands for, itself included.
+    copies: int = 1
 
 
 @dataclass
@@ -452,6 +455,16 @@ class NeighbourList(Wire):
 
     def check(self, where: str) -> None:
         _one_of(self.space, SPACES, f"{where}.space")
+
+
+@dataclass
+class Forgotten(Wire):
+    """``DELETE /assets/{name}``: the asset is out of the catalogue (its codes, tags, review answers, neighbour
+    entries and, in a library home, its stored views); the artist's .blend is untouched."""
+
+    name: str
+    assets: int = 0  # assets left in the catalogue
+    message: str = ""
 
 
 @dataclass
@@ -478,7 +491,18 @@ class EmbedResult(Wire):
     seconds: float = 0.0
     predicted_tags: dict[str, float] = field(default_factory=dict)
     proposed_tags: dict[str, float] = field(default_factory=dict)
+    #: The suggestion threshold (a backend before per-tag thresholds wrote every tag at or over it).
     threshold: float = 0.5
+    #: Per predicted tag, the probability it is written at (its calibrated write threshold); null: a suggestion only.
+    #: Empty from a backend before per-tag thresholds: then ``threshold`` is every tag's (:meth:`threshold_of`).
+    write_thresholds: dict[str, float | None] = field(default_factory=dict)
+    #: Likely tags not written (below their write threshold, beaten in an exclusive group...): the artist's call.
+    suggested_tags: dict[str, float] = field(default_factory=dict)
+    #: Why each predicted tag the asset lacks is written, suggested or left out ("written: 0.93 >= its threshold 0.88").
+    tag_reasons: dict[str, str] = field(default_factory=dict)
+    #: The asset's tags the catalogue holds as the artist's (review acceptances included): never removed by a later
+    #: answer, even where the file recorded them as added by Asset2Vec.
+    artist_tags: list[str] = field(default_factory=list)
     neighbours: dict[str, list[Neighbour]] = field(default_factory=dict)
     retrain_advice: str | None = None
     thumbnail_url: str | None = None
@@ -495,6 +519,13 @@ class EmbedResult(Wire):
     def all_neighbours(self) -> list[Neighbour]:
         """Every neighbour of every space (a name may repeat across spaces)."""
         return [n for space in SPACES for n in self.neighbours.get(space, [])]
+
+    def threshold_of(self, tag: str) -> float | None:
+        """The probability ``tag`` is written at: its own write threshold (None: suggested only), or, from a backend
+        that sends none (an older one), the single ``threshold``."""
+        if tag in self.write_thresholds:
+            return self.write_thresholds[tag]
+        return None if self.write_thresholds else self.threshold
 
 
 @dataclass

@@ -14,12 +14,14 @@ built or switched) raises :class:`BackendBusy`; a cancelled job raises :class:`C
     job_id = client.start_index("/studio/library")  # build a model from a library folder (background job)
     client.models(); client.restore_model()         # api.ModelsList; switch back to the previous model
     png = client.thumbnail("chair_03")
+    client.delete_asset("chair_03")                 # api.Forgotten: out of the catalogue (the .blend untouched)
     discover(timeout=2.0)                           # [Discovered(name, url, txt), ...] on the network
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -70,21 +72,37 @@ class Discovered(NamedTuple):
     txt: dict[str, str]
 
 
+#: A trailing API version segment (``/v1``): the form the server prints, stripped by :func:`normalize_url`.
+_VERSION_SUFFIX = re.compile(r"/v\d+$", re.IGNORECASE)
+
+
+def normalize_url(url: str) -> str:
+    """The backend's base URL (``http://host:port``) from what a user typed or pasted.
+
+    Accepts a missing scheme (``127.0.0.1:8765``), trailing slashes and the API version the server prints
+    (``http://host:8765/v1/``): the client adds :data:`shared.api.API_PREFIX` itself. Any other path (a reverse
+    proxy's prefix) is kept. Raises :class:`BackendError` for something that is no HTTP URL.
+    """
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BackendError(f"{url!r} is not a backend URL; expected something like {DEFAULT_URL}")
+    path = _VERSION_SUFFIX.sub("", parts.path).rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
 class Client:
     """A connection to one backend. Cheap to create; holds no open sockets between calls.
 
-    ``url`` is the base URL (``http://host:port``); ``token`` is needed when the backend serves
+    ``url`` is the base URL (``http://host:port``, normalised by :func:`normalize_url`: the ``/v1`` the server
+    prints may be pasted too); ``token`` is needed when the backend serves
     beyond loopback; ``timeout`` bounds every single HTTP request (not the whole job).
     """
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 30.0) -> None:
-        url = url.strip().rstrip("/")
-        if "://" not in url:
-            url = f"http://{url}"
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BackendError(f"{url!r} is not a backend URL; expected something like {DEFAULT_URL}")
-        self.url, self.token, self.timeout = url, (token or None), timeout
+        self.url, self.token, self.timeout = normalize_url(url), (token or None), timeout
         self._checked = False
 
     # -- API calls ---------------------------------------------------------------------------
@@ -242,6 +260,14 @@ class Client:
         query = urlencode({"space": space, "k": k})
         reply = self._call_json("GET", f"/assets/{quote(name, safe='')}/neighbours?{query}")
         return self._parse(api.NeighbourList, reply, "/neighbours")
+
+    def delete_asset(self, name: str) -> api.Forgotten:
+        """Forget a catalogued asset on the backend (``DELETE /assets/{name}``): its codes, tags, review answers and
+        stored views go; the artist's .blend is not touched. An unknown name raises :class:`BackendError` (404)
+        naming close matches."""
+        self._ensure_checked()
+        reply = self._call_json("DELETE", f"/assets/{quote(name, safe='')}")
+        return self._parse(api.Forgotten, reply, "/assets (delete)")
 
     def thumbnail(self, name: str) -> bytes:
         """The PNG thumbnail of a catalogued asset."""

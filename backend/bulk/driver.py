@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.errors import Asset2VecError
+from shared import naming, tempfolders
 
 from .journal import CAPTURED, EMBEDDED, WRITTEN, Journal
 from .report import write_report
@@ -169,9 +170,14 @@ def bulk_tag(root: str | Path, opts: BulkOptions) -> Summary:
     base = Path(root).resolve()
     if not base.is_dir():
         raise BulkError(f"{root} is not a folder: give the library folder that holds the .blend files")
-    state = base / STATE_DIR
+    tempfolders.remove_stale()  # the temporary folders of killed runs (their workers are dead: nothing in use)
+    # The state lives in the library's own .asset2vec/ when BASE is a subfolder of a marked library: a new one in
+    # BASE would make BASE the root that asset names are relative to (shared.naming), renaming its assets.
+    top = naming.find_library_root(base / "x.blend") or base
+    state = top / STATE_DIR
     journal = Journal(opts.journal_path or state / "bulk-journal.sqlite")
-    report_dir = opts.report_dir or state / "report"
+    sub = "" if top == base else "-" + naming.safe_folder_name(base.relative_to(top).as_posix())
+    report_dir = opts.report_dir or state / f"report{sub}"
     thumbs = report_dir / "thumbs"
     blends, models = scan(base)
     if not blends and not models:

@@ -40,8 +40,8 @@ def write_report(out_dir: Path, summary: dict[str, Any], files: list[dict[str, A
     """Write the three report files into ``out_dir``; returns their paths.
 
     ``files``: ``[{"path", "status", "error", "assets": [{"name", "status", "to_add", "added", "to_remove",
-    "removed", "why", "predicted", "neighbours", "artist_tags", "thumb"}]}]`` (``why``: tag -> the probability
-    against the threshold that makes it added or removed).
+    "removed", "why", "predicted", "neighbours", "artist_tags", "thumb"}]}]`` (``why``: tag -> its probability
+    against its own calibrated write threshold, or the exclusive group, that makes it added or removed).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "report.json", "csv": out_dir / "report.csv", "html": out_dir / "index.html"}

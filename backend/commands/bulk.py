@@ -1,7 +1,9 @@
 """``asset2vec bulk-tag FOLDER``: tag every asset of a library folder, resumably and safely.
 
 Thin wrapper over :func:`backend.bulk.driver.bulk_tag`. The backend is a running service
-(``--backend URL``) or, without it, one started in this process from ``--run RUN_DIR`` on loopback.
+(``--backend URL``), one started in this process from ``--run RUN_DIR`` on loopback, or, with neither, the
+one :func:`find_backend` finds: the local default (``asset2vec serve`` on this machine) or the one advertised on
+the network (zeroconf).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.cli import CommandError
+from shared.client import DEFAULT_URL
 
 RUN_ENV = "ASSET2VEC_RUN"
 DEFAULT_TOKEN_ENV = "ASSET2VEC_TOKEN"
@@ -26,7 +29,10 @@ def register(sub: Any) -> None:
                                    "Resumable (a journal records every step; unchanged assets are skipped), safe "
                                    "(atomic saves with a .blend1 backup; bad files are reported and left untouched).")
     p.add_argument("folder", help="library folder (searched recursively for .blend, .obj, .gltf, .glb)")
-    p.add_argument("--backend", metavar="URL", help="a running backend (default: start one from --run on loopback)")
+    p.add_argument("--backend", metavar="URL",
+                   help="a running backend, as `asset2vec serve` prints it (default: serve --run in this process; "
+                        f"without --run: the one on this machine ({DEFAULT_URL}) if it answers, else the one "
+                        "advertised on the network)")
     p.add_argument("--run", default=os.environ.get(RUN_ENV), metavar="RUN_DIR",
                    help=f"trained run to serve in this process when --backend is not given (default: ${RUN_ENV})")
     p.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, metavar="VAR",
@@ -39,8 +45,8 @@ def register(sub: Any) -> None:
     p.add_argument("--all-objects", action="store_true",
                    help="also tag unmarked top-level mesh objects (stored in their 'asset2vec' custom property)")
     p.add_argument("--no-backup", action="store_true", help="do not keep NAME.blend1 backups of changed files")
-    p.add_argument("--report", metavar="DIR", help="report folder (default FOLDER/.asset2vec/report)")
-    p.add_argument("--journal", metavar="PATH", help="journal file (default FOLDER/.asset2vec/bulk-journal.sqlite)")
+    p.add_argument("--report", metavar="DIR", help="report folder (default LIBRARY/.asset2vec/report, LIBRARY: the marked library root at or above FOLDER)")
+    p.add_argument("--journal", metavar="PATH", help="journal file (default LIBRARY/.asset2vec/bulk-journal.sqlite)")
     p.add_argument("--size", type=int, default=64, help="capture size in pixels (default 64)")
     p.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel (default 8)")
     p.add_argument("--device", choices=("AUTO", "CPU", "GPU"), default="AUTO", help="Cycles device (default AUTO)")
@@ -66,9 +72,40 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError("--size must be between 16 and 1024 pixels")
     if args.samples < 1:
         raise CommandError("--samples must be at least 1")
-    if not args.backend and not args.run:
-        raise CommandError(f"which backend? pass --backend URL of a running one (`asset2vec serve`), or --run RUN_DIR "
-                           f"(or set ${RUN_ENV}) to start one in this process")
+
+
+def find_backend(token: str | None, local: str = DEFAULT_URL, discover_seconds: float = 2.0,
+                 interfaces: list[str] | None = None) -> tuple[str, str]:
+    """The backend to use when none was named: ``(url, how it was found)``.
+
+    ``local`` (``asset2vec serve`` on this machine) if it answers ``/info``, else the one backend advertised over
+    zeroconf (browsing ``interfaces``, default all). Several advertised ones, or none, is a :class:`CommandError`
+    that says what was tried and how to name one.
+    """
+    from shared.client import BackendError, Client, discover
+
+    try:
+        Client(local, token, timeout=2.0).info()
+        return local, f"using the backend on this machine at {local}"
+    except BackendError as e:
+        local_failure = str(e)
+    print(f"no backend answers at {local}; looking for one on the network ({discover_seconds:.0f} s) ...",
+          file=sys.stderr, flush=True)
+    how_to = (f"start one with `asset2vec serve`, or pass --backend URL (as `asset2vec serve` prints it) or "
+              f"--run RUN_DIR (or set ${RUN_ENV}) to serve a run in this process")
+    try:
+        found = discover(timeout=discover_seconds, interfaces=interfaces)
+    except BackendError as e:
+        raise CommandError(f"which backend? {local_failure}; and {e}: {how_to}") from None
+    if not found:
+        raise CommandError(f"which backend? none answers at {local} ({local_failure}) and none is advertised on the "
+                           f"network: {how_to}")
+    if len(found) > 1:
+        listed = ", ".join(f"{d.name} at {d.url}" for d in found)
+        raise CommandError(f"which backend? {len(found)} are advertised on the network ({listed}): pass --backend URL "
+                           f"with the one to use")
+    name, url, txt = found[0]
+    return url, f"using the backend advertised on the network: {name} at {url} (model {txt.get('model', '?')})"
 
 
 def _start_local(stack: ExitStack, run: str, invert_steps: int | None) -> str:
@@ -115,11 +152,19 @@ def _bulk_tag(args: argparse.Namespace) -> int:
     _check(args)
     token = os.environ.get(args.token_env, "").strip() or None
     with ExitStack() as stack:
-        url = args.backend or _start_local(stack, args.run, args.invert_steps)
+        if args.backend:
+            url = args.backend
+        elif args.run:
+            url = _start_local(stack, args.run, args.invert_steps)
+        else:
+            url, how = find_backend(token)
+            print(how, file=sys.stderr, flush=True)
         try:
-            info = Client(url, token).info()
+            client = Client(url, token)
+            info = client.info()
         except BackendError as e:
             raise CommandError(str(e)) from None
+        url = client.url  # normalised (the /v1 the server prints may be pasted): the workers get the base URL
         opts = BulkOptions(url=url, token=token, model_id=info.model_id, workers=args.workers,
                            dry_run=args.dry_run, threshold=args.threshold, all_objects=args.all_objects,
                            backup=not args.no_backup, size=args.size, samples=args.samples, device=args.device,

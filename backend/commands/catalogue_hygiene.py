@@ -42,23 +42,10 @@ def _catalogue_path(args: argparse.Namespace) -> Path:
     return folder / CATALOGUE_FILE
 
 
-def _forget_views(folder: Path, names: list[str]) -> None:
-    """In a library home, the removed assets' stored views go too: ``index`` would embed them again (and the
-    next model train on them) otherwise."""
-    import shutil
-
-    from shared.naming import safe_folder_name
-
-    bundles = folder / "bundles"
-    if not bundles.is_dir():
-        return  # a run folder (or a bare catalogue file): it keeps no views
-    for name in names:
-        shutil.rmtree(bundles / safe_folder_name(name), ignore_errors=True)
-
-
 def cmd_catalogue_remove(args: argparse.Namespace) -> int:
     from backend.library.catalogue import Catalogue
     from backend.library.errors import LibraryError
+    from backend.library.forget import forget_assets
 
     if not (args.names or args.missing or args.unsaved):
         raise CommandError("say what to remove: catalogue NAMEs, --missing or --unsaved")
@@ -78,13 +65,11 @@ def cmd_catalogue_remove(args: argparse.Namespace) -> int:
                 if unknown:  # the same refusal as a real run, with close matches
                     cat.remove_assets(unknown)
                 removed = sorted(wanted)
-            else:
-                removed = cat.remove_assets(wanted)
+            else:  # in a library home its stored views go too (the same as DELETE /v1/assets/NAME)
+                removed = forget_assets(cat, wanted, path.parent / "bundles")
             left = cat.count("assets")
     except LibraryError as e:
         raise CommandError(str(e)) from None
-    if not args.dry_run:
-        _forget_views(path.parent, removed)
     verb = "would remove" if args.dry_run else "removed"
     if args.json:
         print(json.dumps({"catalogue": str(path), "dry_run": bool(args.dry_run), "removed": removed, "assets": left}))

@@ -7,9 +7,12 @@ was interrupted continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import time
+from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any
 
 from backend.cli import CommandError
 
@@ -69,7 +72,10 @@ def run_demo(args: argparse.Namespace) -> int:
     t0 = _step("5. Catalogue and tags learnt from the artists' tags")
     _cli(["catalogue", "import", "--run", str(run)])
     _cli(["tags", "train", "--run", str(run)])
-    _cli(["tags", "predict", "--run", str(run)])
+    predictions = io.StringIO()
+    with redirect_stdout(predictions):  # one line per asset: summarised below instead
+        _cli(["tags", "predict", "--run", str(run), "--json"])
+    print("\n".join(tag_summary(json.loads(predictions.getvalue()))))
     _done(t0, f"catalogue {run / 'catalogue.sqlite'}")
 
     t0 = _step("6. Similar assets (shape space, then texture space)")
@@ -90,6 +96,36 @@ def run_demo(args: argparse.Namespace) -> int:
     _done(t0, f"open {out / 'explore' / 'index.html'}")
     print(f"\nDemo finished: {sheet}, {out / 'style_grid.png'}, {out / 'explore' / 'index.html'}")
     return 0
+
+
+def tag_summary(predictions: dict[str, dict[str, Any]], examples: int = 3) -> list[str]:
+    """A few lines on what ``tags predict --json`` decided: counts, then example assets.
+
+    Examples come from the *written* tags only (each tag's calibrated threshold, exclusive groups), the most
+    probable first, so a one-off guess under the threshold is never shown as the model's answer; suggestions
+    (below it, for the artist to review) are only counted.
+    """
+    written = {n: v["write"] for n, v in predictions.items() if v.get("write")}
+    suggested = {n: v["suggest"] for n, v in predictions.items() if v.get("suggest")}
+    per_tag: dict[str, int] = {}
+    for tags in written.values():
+        for t in tags:
+            per_tag[t] = per_tag.get(t, 0) + 1
+    lines = [f"   {len(predictions)} assets: {sum(map(len, written.values()))} tag(s) written on {len(written)} "
+             f"(at each tag's calibrated threshold), {sum(map(len, suggested.values()))} suggested for review on "
+             f"{len(suggested)}, nothing new for {len(predictions) - len(written.keys() | suggested.keys())}"]
+    if per_tag:
+        by_count = sorted(per_tag.items(), key=lambda kv: (-kv[1], kv[0]))
+        lines.append("   written: " + ", ".join(f"{t} x{c}" for t, c in by_count))
+        best = sorted(written.items(), key=lambda kv: (-max(kv[1].values()), kv[0]))[:examples]
+        width = max(len(n) for n, _ in best)
+        for i, (name, tags) in enumerate(best):
+            added = ", ".join(f"{t} ({p:.2f})" for t, p in tags.items())
+            lines.append(f"   {'e.g.' if i == 0 else '    '} {name:{width}s}  + {added}")
+    else:
+        lines.append("   no tag is sure enough to be written (the artists' tags already cover the confident ones); "
+                     "`asset2vec tags review` asks about the suggestions")
+    return lines
 
 
 def _cli(argv: list[str]) -> None:

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder-minutes", type=float,
                    help="time for the instant encoder (default: a quarter of the decoder's training time, 5 s to "
                         "1 minute)")
+    p.add_argument("--target-precision", type=float, metavar="P",
+                   help="out-of-fold precision (0-1) a tag must reach to be written into artists' files; below it a "
+                        "tag is only suggested (default: the previous tag model's, else 0.9)")
     p.add_argument("--progress-json", action="store_true",
                    help='machine-readable output: stdout carries only JSON lines, {"event": "progress", ...} per '
                         'change, then {"event": "summary", ...} or {"event": "error", "message": ...}')
@@ -78,6 +81,9 @@ def cmd_index(args: argparse.Namespace) -> int:
                         ("--checkpoint-every", args.checkpoint_every)):
         if value is not None and value < 1:
             raise CommandError(f"{flag} must be at least 1")
+    if args.target_precision is not None and not 0.0 < args.target_precision <= 1.0:  # NaN fails too
+        raise CommandError(f"--target-precision must be in (0, 1] (a precision, not a percentage), "
+                           f"got {args.target_precision}")
     if args.encoder_minutes is not None and args.encoder_minutes <= 0:
         raise CommandError("--encoder-minutes must be more than 0 (use --no-encoder to skip the encoder)")
     home = LibraryHome.at(args.home)
@@ -99,7 +105,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                         retrain=args.retrain, activate=not args.no_activate, invert_steps=args.invert_steps,
                         explore=not args.no_explore, on_progress=on_progress, cancel=cancel,
                         checkpoint_every=args.checkpoint_every, encoder=not args.no_encoder,
-                        encoder_minutes=args.encoder_minutes)
+                        encoder_minutes=args.encoder_minutes, target_precision=args.target_precision)
     from backend.library.errors import LibraryError
     from backend.model.errors import ModelError
 

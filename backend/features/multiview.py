@@ -15,8 +15,6 @@ version, and holds a digest of the views so a re-captured asset is recomputed.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from backend.training.data import straight_rgba
+from shared.atomic import atomic_file
 from shared.bundle import Bundle
 
 from .backbone import FeatureError, load_backbone
@@ -34,6 +33,7 @@ from .backbone import FeatureError, load_backbone
 PREPROCESSING = "white-bilinear-v1"  # bump when the image preparation changes: old caches are then ignored
 CACHE_DIR = "features"
 VIEW_POOLS = ("mean", "max", "meanmax")
+VIEW_MODES = ("colour", "silhouette")
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,14 @@ class FeatureSpec:
 
     backbone: str = "efficientnet-lite1"
     input_size: int = 160
+    #: "colour": the views as captured; "silhouette": only their alpha, a black shape on white (geometry alone, for
+    #: the shape half of the codes: no colour or material reaches it).
+    views: str = "colour"
 
     @property
     def key(self) -> str:
-        return f"{self.backbone}-{self.input_size}px-{PREPROCESSING}"
+        mode = "" if self.views == "colour" else f"-{self.views}"
+        return f"{self.backbone}-{self.input_size}px-{PREPROCESSING}{mode}"
 
 
 DEFAULT_SPEC = FeatureSpec()
@@ -59,10 +63,14 @@ def views_digest(bundle: Bundle) -> str:
     return h.hexdigest()
 
 
-def views_on_white(bundle: Bundle, input_size: int) -> torch.Tensor:
-    """The bundle's views ``[V, 3, S, S]`` on white, resized to ``input_size``, normalised to [-1, 1]."""
+def views_on_white(bundle: Bundle, input_size: int, views: str = "colour") -> torch.Tensor:
+    """The bundle's views ``[V, 3, S, S]`` on white (``views="silhouette"``: black where the asset is), resized to
+    ``input_size``, normalised to [-1, 1]."""
+    if views not in VIEW_MODES:
+        raise FeatureError(f"unknown view mode {views!r}; use one of {', '.join(VIEW_MODES)}")
     a = straight_rgba(bundle, FeatureError).permute(0, 3, 1, 2)  # [V, 4, H, W] straight alpha
-    x = a[:, :3] * a[:, 3:] + (1 - a[:, 3:])
+    rgb = a[:, :3] if views == "colour" else torch.zeros_like(a[:, :3])
+    x = rgb * a[:, 3:] + (1 - a[:, 3:])
     if x.shape[-1] != input_size:
         x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False,
                           antialias=x.shape[-1] > input_size).clamp(0, 1)
@@ -89,11 +97,8 @@ def _read_cache(path: Path, digest: str) -> dict[str, np.ndarray] | None:
 def _write_cache(path: Path, digest: str, feats: dict[str, np.ndarray]) -> None:
     """Atomic write (temp file + rename): a killed run never leaves a half-written cache."""
     try:
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path) as f:  # mode 0644 under umask 022, like every file of a home
             np.savez(f, views_digest=np.array(digest), **{k: v.astype(np.float16) for k, v in feats.items()})
-        os.replace(tmp, path)
     except OSError:
         pass  # a read-only library still works, only slower
 
@@ -101,7 +106,7 @@ def _write_cache(path: Path, digest: str, feats: dict[str, np.ndarray]) -> None:
 def compute_view_features(bundle: Bundle, spec: FeatureSpec = DEFAULT_SPEC) -> dict[str, np.ndarray]:
     """Per-view pooled activations ``{layer: [V, C]}`` of one bundle (no cache)."""
     net = load_backbone(spec.backbone, spec.input_size)
-    pooled = net(views_on_white(bundle, spec.input_size))
+    pooled = net(views_on_white(bundle, spec.input_size, spec.views))
     return {k: v.numpy() for k, v in pooled.features.items()}
 
 

@@ -35,6 +35,7 @@ from shared.naming import is_unsaved
 from .catalogue_tags import TagQueries, now_iso
 from .code_table import AssetRow, CodeTable, unknown_asset_message
 from .errors import CatalogueBusy, LibraryError
+from .run_thumbnails import read_thumbnails
 from .schema import CODE_SOURCES, MIGRATIONS, SCHEMA_VERSION, TAG_SOURCES, migrate, statements
 
 #: Older names, still imported by callers and tests.
@@ -507,13 +508,15 @@ def import_run(
     ``run`` is a :class:`backend.training.run.TrainedRun` (fields ``model_id``, ``preset``, ``names``,
     ``shape_codes [N, D]``, ``texture_codes [N, D]``, ``assets``). One transaction: all or nothing.
     ``activate=False`` stores the codes without making the model the active one (a retrain that
-    switches later).
+    switches later). ``thumbnails`` (PNG bytes by asset name) default to those stored in the run's folder
+    (:mod:`backend.library.run_thumbnails`).
     """
     names = list(run.names)
     if not names:
         raise LibraryError(f"run {getattr(run, 'run_dir', '')} has no assets to import")
     infos = {a.name: a for a in run.assets}
-    thumbnails = thumbnails or {}
+    if not thumbnails:  # the captured views a run carries (the starter model's thumbnails.npz), if any
+        thumbnails = read_thumbnails(getattr(run, "run_dir", None))
     with catalogue.transaction():
         catalogue.register_model(run.model_id, preset=getattr(run, "preset", ""), active=activate)
         ids = {}

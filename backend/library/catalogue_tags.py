@@ -90,6 +90,20 @@ class TagQueries:
                 "INSERT INTO tags(asset_id, tag, source, probability, model_id) VALUES (?, ?, 'predicted', ?, ?)", rows
             )
 
+    def set_tag_predictions(self, model_id: str, tag: str, predictions: Mapping[int, float]) -> None:
+        """Replace model ``model_id``'s predictions of one ``tag`` with ``{asset_id: probability}`` (every asset's
+        prediction of that tag goes first; other tags' rows stay): a review answer retrains only its tag."""
+        rows = []
+        for aid, p in predictions.items():
+            if not 0.0 <= float(p) <= 1.0:
+                raise LibraryError(f"probability of tag {tag!r} must be in [0, 1], got {p}")
+            rows.append((int(aid), tag, float(p), model_id))
+        with self.transaction() as db:
+            db.execute("DELETE FROM tags WHERE tag = ? AND source = 'predicted' AND model_id = ?", (tag, model_id))
+            db.executemany(
+                "INSERT INTO tags(asset_id, tag, source, probability, model_id) VALUES (?, ?, 'predicted', ?, ?)", rows
+            )
+
     def revert_predicted_tag(self, asset: int | str, tag: str, model_id: str | None = None) -> int:
         """Remove a predicted tag (all models unless ``model_id``); returns rows removed. Artist tags stay."""
         aid = self._asset_id(asset)

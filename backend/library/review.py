@@ -1,8 +1,9 @@
 """The tag review queue: ask the artist about the predictions the classifiers are least sure of.
 
 Every answer is stored in the catalogue (``reviews``; an accepted tag also becomes an artist tag)
-and the tag classifiers are retrained on it, so the next prediction, and the next question,
-already reflect it. A library thereby needs few hand-tagged assets to get good tags.
+and the answered tag's classifier is retrained on it (the only one whose labels it changes; see
+:func:`refit_answered_tag`), so the next prediction, and the next question, already reflect it.
+A library thereby needs few hand-tagged assets to get good tags.
 
 Training labels (see :func:`training_labels` and :func:`backend.library.tags.tag_labels`):
 
@@ -24,6 +25,7 @@ Plain functions (no bpy, no torch): the CLI (``asset2vec tags review``), the ser
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,14 +223,18 @@ def answer_and_retrain(
     seed: int = 0,
     previous: TagModel | None = None,
 ) -> tuple[TagModel | None, dict[str, Any]]:
-    """Store an answer, retrain the tag classifiers and refresh every stored prediction of ``model_id``.
+    """Store an answer, retrain what it changes and refresh the stored predictions of ``model_id``.
 
     Returns ``(new tag model or None, summary)``; the summary has ``name``, ``tag``, ``accepted``,
     ``previous_probability``, ``probability`` (after retraining; None if the tag is not learnt),
     ``retrained`` and a ``message``. When retraining is not possible yet (too few examples) the answer
-    is still stored and the model is None. Retraining skips cross-validation (fast; see ``tags train``), so
-    the write thresholds, target and declared exclusive groups come from ``previous`` (the tag model being
-    replaced); without it every tag is a suggestion only until the next ``tags train``.
+    is still stored and the model is None.
+
+    With ``previous`` (the tag model being replaced, of ``model_id``), an answer changes only the answered tag's
+    labels, so only that tag's classifier is retrained, cross-validated (its write threshold is calibrated anew)
+    and predicted again; every other classifier, threshold and stored prediction stays as it is, and the exclusive
+    groups are learnt again (:func:`refit_answered_tag`). Without it, every classifier is retrained without
+    cross-validation and every tag is a suggestion only until the next ``tags train``.
     """
     catalogue.asset_by_name(name)  # an unknown name raises LibraryError with close matches
     tag = (tag or "").strip()
@@ -236,6 +242,11 @@ def answer_and_retrain(
     record_answer(catalogue, name, tag, accepted)
     summary: dict[str, Any] = {"name": name, "tag": tag, "accepted": bool(accepted),
                                "previous_probability": before, "probability": None, "retrained": False}
+    if previous is not None and previous.model_id == model_id and previous.classifiers and previous.descriptor is None:
+        model = refit_answered_tag(catalogue, previous, tag, min_examples=min_examples)
+        summary.update(retrained=True, probability=probability_of(catalogue, model_id, name, tag))
+        summary["message"] = _change_message(summary)
+        return model, summary
     try:
         model, _ = fit_tag_model(catalogue, model_id, use_size=use_size, min_examples=min_examples, seed=seed,
                                  cross_validate=False, previous=previous)
@@ -249,6 +260,27 @@ def answer_and_retrain(
     summary.update(retrained=True, probability=probability_of(catalogue, model_id, name, tag))
     summary["message"] = _change_message(summary)
     return model, summary
+
+
+def refit_answered_tag(catalogue: Catalogue, previous: TagModel, tag: str, min_examples: int = MIN_EXAMPLES
+                       ) -> TagModel:
+    """A copy of ``previous`` with only ``tag``'s classifier retrained on the catalogue's current labels (and its
+    stored predictions replaced); ``previous`` itself is never changed (the service may be reading it)."""
+    model = dataclasses.replace(previous, classifiers=dict(previous.classifiers), report=dict(previous.report),
+                                thresholds=dict(previous.thresholds), exclusive_groups=list(previous.exclusive_groups),
+                                declared_groups=list(previous.declared_groups))
+    table = catalogue.codes(model.model_id)
+    labels = training_labels(catalogue, table.ids)
+    size = table.size if model.use_size else None
+    model.refit([tag], table.shape, table.texture, labels.tag_sets, size, min_examples=min_examples,
+                **labels.fit_kwargs())
+    if tag in model.classifiers:
+        probs = model.predict(table.shape, table.texture, size, tags=[tag])
+        catalogue.set_tag_predictions(model.model_id, tag, {int(a): p[tag] for a, p in zip(table.ids, probs,
+                                                                                            strict=True)})
+    elif tag in previous.classifiers:  # no longer learnable: its old predictions go
+        catalogue.set_tag_predictions(model.model_id, tag, {})
+    return model
 
 
 def _change_message(summary: dict[str, Any]) -> str:

@@ -10,13 +10,21 @@ the codes. Distances are Euclidean in that feature space.
 Search is exact: one float32 matrix-vector product against precomputed squared norms, then a
 threshold taken from a strided sample of the distances selects a few thousand candidates that
 provably contain the top k (``np.argpartition`` over all rows would dominate the time at 1M).
+
+What is *listed* (issue 19): an embed of a file never saved and a sampled variant of a parametric family are
+answered (they get their own neighbours) but never suggested as another asset's neighbour (:func:`is_listed`);
+there is no file or object to append them from. Near-identical codes (one object saved in two files) can be
+collapsed into one suggestion that counts its copies (``similar(..., copies=True)``, :data:`COPY_DISTANCE`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from shared.naming import is_unsaved
 
 from .catalogue import SPACES, CodeTable
 from .errors import LibraryError
@@ -25,6 +33,29 @@ from .errors import LibraryError
 _DIRECT_ROWS = 50_000
 _SAMPLE_ROWS = 20_000
 _SAMPLE_RANK = 40  # expected candidates = _SAMPLE_RANK / _SAMPLE_ROWS * N  (2,000 at 1M)
+#: Two assets whose whole codes are closer than this are copies of one object. Measured in the "both" features
+#: (each half centred and scaled to unit RMS over the library, so the scale is the same for every library: two
+#: assets are ~2.0 apart on average). One object saved in two files gives the same views (deterministic capture)
+#: and so the same code (deterministic encoder, seeded inversion): distance ~0. The closest two *different* assets
+#: of the starter library are 0.235 apart (median nearest neighbour 0.78): 0.02 is 10x below that.
+COPY_DISTANCE = 0.02
+#: A family variant's catalogue name ends in ``<family>__v<index>`` (blender_addon.family / embed_job name them).
+_VARIANT_SUFFIX = re.compile(r"__v\d+")
+
+
+def is_family_variant(name: str, family: str) -> bool:
+    """Whether a catalogued asset is a sampled variant of its parametric family (no object in any file)."""
+    if not family:
+        return False
+    leaf = name.rsplit("/", 1)[-1]
+    return leaf.startswith(family) and _VARIANT_SUFFIX.fullmatch(leaf[len(family) :]) is not None
+
+
+def is_listed(name: str, family: str = "") -> bool:
+    """Whether an asset may be suggested as another asset's neighbour: not an embed of a file never saved
+    (``unsaved/...``) and not a family variant. Saving the file (or marking a variant as an asset of its own)
+    and embedding it again gives it a listed name."""
+    return not is_unsaved(name) and not is_family_variant(name, family)
 
 
 @dataclass
@@ -170,10 +201,16 @@ class Neighbour:
     rank: int
     family: str = ""
     category: str = ""
+    #: How many near-identical assets this suggestion stands for, itself included (``similar(..., copies=True)``).
+    copies: int = 1
 
 
 class SimilarityIndex:
-    """k-NN over a :class:`CodeTable` in one space (``shape``, ``texture`` or ``both``)."""
+    """k-NN over a :class:`CodeTable` in one space (``shape``, ``texture`` or ``both``).
+
+    ``listed_only`` (default): rows that are not :func:`is_listed` (unsaved embeds, family variants) are never
+    returned as neighbours; they can still be queried.
+    """
 
     def __init__(
         self,
@@ -182,6 +219,7 @@ class SimilarityIndex:
         size_weight: float = 0.0,
         shape_weight: float = 1.0,
         texture_weight: float = 1.0,
+        listed_only: bool = True,
     ) -> None:
         self.table = table
         self.featurizer = Featurizer.fit(
@@ -192,13 +230,18 @@ class SimilarityIndex:
         fams = table.families or [""] * len(table)
         self._family_names, self._family_ids = np.unique(np.asarray(fams, dtype=object).astype(str),
                                                          return_inverse=True)
+        hidden = np.array([not is_listed(n, f) for n, f in zip(table.names, fams, strict=True)], bool)
+        self.hidden: np.ndarray | None = hidden if listed_only and hidden.any() else None
+        self._copy_featurizer: Featurizer | None = None
+        self._rows: dict[str, int] | None = None
 
     def _mask(self, row: int | None, exclude_self: bool, exclude_family: str | None) -> np.ndarray | None:
-        mask = None
+        mask = None if self.hidden is None else self.hidden.copy()
         if exclude_family:
             hit = np.flatnonzero(self._family_names == exclude_family)
             if len(hit):
-                mask = self._family_ids == hit[0]
+                fam = self._family_ids == hit[0]
+                mask = fam if mask is None else mask | fam
         if exclude_self and row is not None:
             if mask is None:
                 mask = np.zeros(len(self.table), bool)
@@ -215,14 +258,56 @@ class SimilarityIndex:
             for i, (r, d) in enumerate(zip(rows, dists, strict=True))
         ]
 
-    def similar(self, name: str, k: int = 10, exclude_self: bool = True, exclude_family: bool = False) -> list[Neighbour]:
-        """The ``k`` assets nearest to asset ``name``; optionally without itself / its own family."""
+    def similar(self, name: str, k: int = 10, exclude_self: bool = True, exclude_family: bool = False,
+                copies: bool = False) -> list[Neighbour]:
+        """The ``k`` assets nearest to asset ``name``; optionally without itself / its own family. ``copies``:
+        near-identical neighbours count as one suggestion, the closest, with ``copies`` set (see
+        :meth:`collapse_copies`); still ``k`` suggestions when the library has them."""
         if k < 1:
             raise LibraryError(f"k must be at least 1, got {k}")
-        row = self.table.index_of(name)
+        row = self.row_of(name)
         fam = self.table.families[row] if (exclude_family and self.table.families) else None
-        rows, d = self.index.search(self.features[row], k, self._mask(row, exclude_self, fam or None))
-        return self._neighbours(rows, d)
+        mask = self._mask(row, exclude_self, fam or None)
+        fetch = k
+        while True:
+            rows, d = self.index.search(self.features[row], fetch, mask)
+            found = self._neighbours(rows, d)
+            if not copies:
+                return found
+            distinct = self.collapse_copies(found)
+            # Copies used up some of the k places: look further, until k distinct or every row was seen.
+            if len(distinct) >= k or len(rows) < fetch or fetch >= len(self.table):
+                return distinct[:k]
+            fetch = min(fetch * 2 + k, len(self.table))
+
+    def row_of(self, name: str) -> int:
+        """The table row of asset ``name`` (a dict built once: ``list.index`` is slow at a million rows)."""
+        if self._rows is None:
+            self._rows = {n: i for i, n in enumerate(self.table.names)}
+        row = self._rows.get(name)
+        return self.table.index_of(name) if row is None else row  # unknown: the error with close matches
+
+    def collapse_copies(self, found: list[Neighbour], tolerance: float = COPY_DISTANCE) -> list[Neighbour]:
+        """``found`` (nearest first) with each group of copies (whole codes within ``tolerance`` of the group's
+        closest member, in the "both" features whatever this index's space) folded into that closest one, whose
+        ``copies`` counts the group. Ranks are renumbered."""
+        if len(found) < 2:
+            return found
+        if self._copy_featurizer is None:  # the whole code, each half at unit RMS over the library ("both")
+            t = self.table
+            self._copy_featurizer = Featurizer.fit(t.shape, t.texture, space="both")
+        rows = np.array([self.row_of(n.name) for n in found])
+        x = self._copy_featurizer.transform(self.table.shape[rows], self.table.texture[rows]).astype(np.float64)
+        kept: list[int] = []
+        out: list[Neighbour] = []
+        for i, n in enumerate(found):
+            near = [j for j, k in enumerate(kept) if np.linalg.norm(x[i] - x[k]) < tolerance]
+            if near:
+                out[near[0]].copies += n.copies
+                continue
+            kept.append(i)
+            out.append(Neighbour(n.name, n.asset_id, n.distance, len(out), n.family, n.category, n.copies))
+        return out
 
     def similar_to_code(
         self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None = None, k: int = 10,

@@ -198,8 +198,8 @@ class TagModel:
         ``tag_sets[i]`` is asset i's artist tags, or ``None`` if it was never tagged. ``rejected[i]``:
         tags the artist said asset i does not have (review answers). ``partial[i]``: asset i's tags
         are only confirmed review answers, not a full tagging. Labels per tag: see :func:`tag_labels`.
-        ``cross_validate=False`` skips the out-of-fold scores (10x faster; for retraining after each
-        review answer). Report entries: ``status`` ("trained" | "skipped"), ``positives``,
+        ``cross_validate=False`` skips the out-of-fold scores (10x faster; a review answer retrains only its tag:
+        :meth:`refit`). Report entries: ``status`` ("trained" | "skipped"), ``positives``,
         ``negatives``, ``cross_validated``, and for trained tags ``calibrated`` and (when cross-validated)
         ``precision``, ``recall``, ``average_precision``, ``cv_accuracy`` (at 0.5), and the write decision:
         ``write_threshold`` (None: suggest only), ``write_precision`` / ``write_recall`` / ``write_support``
@@ -227,49 +227,85 @@ class TagModel:
         self.classifiers, self.report, self.thresholds = {}, {}, {}
         self.exclusive_groups = merge_groups(self.declared_groups, learn_exclusive_groups(tag_sets, partial_flags))
         for tag in all_tags:
-            rows, y = tag_labels(tag, tag_sets, rejected_sets, partial_flags)
-            x = x_all[rows]
-            pos, neg = int(y.sum()), int(len(y) - y.sum())
-            entry: dict[str, Any] = {"positives": pos, "negatives": neg, "cross_validated": cross_validate}
-            if min(pos, neg) < min_examples:
-                entry.update(status="skipped", reason=f"needs at least {min_examples} assets with and without "
-                                                      f"the tag ({pos} with, {neg} without)")
-                self.report[tag] = entry
-                continue
-            # One BLAS thread: these problems are tiny and multi-threaded BLAS thrashes on a busy CPU (10x slower).
-            with warnings.catch_warnings(), threadpool_limits(1):
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model = self._make(min(pos, neg))
-                if cross_validate:
-                    # Honest quality: out-of-fold probabilities of the same recipe.
-                    folds = StratifiedKFold(n_splits=min(5, pos, neg), shuffle=True, random_state=self.seed)
-                    p = cross_val_predict(clone(model), x, y, cv=folds, method="predict_proba")[:, 1]
-                model.fit(x, y)
-            if not cross_validate:
-                entry.update(status="trained", calibrated=isinstance(model, CalibratedClassifierCV),
-                             write_threshold=None)
-                self.classifiers[tag] = model
-                self.thresholds[tag] = None
-                self.report[tag] = entry
-                continue
-            pred = p >= DEFAULT_THRESHOLD
-            w = write_threshold(y, p, self.target_precision)
-            entry.update(
-                status="trained",
-                calibrated=isinstance(model, CalibratedClassifierCV),
-                precision=float(precision_score(y, pred, zero_division=0)),
-                recall=float(recall_score(y, pred, zero_division=0)),
-                average_precision=float(average_precision_score(y, p)),
-                cv_accuracy=float((pred == y).mean()),
-                write_threshold=w["threshold"],
-                write_precision=w["precision"],
-                write_recall=w["recall"],
-                write_support=w["support"],
-            )
-            self.thresholds[tag] = w["threshold"]
-            self.classifiers[tag] = model
-            self.report[tag] = entry
+            self._fit_tag(tag, x_all, tag_sets, rejected_sets, partial_flags, min_examples, cross_validate)
         return self.report
+
+    def refit(
+        self,
+        tags: Sequence[str],
+        shape: np.ndarray,
+        texture: np.ndarray,
+        tag_sets: list[set[str] | None],
+        size: np.ndarray | None = None,
+        min_examples: int = MIN_EXAMPLES,
+        rejected: Sequence[set[str] | None] | None = None,
+        partial: Sequence[bool] | None = None,
+        appearance: np.ndarray | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Retrain only the classifiers of ``tags`` (cross-validated: their write thresholds are calibrated anew) on
+        the given labels; every other tag's classifier, threshold and report stay exactly as they are. The exclusive
+        groups are learnt again from the labels (plus the declared ones). For a review answer, which changes only the
+        answered tag's labels (see :func:`tag_labels`). Returns the report entries of ``tags``."""
+        n = len(tag_sets)
+        rejected_sets = [set(r or ()) for r in rejected] if rejected is not None else [set() for _ in range(n)]
+        partial_flags = [bool(f) for f in partial] if partial is not None else [False] * n
+        if len(rejected_sets) != n or len(partial_flags) != n:
+            raise LibraryError(f"tag labels of {n} assets, but {len(rejected_sets)} rejection sets and "
+                               f"{len(partial_flags)} partial flags")
+        x_all = self._x(shape, texture, size, appearance)
+        self.exclusive_groups = merge_groups(self.declared_groups, learn_exclusive_groups(tag_sets, partial_flags))
+        for tag in tags:
+            self.classifiers.pop(tag, None)
+            self.thresholds.pop(tag, None)
+            self._fit_tag(tag, x_all, tag_sets, rejected_sets, partial_flags, min_examples, True)
+        return {t: self.report[t] for t in tags}
+
+    def _fit_tag(self, tag: str, x_all: np.ndarray, tag_sets: Sequence[set[str] | None],
+                 rejected_sets: Sequence[set[str]], partial_flags: Sequence[bool], min_examples: int,
+                 cross_validate: bool) -> None:
+        """Train one tag's classifier into ``classifiers``/``thresholds``/``report`` (or report it skipped)."""
+        rows, y = tag_labels(tag, tag_sets, rejected_sets, partial_flags)
+        x = x_all[rows]
+        pos, neg = int(y.sum()), int(len(y) - y.sum())
+        entry: dict[str, Any] = {"positives": pos, "negatives": neg, "cross_validated": cross_validate}
+        if min(pos, neg) < min_examples:
+            entry.update(status="skipped", reason=f"needs at least {min_examples} assets with and without "
+                                                  f"the tag ({pos} with, {neg} without)")
+            self.report[tag] = entry
+            return
+        # One BLAS thread: these problems are tiny and multi-threaded BLAS thrashes on a busy CPU (10x slower).
+        with warnings.catch_warnings(), threadpool_limits(1):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = self._make(min(pos, neg))
+            if cross_validate:
+                # Honest quality: out-of-fold probabilities of the same recipe.
+                folds = StratifiedKFold(n_splits=min(5, pos, neg), shuffle=True, random_state=self.seed)
+                p = cross_val_predict(clone(model), x, y, cv=folds, method="predict_proba")[:, 1]
+            model.fit(x, y)
+        if not cross_validate:
+            entry.update(status="trained", calibrated=isinstance(model, CalibratedClassifierCV),
+                         write_threshold=None)
+            self.classifiers[tag] = model
+            self.thresholds[tag] = None
+            self.report[tag] = entry
+            return
+        pred = p >= DEFAULT_THRESHOLD
+        w = write_threshold(y, p, self.target_precision)
+        entry.update(
+            status="trained",
+            calibrated=isinstance(model, CalibratedClassifierCV),
+            precision=float(precision_score(y, pred, zero_division=0)),
+            recall=float(recall_score(y, pred, zero_division=0)),
+            average_precision=float(average_precision_score(y, p)),
+            cv_accuracy=float((pred == y).mean()),
+            write_threshold=w["threshold"],
+            write_precision=w["precision"],
+            write_recall=w["recall"],
+            write_support=w["support"],
+        )
+        self.thresholds[tag] = w["threshold"]
+        self.classifiers[tag] = model
+        self.report[tag] = entry
 
     def keep_calibration(self, previous: TagModel | None) -> None:
         """Carry ``previous``'s target, write thresholds and declared groups over to a model retrained without
@@ -304,13 +340,14 @@ class TagModel:
         return sorted(self.classifiers)
 
     def predict(self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None = None,
-                appearance: np.ndarray | None = None) -> list[dict[str, float]]:
-        """Probability of every trained tag for each code: ``[{tag: p}]`` (length N)."""
+                appearance: np.ndarray | None = None, tags: Sequence[str] | None = None) -> list[dict[str, float]]:
+        """Probability of every trained tag (or of the trained ones of ``tags``) for each code: ``[{tag: p}]``."""
         if not self.classifiers:
             raise LibraryError("the tag model has no trained tags; train it first (asset2vec tags train)")
         x = self._x(shape, texture, size, appearance)
+        wanted = self.classifiers if tags is None else {t: self.classifiers[t] for t in tags if t in self.classifiers}
         with threadpool_limits(1):
-            probs = {t: np.clip(m.predict_proba(x)[:, 1], 0.0, 1.0) for t, m in self.classifiers.items()}
+            probs = {t: np.clip(m.predict_proba(x)[:, 1], 0.0, 1.0) for t, m in wanted.items()}
         return [{t: float(p[i]) for t, p in probs.items()} for i in range(len(x))]
 
     @staticmethod

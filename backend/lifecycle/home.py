@@ -5,6 +5,7 @@ Layout (nothing in it is ever the artist's own file)::
     HOME/
       catalogue.sqlite      assets, codes per model, tags, review answers, neighbours, active model
       bundles/<asset>/      the 18 captured views of every asset (the training data of the next model)
+      bundles/.unreadable/  stored bundles a rebuild could not read, set aside with the reason (never trained on)
       models/<model_id>/    one trained run per model (checkpoint.pt, codes.npz, metrics.json, tags.joblib,
                             MODEL.json); a model folder appears only once its training finished
       training/             the run being trained (resumable; renamed into models/ when done)
@@ -31,6 +32,10 @@ HOME_ENV = "ASSET2VEC_HOME"
 CATALOGUE_FILE = "catalogue.sqlite"
 MODEL_FILE = "MODEL.json"
 STATE_FILE = "index-state.json"
+#: Where :meth:`LibraryHome.set_aside_unreadable` moves bundles (hidden: no reader of ``bundles/`` sees them).
+UNREADABLE_DIR = ".unreadable"
+#: The reason a bundle was set aside, written inside it.
+UNREADABLE_REASON = "UNREADABLE.txt"
 
 
 class HomeError(Asset2VecError):
@@ -94,6 +99,35 @@ class LibraryHome:
 
     def is_home(self) -> bool:
         return self.catalogue.is_file() and self.models.is_dir()
+
+    def set_aside_unreadable(self) -> list[str]:
+        """Move the stored bundles a model cannot be trained on (a damaged file, a view that does not decode)
+        into ``bundles/.unreadable/`` with the reason, so a rebuild skips them instead of failing on them.
+
+        Returns one line per bundle set aside, naming the asset's folder and why (never a server path).
+        """
+        from backend.training.data import unreadable_reason
+        from shared.bundle import TRANSFORMS
+
+        skipped: list[str] = []
+        if not self.bundles.is_dir():
+            return skipped
+        for transforms in sorted(self.bundles.glob(f"*/{TRANSFORMS}")):
+            folder = transforms.parent
+            # Hidden folders are not bundles yet (an upload being stored, .incoming-*): no reader sees them.
+            if folder.name.startswith(".") or (reason := unreadable_reason(folder)) is None:
+                continue
+            dest = self.bundles / UNREADABLE_DIR / folder.name
+            try:
+                shutil.rmtree(dest, ignore_errors=True)  # an older bad copy of the same asset
+                dest.parent.mkdir(exist_ok=True)
+                os.replace(folder, dest)
+                (dest / UNREADABLE_REASON).write_text(reason + "\n")
+            except OSError as e:
+                reason += f"; it could not be set aside ({e.strerror or e}), so the rebuild may fail on it"
+            skipped.append(f"{folder.name}: stored views skipped, not trained on: {reason}. Embed or index the "
+                           f"asset again to store new views")
+        return skipped
 
     # -- index state ------------------------------------------------------------------------
 

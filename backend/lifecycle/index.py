@@ -82,6 +82,8 @@ class IndexOptions:
     explore: bool = True
     encoder: bool = True  # train the new model's instant encoder
     encoder_minutes: float | None = None  # None: a share of the decoder's training time (ENCODER_SHARE)
+    #: Out-of-fold precision a tag must reach to be written (None: the replaced tag model's, else 0.9).
+    target_precision: float | None = None
     on_progress: ProgressFn | None = None
     cancel: threading.Event | None = None
 
@@ -204,6 +206,8 @@ def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: Index
         summary.pruned, summary.moved = prune_library(src, home, captured)
         summary.seconds["capture"] = round(time.monotonic() - t0, 1)
 
+    # A stored bundle no model can read (damaged, or written by an older release) is skipped and reported.
+    summary.failures += home.set_aside_unreadable()
     if not any(home.bundles.glob("*/transforms.json")):
         raise PipelineError(f"no captured assets in {home.bundles}: index a folder with marked assets "
                             "(`asset2vec index FOLDER`)")
@@ -229,7 +233,7 @@ def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: Index
 
         t0 = time.monotonic()
         progress.start("tags", "learning tags from the artists' tags")
-        _tags(run, cat, home, summary)
+        _tags(run, cat, home, summary, opts.target_precision)
         summary.seconds["tags"] = round(time.monotonic() - t0, 1)
 
         t0 = time.monotonic()
@@ -464,20 +468,30 @@ def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: 
     progress.update(len(todo), len(todo), f"{len(todo)} new asset(s) fitted")
 
 
-def _tags(run: Any, cat: Any, home: LibraryHome, summary: IndexSummary) -> None:
+def _tags(run: Any, cat: Any, home: LibraryHome | None, summary: IndexSummary,
+          target_precision: float | None = None) -> None:
     from backend.library.errors import LibraryError
     from backend.library.review import fit_tag_model
     from backend.library.tags import NO_TAGS_HELP, TAG_MODEL_FILE, NoTagsError, TagModel, few_tags_help
 
     table = cat.codes(run.model_id)
     path = run.run_dir / TAG_MODEL_FILE
-    try:  # the tag model being replaced (if readable): its target precision and declared exclusive groups stay
-        previous = TagModel.load(path, expect_model=run.model_id) if path.is_file() else None
-    except LibraryError:
-        previous = None  # an old pickled or damaged file: retrained from scratch here
+    # The tag policy being replaced (target precision, declared exclusive groups) stays: this model's own tag model,
+    # else (a new model) the previously active model's. Only the policy: thresholds are calibrated anew.
+    candidates = [(path, run.model_id)]
+    if home is not None and summary.previous_model and summary.previous_model != run.model_id:
+        candidates.append((home.run_dir(summary.previous_model) / TAG_MODEL_FILE, summary.previous_model))
+    previous = None
+    for file, model_id in candidates:
+        try:
+            previous = TagModel.load(file, expect_model=model_id) if file.is_file() else None
+        except LibraryError:
+            previous = None  # an old pickled or damaged file: never read, retrained from scratch here
+        if previous is not None:
+            break
     try:
         # The artists' tags and their review answers (rejections are negatives).
-        model, _ = fit_tag_model(cat, run.model_id, table, previous=previous)
+        model, _ = fit_tag_model(cat, run.model_id, table, previous=previous, target_precision=target_precision)
     except NoTagsError:
         summary.tags_help = NO_TAGS_HELP
         return

@@ -42,13 +42,17 @@ def prune_library(src: Path, home: LibraryHome, captured: dict[str, Any]) -> tup
     that could not be opened keep their assets. A model folder's ``codes.npz`` keeps the training codes of
     the assets it was trained on (re-indexing the file brings a forgotten asset back).
 
-    ``captured``: the capture worker's result (``opened`` files, ``names`` of their marked assets).
+    ``captured``: the capture worker's result (``opened`` files, ``present``: the names of every object and
+    collection in them, marked as an asset or not). An object the artist embedded from the panel without
+    marking it is still in its file, so it stays; only a gone file or object is pruned.
     Returns ``(pruned names, {old name: new name} of moved assets)``.
     """
     from backend.library.catalogue import BATCH_TIMEOUT_S, Catalogue
     from shared.bundle import TRANSFORMS
 
-    opened, names = set(captured.get("opened") or ()), set(captured.get("names") or ())
+    opened = set(captured.get("opened") or ())
+    # A worker of an older release reports only marked assets (``names``).
+    names = set(captured["present"] if "present" in captured else captured.get("names") or ())
 
     def gone(name: str, source_blend: str, family: str) -> bool:
         if not source_blend:
@@ -58,7 +62,7 @@ def prune_library(src: Path, home: LibraryHome, captured: dict[str, Any]) -> tup
             return False  # another library's asset, or one embedded from elsewhere
         if not blend.is_file():
             return True
-        # A family variant is no marked asset of its file: it goes only with the file.
+        # A family variant is no object of its file: it goes only with the file.
         return not family and str(blend) in opened and name not in names
 
     pruned: set[str] = set()

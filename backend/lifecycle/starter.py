@@ -7,6 +7,10 @@ starter-model`` (run by ``python build.py demo`` and ``test``) builds it into ``
 * the run folder: ``checkpoint.pt``, ``codes.npz``, ``config.json``, ``metrics.json``,
 * ``tags.joblib``: tag classifiers learnt from the sample library's artist tags (as ``asset2vec tags
   train`` writes them, for the run's model id),
+* ``thumbnails.npz``: each training asset's captured thumbnail view (:mod:`backend.library.run_thumbnails`),
+  stored with the codes when a home installs the model, so its thumbnails are the captured views, never decoder
+  renders (a model built before this file existed gets it from the cached captures on the next build, without
+  retraining),
 * ``MODEL.json`` (what the library home reads: generic, trained on N assets) and ``MANIFEST.json``: the
   recipe and its digest, the exact commands, the training data and its digest, model id, held-out
   PSNR, software versions, creation time, ``"generic": true``.
@@ -26,12 +30,14 @@ import platform
 import shlex
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from backend.library.errors import LibraryError
+from backend.library.run_thumbnails import THUMBNAILS_FILE, write_thumbnails
+from shared.api import THUMBNAIL_VIEW
 
 STARTER_DIR = Path(__file__).resolve().parents[1] / "starter"
 RECIPE_FILE = STARTER_DIR / "recipe.json"
@@ -139,18 +145,20 @@ def build_starter(
     command = command or "asset2vec starter-model" + (f" --out {out}" if out != DEFAULT_OUT.resolve() else "") + (
         f" --sh3d {sh3d}" if sh3d else "")
 
+    bundles = cache / f"bundles-{cap['size']}px-{cap['samples']}spp-{data_key}"
     if not force:
         current = _manifest_or_none(out)
         if current and current.get("recipe_digest") == digest and current.get("data", {}).get("key") == data_key \
                 and all((out / f).is_file() for f in REQUIRED):
             say(f"starter model up to date in {out} (recipe {digest[:12]}, model {current.get('model_id')})")
+            if not (out / THUMBNAILS_FILE).is_file():  # built before the thumbnails were shipped: add them
+                current = _add_thumbnails(out, bundles, current, say)
             return current
     _check_out_folder(out)
 
     stage = cache / f"run-{digest[:12]}-{data_key}"
     if force:
         shutil.rmtree(stage, ignore_errors=True)
-    bundles = cache / f"bundles-{cap['size']}px-{cap['samples']}spp-{data_key}"
     library = cache / f"sample-seed{seed}"
     commands: list[str] = []
 
@@ -212,9 +220,9 @@ def build_starter(
                         f"  # seed {enc['seed']}")
         _done(say, t0, _train_starter_encoder(stage, bundles, metrics["model_id"], enc))
 
-    t0 = _step(say, f"6. Manifest, then publish -> {out}")
+    t0 = _step(say, f"6. Thumbnails, manifest, then publish -> {out}")
     manifest = _manifest(stage, recipe, digest, data_key, sources, command, commands, metrics, tags, cache,
-                         time.perf_counter() - t_start)
+                         time.perf_counter() - t_start, bundles)
     _publish(stage, out)
     for other in cache.glob("run-*"):  # runs of earlier recipes: never used again
         if other != stage:
@@ -349,8 +357,8 @@ def _json_or_none(path: Path) -> dict[str, Any] | None:
 
 def _manifest(stage: Path, recipe: dict[str, Any], digest: str, data_key: str, sources: list[dict[str, Any]],
               command: str, commands: list[str], metrics: dict[str, Any], tags: list[str], cache: Path,
-              seconds: float) -> dict[str, Any]:
-    """Write ``MANIFEST.json`` and ``MODEL.json`` into ``stage``; returns the manifest."""
+              seconds: float, bundles: Path) -> dict[str, Any]:
+    """Write ``thumbnails.npz``, ``MANIFEST.json`` and ``MODEL.json`` into ``stage``; returns the manifest."""
     import sklearn
     import torch
 
@@ -392,6 +400,7 @@ def _manifest(stage: Path, recipe: dict[str, Any], digest: str, data_key: str, s
         "heldout_psnr_silhouette": round(float(metrics["heldout_psnr_silhouette"]), 3),
         "train_psnr": round(float(metrics["train_psnr"]), 3),
         "tags": tags,
+        "thumbnails": _write_thumbnails(stage, bundles, run.names),
         "versions": {"asset2vec": a2v, "python": platform.python_version(), "torch": torch.__version__,
                      "numpy": __import__("numpy").__version__, "scikit-learn": sklearn.__version__},
         "created": created,
@@ -400,6 +409,55 @@ def _manifest(stage: Path, recipe: dict[str, Any], digest: str, data_key: str, s
     write_model_file(stage, {"model_id": run.model_id, "created": created, "generic": True, "starter": True,
                              "trained_on": len(run.names), "recipe_digest": digest})
     atomic_write(stage / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def _starter_thumbnails(bundles: Path, names: Iterable[str]) -> dict[str, bytes]:
+    """The thumbnail view's PNG bytes of each bundle under ``bundles`` whose asset is one of ``names``."""
+    from backend.training.data import find_bundles
+    from shared.bundle import BundleError, read_bundle
+
+    wanted, out = set(names), {}
+    for folder in find_bundles(bundles):
+        try:
+            b = read_bundle(folder)
+            if b.asset.name in wanted:
+                out[b.asset.name] = b.image_bytes(THUMBNAIL_VIEW)
+        except (BundleError, OSError):
+            continue  # an asset without its view: the service renders that one thumbnail through the decoder
+    return out
+
+
+def _write_thumbnails(folder: Path, bundles: Path, names: Iterable[str]) -> dict[str, Any]:
+    """Write ``folder/thumbnails.npz`` from the captures; what the manifest says about it."""
+    count = write_thumbnails(folder / THUMBNAILS_FILE, _starter_thumbnails(bundles, names))
+    return {"file": THUMBNAILS_FILE, "view": THUMBNAIL_VIEW, "assets": count,
+            "about": "each asset's captured thumbnail view (PNG), stored with its codes when a home installs "
+                     "the model"}
+
+
+def _add_thumbnails(out: Path, bundles: Path, manifest: dict[str, Any], say: Say) -> dict[str, Any]:
+    """Add ``thumbnails.npz`` to a built model from the cached captures (no retraining); the updated manifest."""
+    import numpy as np
+
+    from shared.atomic import atomic_write
+
+    if not bundles.is_dir():
+        say(f"   no thumbnails: the captures are not cached in {bundles} (thumbnails are rendered by the decoder; "
+            f"`asset2vec starter-model --force` rebuilds with them)")
+        return manifest
+    try:
+        with np.load(out / "codes.npz", allow_pickle=False) as z:
+            names = [str(n) for n in z["names"]]
+        manifest = {**manifest, "thumbnails": _write_thumbnails(out, bundles, names)}
+        os.chmod(out / THUMBNAILS_FILE, 0o644)  # package data: readable by all, like the published files
+        atomic_write(out / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
+        os.chmod(out / MANIFEST_FILE, 0o644)
+    except (OSError, ValueError, KeyError) as e:  # the model works without them: say so, never fail the build
+        say(f"   could not add the thumbnails to the starter model in {out} ({e}): thumbnails are rendered by the "
+            f"decoder")
+        return manifest
+    say(f"   added the captured thumbnails of {manifest['thumbnails']['assets']} assets ({THUMBNAILS_FILE})")
     return manifest
 
 
@@ -417,7 +475,7 @@ def _publish(stage: Path, out: Path) -> None:
     tmp.mkdir()
     for f in _shipped(stage):
         shutil.copy2(f, tmp / f.name)
-        os.chmod(tmp / f.name, 0o644)  # package data: readable by all (atomic writes create 0600 files)
+        os.chmod(tmp / f.name, 0o644)  # package data: readable by all, whatever the builder's umask
     if out.exists():
         os.replace(out, old)
     os.replace(tmp, out)

@@ -56,6 +56,17 @@ class TrainConfig:
     inversion_lr: float = 3e-2
     inversion_rays: int = 512  # rays per step per inverted asset
     seed: int = 0
+    # Codes from the pretrained multi-view feature (backend.training.latent_codes): "none" (free codes),
+    # "shape" (shape half = head(feature) + offset) or "both"; offsets are held small by offset_reg.
+    code_head: str = "none"
+    offset_reg: float = 0.1
+    head_width: int = 256
+    # Distil the pretrained feature's top principal directions into a code half ("shape", "texture" or "both"):
+    # a linear read-out of the code must predict them (weight 0: off). See latent_codes.FeatureDistillation.
+    distill_weight: float = 0.0
+    distill_dims: int = 32
+    distill_half: str = "shape"
+    distill_views: str = "silhouette"  # the feature distilled: of the "silhouette"s (geometry only) or "colour" views
 
 
 @dataclass

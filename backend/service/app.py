@@ -20,13 +20,15 @@ Endpoints (all under ``/v1``; all need the token when one is configured)::
                                         of the job whose result is the refined answer (code_source "inversion")
     GET  /assets/{name}/neighbours      ?space=shape|texture|both&k=10
     GET  /assets/{name}/thumbnail       PNG
+    DELETE /assets/{name}               forget the asset: out of the catalogue (and a home's stored views), 404 for
+                                        an unknown name; the artist's .blend is untouched -> {"name", "assets", "message"}
     GET  /review                        ?limit=10: tag predictions least sure first {"items": [...], "message"}
     POST /review                        JSON {"name", "tag", "accept": bool[, "limit"]} -> stored, tag classifiers
                                         retrained: {"probability" (new), "queue": next items, ...}
 
 Without a token (loopback only) a request whose Host header is not 127.0.0.1, localhost or [::1]
 is refused with 400 (DNS-rebinding guard). Every endpoint then applies the request policy of
-:mod:`backend.service.policy`: a foreign ``Origin`` is refused (403); every POST needs the header
+:mod:`backend.service.policy`: a foreign ``Origin`` is refused (403); every POST or DELETE needs the header
 :data:`shared.api.CLIENT_HEADER` (403 without it; a web page cannot send it cross-site); JSON bodies need
 ``Content-Type: application/json`` and ``POST /embed`` ``application/zip``, ``application/octet-stream`` or
 ``multipart/form-data`` (415 otherwise). At most ``max_uploads`` uploads are read at once (503 with
@@ -99,6 +101,8 @@ class EngineLike(Protocol):
     def neighbours(self, name: str, space: str, k: int) -> api.NeighbourList: ...
 
     def thumbnail(self, name: str) -> bytes: ...
+
+    def forget(self, name: str) -> api.Forgotten: ...
 
     def models(self) -> api.ModelsList: ...
 
@@ -341,6 +345,12 @@ def create_app(
     @router.get("/assets/{name:path}/thumbnail")
     def thumbnail(name: str) -> Response:
         return Response(engine.thumbnail(name), media_type="image/png")
+
+    @router.delete("/assets/{name:path}")
+    async def forget(name: str) -> dict[str, Any]:
+        # A mutating request: the request policy demanded the client header. Removing views touches the disk: off
+        # the event loop.
+        return (await asyncio.to_thread(engine.forget, name)).to_json()
 
     app.include_router(router)
     _install_error_handlers(app, lambda: _server_paths(engine))

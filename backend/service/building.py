@@ -55,7 +55,8 @@ class Builder:
                                "build one from a library folder instead", 409)
         # Always a new model (retrain), never activated by the pipeline: building from a folder while a library
         # model serves must not fit the folder's assets into the served model behind its back.
-        kwargs: dict[str, Any] = {"retrain": True, "activate": False, "device": self.served.device or None}
+        kwargs: dict[str, Any] = {"retrain": True, "activate": False, "device": self.served.device or None,
+                                  "target_precision": self.served.tag_target}  # None: the served tag model's own
         kwargs.update({k: getattr(options, k) for k in ("steps", "minutes", "size", "samples")
                        if getattr(options, k) is not None})
         source = str(Path(folder).expanduser().resolve()) if folder else None

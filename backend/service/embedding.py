@@ -27,7 +27,7 @@ from shared.bundle import AssetInfo, Bundle
 from .errors import ServiceError
 from .jobs import JobCancelled, ProgressFn
 from .served import ServedModel, ServedState
-from .tagging import predict
+from .tagging import answer_tags, predict
 from .uploads import store_bundle
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,8 @@ class Embedding:
         predicted, proposed = predict(served.catalogue, state, aid, info, shape, texture)
         neighbours = {}
         for space in api.SPACES:
-            found = served.index(space, state).similar(info.name, k=self.neighbours_k, exclude_self=True)
+            found = served.index(space, state).similar(info.name, k=self.neighbours_k, exclude_self=True,
+                                                       copies=True)
             served.catalogue.set_neighbours(state.model_id, space, {aid: [(n.asset_id, n.distance) for n in found]})
             neighbours[space] = served.describe(found)
         return api.EmbedResult(
@@ -226,6 +227,7 @@ class Embedding:
             predicted_tags={t: round(float(p), 4) for t, p in predicted.items()},
             proposed_tags={t: round(float(p), 4) for t, p in proposed.items()},
             threshold=DEFAULT_THRESHOLD,
+            **answer_tags(served.catalogue, state, aid, info, predicted),  # per-tag thresholds, the artist's tags
             neighbours=neighbours,
             retrain_advice=served.retrain_advice(state),
             thumbnail_url=api.thumbnail_url(info.name),

@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from backend.library.catalogue import Catalogue
+from backend.library.errors import CatalogueBusy, LibraryError
+from backend.library.forget import forget_assets
 from backend.library.tags import TagModel
 from shared import api
 from shared.bundle import Bundle
 
 from .building import Builder
 from .embedding import Embedding, Followups
-from .errors import ServiceError
+from .errors import NotFound, ServiceError
 from .jobs import ProgressFn
 from .served import CATALOGUE_FILE, TAG_MODEL_FILE, ServedModel, open_home, open_run
 from .tagging import TRAINABLE, Tagging
@@ -143,6 +145,24 @@ class Engine:
 
     def thumbnail(self, name: str) -> bytes:
         return self.thumbnails.thumbnail(name)
+
+    def forget(self, name: str) -> api.Forgotten:
+        """Take ``name`` out of the catalogue (and, serving a library home, its stored views): what
+        ``asset2vec catalogue remove NAME`` does. An unknown name is a 404 with close matches. Never touches the
+        artist's files."""
+        bundles = Path(self.home.bundles) if self.home is not None else None
+        with self.served.swap_lock:  # not while a job stores a code of it
+            try:
+                forget_assets(self.catalogue, [name], bundles)
+            except CatalogueBusy:
+                raise  # 503 + Retry-After: nothing was removed, retrying helps
+            except LibraryError as e:
+                raise NotFound(str(e)) from None
+            self.served.invalidate()
+        left = self.catalogue.count("assets")
+        return api.Forgotten(name=name, assets=left,
+                             message=f"forgot {name!r}: it is out of the catalogue ({left} asset(s) left); embedding "
+                                     "it again brings it back")
 
     def models(self) -> api.ModelsList:
         return self.served.models()

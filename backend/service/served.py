@@ -168,7 +168,7 @@ class ServedModel:
             raise ServiceError(f"space must be one of {', '.join(api.SPACES)}, got {space!r}")
         state = self._state
         try:
-            found = self.index(space, state).similar(name, k=k, exclude_self=True)
+            found = self.index(space, state).similar(name, k=k, exclude_self=True, copies=True)
         except CatalogueBusy:
             raise  # the service answers 503 + Retry-After: retrying helps, not another request
         except LibraryError as e:
@@ -196,7 +196,7 @@ class ServedModel:
             out.append(api.Neighbour(name=n.name, distance=round(float(n.distance), 6), rank=n.rank,
                                      source_file=row.source_blend, asset_name=row.asset_name, family=n.family,
                                      category=n.category, thumbnail_url=api.thumbnail_url(n.name),
-                                     tags=sorted(tags.get(row.id, ()))))
+                                     tags=sorted(tags.get(row.id, ())), copies=n.copies))
         return out
 
     def models(self) -> api.ModelsList:

@@ -18,7 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from shared import api
+from shared import api, tempfolders
 
 from .app import EngineLike, create_app
 from .auth import check_bind
@@ -85,6 +85,9 @@ class Service:
         return f"http://{host}:{self.port}"
 
     def _on_startup(self) -> None:
+        # Temporary folders of killed backends and bulk runs (only those whose owner process is dead).
+        for stale in tempfolders.remove_stale():
+            log.info("removed %s, left by a process that ended without cleaning up", stale.name)
         if self.advertiser is not None:
             self.advertiser.start()
 

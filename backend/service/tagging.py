@@ -72,14 +72,41 @@ def predict(catalogue: Catalogue, state: ServedState, aid: int, info: AssetInfo,
 
     ``proposed``: the tags to write, computed once here (the add-on writes them back as they are): each at or
     over its tag's calibrated write threshold, at most one per exclusive group, not yet a tag of the asset
-    (:meth:`TagModel.decide`)."""
+    (:meth:`TagModel.decide`; the asset's tags are the catalogue's artist tags, review acceptances included)."""
     if state.tag_model is None:
         return {}, {}
     size = np.asarray(info.size, np.float32).reshape(1, 3)
     predicted = state.tag_model.predict(shape[None], texture[None], size)[0]
-    proposed = state.tag_model.decide(predicted, set(info.tags)).write
+    proposed = state.tag_model.decide(predicted, _artist_tags(catalogue, aid, info)).write
     catalogue.set_predicted_tags(state.model_id, {aid: predicted})
     return predicted, proposed
+
+
+def answer_tags(catalogue: Catalogue, state: ServedState, aid: int, info: AssetInfo, predicted: dict[str, float]
+                ) -> dict[str, Any]:
+    """The embed answer's per-tag facts (``api.EmbedResult`` fields): ``write_thresholds`` (per predicted tag; None:
+    suggested only), ``suggested_tags``, ``tag_reasons`` and ``artist_tags`` (the catalogue's, review acceptances
+    included: a later answer must never remove them from the artist's file)."""
+    artist = _artist_tags(catalogue, aid, info)
+    out: dict[str, Any] = {"artist_tags": sorted(artist)}
+    model = state.tag_model
+    if model is None or not predicted:
+        return out
+    decision = model.decide(predicted, artist)
+    out.update(write_thresholds={t: _rounded(model.thresholds.get(t)) for t in sorted(predicted)},
+               suggested_tags={t: round(float(p), 4) for t, p in decision.suggest.items()},
+               tag_reasons=dict(decision.reasons))
+    return out
+
+
+def _artist_tags(catalogue: Catalogue, aid: int, info: AssetInfo) -> set[str]:
+    """The asset's own tags: what it was sent with plus the catalogue's (imported lists, review acceptances)."""
+    return set(info.tags) | catalogue.artist_tags([aid]).get(int(aid), set())
+
+
+def _rounded(th: float | None) -> float | None:
+    # Floored to the wire's 4 places: a probability at or over the threshold stays so once rounded for the wire.
+    return None if th is None else float(np.floor(th * 1e4) / 1e4)
 
 
 class Tagging:
@@ -122,7 +149,8 @@ class Tagging:
         return "nothing to review: every tag prediction is answered or already an artist tag"
 
     def review_answer(self, name: str, tag: str, accept: bool, limit: int = 10) -> api.ReviewResult:
-        """Store the artist's answer, retrain the tag classifiers on it and refresh every prediction.
+        """Store the artist's answer, retrain the answered tag's classifier on it and refresh its predictions (the
+        other classifiers stay as they are: :func:`backend.library.review.refit_answered_tag`).
 
         The result has the asset's new ``probability`` of the tag and the next ``queue`` items. An unknown
         asset is :class:`NotFound`.

@@ -9,6 +9,7 @@ each batch from the camera matrices.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,28 @@ def read_bundles(paths: Sequence[str | Path]) -> list[Bundle]:
         except BundleError as e:
             raise ModelError(f"cannot use bundle {p}: {e}") from None
     return out
+
+
+def unreadable_reason(path: str | Path) -> str | None:
+    """Why the bundle folder ``path`` cannot be trained on, or None when it reads and every view decodes fully.
+
+    The reason names no folder (it goes into a service's answers): a stored bundle written by an older release, or
+    damaged on disk, is then skipped by a rebuild instead of failing it (:meth:`LibraryHome.set_aside_unreadable`).
+    """
+    path = Path(path)
+    what = "the bundle"
+    try:
+        bundle = read_bundle(path)
+        for i in range(len(bundle.frames)):
+            what = f"view {i} ({bundle.frames[i].file_path})"
+            with Image.open(io.BytesIO(bundle.image_bytes(i)), formats=["PNG"]) as im:
+                im.load()  # every pixel: a valid header over garbage data fails only here
+    except BundleError as e:
+        return str(e).replace(f"{path}{os.sep}", "").replace(str(path), "the bundle")
+    except Exception as e:  # noqa: BLE001 - Pillow and the file system raise many types; all mean "unreadable"
+        detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e).replace(str(path), "")
+        return f"{what} cannot be read ({type(e).__name__}: {detail[:120]})"
+    return None
 
 
 def straight_rgba(bundle: Bundle, error: type[Exception] = ModelError) -> torch.Tensor:

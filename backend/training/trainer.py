@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from backend.model.config import Preset, get_preset
@@ -37,6 +36,7 @@ from shared import rig
 
 from . import checkpoint as C
 from .data import TRAIN_VIEWS, RaySet, build_rays, find_bundles, load_views, read_bundles
+from .latent_codes import CodeTable, FeatureDistillation
 from .metrics import evaluate, on_white, psnr_from_mse
 
 #: Training views used to report training PSNR (cheap: two views, one per outer ring).
@@ -77,13 +77,45 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def build_model(preset: Preset, num_assets: int, device: torch.device) -> tuple[LatentField, nn.Embedding]:
-    """A fresh decoder and a code table ``[A, 64]`` (small Gaussian init, as auto-decoders do)."""
+def build_model(
+    preset: Preset, num_assets: int, device: torch.device, features: np.ndarray | None = None
+) -> tuple[LatentField, CodeTable]:
+    """A fresh decoder and a code table ``[A, 64]`` (small Gaussian init, as auto-decoders do; with
+    ``preset.train.code_head`` the codes are predicted from ``features [A, F]``, see :mod:`.latent_codes`)."""
     torch.manual_seed(preset.train.seed)
     field_ = LatentField(preset.model).to(device)
-    codes = nn.Embedding(num_assets, preset.model.shape_dim + preset.model.texture_dim).to(device)
-    nn.init.normal_(codes.weight, std=preset.train.code_init_std)
+    tc, mc = preset.train, preset.model
+    codes = CodeTable(num_assets, mc.shape_dim, mc.texture_dim, tc.code_init_std, tc.code_head, features,
+                      tc.head_width).to(device)
     return field_, codes
+
+
+def build_distillation(cfg: Preset, features: np.ndarray | None, device: torch.device) -> FeatureDistillation | None:
+    """The feature-distillation loss of ``cfg.train`` (None when its weight is 0)."""
+    tc, sd = cfg.train, cfg.model.shape_dim
+    if tc.distill_weight <= 0:
+        return None
+    halves = {"shape": slice(0, sd), "texture": slice(sd, None), "both": slice(0, None)}
+    if tc.distill_half not in halves or features is None:
+        raise ModelError(f"distill_half must be one of {', '.join(halves)} (got {tc.distill_half!r})")
+    # (features is None only when a caller passes none: train() always computes them for a distilled run)
+    width = {"shape": sd, "texture": cfg.model.texture_dim, "both": sd + cfg.model.texture_dim}[tc.distill_half]
+    return FeatureDistillation(features, tc.distill_dims, halves[tc.distill_half], width).to(device)
+
+
+def code_features(bundles: list[Any], names: list[str], views: str = "colour", show_progress: bool = True) -> np.ndarray:
+    """The pretrained multi-view feature ``[A, F]`` of the run's assets in ``names`` order (cached per bundle), of
+    their ``views`` (``"colour"`` or ``"silhouette"``, see :class:`backend.features.multiview.FeatureSpec`)."""
+    # heavy (the backbone): imported only by runs that use the feature
+    from backend.features.multiview import FeatureSpec, pool_views, view_features
+
+    by_name = {b.asset.name: b for b in bundles}
+    spec = FeatureSpec(views=views)
+    with tqdm(total=len(names), desc=f"features ({views})", unit="asset", file=sys.stderr,
+              disable=not show_progress) as bar:
+        per_view = view_features([by_name[n] for n in names], spec, progress=lambda done, _total: bar.update(1))
+    # pooled from the cache's float16 values even when just computed: a run is the same with or without a cache
+    return np.stack([pool_views({k: v.astype(np.float16).astype(np.float32) for k, v in p.items()}) for p in per_view])
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -187,16 +219,29 @@ def train(
             f"or train a new run in another --out folder"
         )
     rays = build_rays(views, TRAIN_VIEWS, tc)
-    field_, codes = build_model(cfg, len(views.names), dev)
-    opt = torch.optim.Adam(
-        [{"params": field_.parameters(), "lr": tc.lr}, {"params": codes.parameters(), "lr": tc.code_lr}]
-    )
+    features = code_features(bundles, views.names, "colour", show_progress) if tc.code_head != "none" else None
+    distilled = None
+    if tc.distill_weight > 0:
+        distilled = code_features(bundles, views.names, tc.distill_views, show_progress)
+    field_, codes = build_model(cfg, len(views.names), dev, features)
+    distill = build_distillation(cfg, distilled, dev)
+    groups = [{"params": field_.parameters(), "lr": tc.lr}, {"params": [codes.free], "lr": tc.code_lr}]
+    extra = [*(codes.head.parameters() if codes.head is not None else []),
+             *(distill.parameters() if distill is not None else [])]
+    if extra:  # the head and the read-out learn at the decoder's rate, the codes (or offsets) at the codes'
+        groups.append({"params": extra, "lr": tc.lr})
+    opt = torch.optim.Adam(groups)
     gen = torch.Generator(device=dev)
     gen.manual_seed(tc.seed)
     model_id, step, elapsed, history = str(uuid.uuid4()), 0, 0.0, []
     if state is not None:
         field_.load_state_dict(state["field"])
-        codes.weight.data.copy_(state["codes"].to(dev))
+        if "code_table" in state:
+            codes.load_state_dict(state["code_table"])
+        else:  # a run of free codes (older checkpoints hold only the table)
+            codes.free.data.copy_(state["codes"].to(dev))
+        if distill is not None:
+            distill.load_state_dict(state["distill"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["rng"]["generator"].cpu())  # generator states are CPU byte tensors, even for CUDA
         torch.set_rng_state(state["rng"]["torch"].cpu())
@@ -210,7 +255,9 @@ def train(
             "names": views.names,
             "assets": [asdict(a) for a in views.assets],
             "field": field_.state_dict(),
-            "codes": codes.weight.detach().cpu(),
+            "codes": codes().detach().cpu(),
+            "code_table": {k: v.detach().cpu() for k, v in codes.state_dict().items()},
+            **({"distill": {k: v.detach().cpu() for k, v in distill.state_dict().items()}} if distill is not None else {}),
             "optimizer": opt.state_dict(),
             "step": step,
             "elapsed": elapsed,
@@ -219,7 +266,7 @@ def train(
             "metrics": metrics or {},
         }
         C.save_checkpoint(ckpt_path, st)
-        write_run_files(out, cfg, model_id, views.names, codes.weight.detach().cpu().numpy(), cfg.model.shape_dim)
+        write_run_files(out, cfg, model_id, views.names, codes().detach().cpu().numpy(), cfg.model.shape_dim)
 
     budget = minutes * 60.0 if minutes else None
     samples_per_step = tc.rays_per_batch * tc.samples_per_ray + (tc.empty_points if tc.sampling == "hull" else 0)
@@ -235,8 +282,13 @@ def train(
             t0 = time.perf_counter()
             progress = max(step / tc.steps, elapsed / budget if budget else 0.0)
             decay = tc.lr_final ** min(progress, 1.0)
-            opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = tc.lr * decay, tc.code_lr * decay
-            loss, psnr = loss_step(field_, codes.weight, rays, cfg, gen, dev)
+            for g, base in zip(opt.param_groups, (tc.lr, tc.code_lr, tc.lr), strict=False):
+                g["lr"] = base * decay
+            loss, psnr = loss_step(field_, codes(), rays, cfg, gen, dev)
+            if codes.head is not None:
+                loss = loss + tc.offset_reg * codes.offset_penalty()
+            if distill is not None:
+                loss = loss + tc.distill_weight * distill(codes())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -264,7 +316,7 @@ def train(
 
     field_.eval()
     sd = cfg.model.shape_dim
-    z = codes.weight.detach()
+    z = codes().detach()
     held = evaluate(field_, z[:, :sd], z[:, sd:], views, rays.grids, rig.HELD_OUT_VIEWS, tc.samples_per_ray)
     trained = evaluate(field_, z[:, :sd], z[:, sd:], views, rays.grids, TRAIN_EVAL_VIEWS, tc.samples_per_ray)
     summary = TrainSummary(

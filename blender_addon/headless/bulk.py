@@ -34,7 +34,6 @@ import hashlib
 import os
 import shutil
 import stat
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,8 +45,8 @@ from ..capture import CaptureError, asset_tags, capture_asset, quiet_stdout
 from ..content_hash import hash_parts
 from ..errors import AddonError, BlendFileError
 from ..parts import evaluated_parts
-from ..protocol import api, bundle, client, metadata, naming
-from ..writeback import WritebackError, proposed_for, read_metadata, stale_tags, write_result
+from ..protocol import api, bundle, client, metadata, naming, tempfolders
+from ..writeback import WritebackError, proposed_for, read_metadata, stale_tags, tag_reason, write_result
 from .blend_files import check_blend, load_blend, marked_assets
 
 Emit = Callable[[dict[str, Any]], None]
@@ -201,7 +200,7 @@ def _process(p: Path, opts: dict[str, Any], known: dict[str, dict[str, Any]], em
         report["code_source"] = result.code_source
         report["to_add"] = {t: predicted[t] for t in proposed_for(target, result, threshold)}
         report["to_remove"] = {t: predicted[t] for t in stale_tags(target, result, threshold)}
-        report["why"] = _reasons(report["to_add"], report["to_remove"], report["threshold"])
+        report["why"] = _reasons(result, report["to_add"], report["to_remove"], threshold)
         if dry_run:
             report["status"] = "proposed"
         else:
@@ -228,13 +227,11 @@ def _process(p: Path, opts: dict[str, Any], known: dict[str, dict[str, Any]], em
         out["status"], out["error"] = "failed", f"{failed[0]['name']}: {failed[0]['error']}"
 
 
-def _reasons(to_add: dict[str, float], to_remove: dict[str, float], threshold: float) -> dict[str, str]:
-    """Why each tag is (or would be) added or removed: its probability against the threshold."""
-    why = {t: f"added: p {p:.2f} >= threshold {threshold:.2f}" for t, p in to_add.items()}
-    for t, p in to_remove.items():
-        # Below the threshold, or not proposed by the backend's stricter rule (a calibrated threshold, a group).
-        rule = "<" if p < threshold else "not proposed at"
-        why[t] = f"removed: p {p:.2f} {rule} threshold {threshold:.2f} (added by an earlier answer)"
+def _reasons(result: api.EmbedResult, to_add: dict[str, float], to_remove: dict[str, float],
+             threshold: float | None) -> dict[str, str]:
+    """Why each tag is (or would be) added or removed: its probability against its own write threshold."""
+    why = {t: tag_reason(result, t, True, threshold) for t in to_add}
+    why.update({t: tag_reason(result, t, False, threshold) for t in to_remove})
     return why
 
 
@@ -256,7 +253,7 @@ def _resumed(prior: dict[str, Any], current: str, model_id: str) -> api.EmbedRes
 def _capture_and_embed(target: Any, p: Path, root: Path, opts: dict[str, Any], backend: client.Client,
                        emit: Emit) -> tuple[api.EmbedResult, str | None]:
     """Capture ``target`` into a private temporary folder, upload it, return (embed result, thumbnail path)."""
-    with tempfile.TemporaryDirectory(prefix="asset2vec-bulk-") as tmp:
+    with tempfolders.folder("asset2vec-bulk-") as tmp:  # a killed run's folder: removed at the next start
         folder = Path(tmp) / "bundle"
         captured = capture_asset(target, folder, size=int(opts.get("size", 64)), samples=int(opts.get("samples", 8)),
                                  name=catalogue_name(p, root, target), source_blend=str(p.resolve()),
@@ -360,7 +357,7 @@ def import_loose_models(root: str | os.PathLike[str], models: list[str]) -> dict
     from .import_folder import FolderImportError, import_folder
 
     base = Path(root).resolve()
-    with tempfile.TemporaryDirectory(prefix="asset2vec-bulk-import-") as tmp:
+    with tempfolders.folder("asset2vec-bulk-import-") as tmp:
         src, dest = Path(tmp) / "src", Path(tmp) / "out"
         copied: set[Path] = set()
         for m in models:

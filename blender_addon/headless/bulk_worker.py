@@ -100,7 +100,7 @@ def _capture(request: dict[str, Any], send: Any) -> dict[str, Any]:
     except AddonError as e:
         return {"status": "failed", "error": str(e)}
     return {"status": "done", "done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
-            "opened": summary.opened, "names": summary.names}
+            "opened": summary.opened, "names": summary.names, "present": summary.present}
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ class CaptureSummary:
     """What :func:`capture_library` did: counts and one message per failed file or asset.
 
     ``opened``: the .blend files that opened (resolved paths); ``names``: the catalogue name of every marked
-    asset in them, captured or not. An index prunes assets of an opened file that are not in ``names``.
+    asset in them, captured or not; ``present``: the catalogue name of every object and collection in them,
+    marked or not. An index prunes assets of an opened file that are not in ``present``: an object the artist
+    embedded from the panel without marking it still exists, so it stays.
     """
 
     done: int = 0
@@ -37,6 +39,7 @@ class CaptureSummary:
     failed: list[str] = field(default_factory=list)
     opened: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
 
 
 def asset_category(target: Any, blend: Path) -> str:
@@ -94,6 +97,9 @@ def capture_library(
             summary.failed.append(f"{blend}: {e}")
             continue
         summary.opened.append(str(blend.resolve()))
+        root = str(src) if src.is_dir() else None
+        summary.present += sorted({naming.catalogue_name(str(blend), d.name, default_root=root)
+                                   for d in (*bpy.data.objects, *bpy.data.collections)})
         targets = marked_assets(asset)
         if not targets and len(blends) == 1:
             raise CaptureError(f"{blend} has no marked assets: mark some (Mark as Asset) or pass --asset NAME")
@@ -102,7 +108,7 @@ def capture_library(
             # The asset's one identity (as the panel and bulk-tag name it: library root + file + asset; `src` is
             # the root only when no marked root is above the file). In a folder the bundle folder is named after
             # it (as a backend storing uploads names it), so two files called alike never collide.
-            name = naming.catalogue_name(str(blend), target.name, default_root=str(src) if src.is_dir() else None)
+            name = naming.catalogue_name(str(blend), target.name, default_root=root)
             summary.names.append(name)
             folder = out / (naming.safe_folder_name(name) if src.is_dir() else naming.safe_folder_name(target.name))
             try:

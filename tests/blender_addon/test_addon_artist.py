@@ -8,6 +8,7 @@ import array
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -280,9 +281,13 @@ def test_unregister_leaves_no_temporary_folder(blender):
             configure(f"http://127.0.0.1:{silent.getsockname()[1]}")
             obj = box("Chair")
             bpy.context.view_layer.objects.active = obj
-            assert bpy.ops.asset2vec.embed() == {"FINISHED"}  # captures now; the worker waits for the backend
+            assert bpy.ops.asset2vec.embed() == {"FINISHED"}  # starts capturing; the worker waits for the backend
             job = embed_job.current()
-            assert job.running and job.preview.is_file()  # the captured view, kept for the preview
+            deadline = time.monotonic() + 120
+            while not job.preview.is_file():  # the capture's slices, until the captured view is kept for the preview
+                assert job.running and time.monotonic() < deadline, job.message
+                time.sleep(session.get().tick() or 0.0)
+            assert job.running  # still waiting for the silent backend
             folders = [session.get().thumbnails.folder, job.preview.parent]
             assert all(f.is_dir() and f.name.startswith(tempdirs.PREFIX) for f in folders)
             assert set(folders) <= set(tempdirs.live())

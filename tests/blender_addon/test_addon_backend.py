@@ -79,6 +79,13 @@ def test_discover_finds_the_live_backend_on_loopback_and_use_sets_the_url(addon,
         svc.stop()
 
 
+def test_the_url_the_server_prints_works_in_the_preferences(addon, backend):
+    bpy = addon
+    configure(f"{backend.url}/v1/")  # pasted as `asset2vec serve` prints it
+    assert preferences.connection()[0] == backend.url
+    assert _check(bpy).state == embed_job.DONE, session.get().status["embed"]
+
+
 def test_backend_down_is_reported_with_how_to_start_it(addon):
     bpy = addon
     configure(f"http://127.0.0.1:{support.free_port()}")

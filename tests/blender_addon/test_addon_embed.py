@@ -7,6 +7,7 @@ neighbours written into the .blend → save, reopen, review, remove, append a si
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def test_embed_writes_tags_and_neighbours_saves_reopens_removes_and_appends(addo
     for space in ("shape", "texture", "both"):
         d = [n["distance"] for n in writeback.neighbours(crate, space)]
         assert d == sorted(d)
+    session.get().pump_thumbnails()  # fetched after the answer was written (see the test below)
     for name in {n["name"] for n in nbs}:  # thumbnails were fetched for the Similar panel
         assert session.get().thumbnails.path(name).read_bytes().startswith(b"\x89PNG")
         assert session.get().thumbnails.icon_id(name) >= 0
@@ -88,6 +90,63 @@ def test_embed_writes_tags_and_neighbours_saves_reopens_removes_and_appends(addo
     appended = bpy.data.objects["Crate"]
     assert appended.name in bpy.context.scene.objects and appended.library is None
     assert writeback.read_metadata(appended)[M.MODEL_ID] == engine.model_id  # its metadata came along
+
+
+class _HeldThumbnails:
+    """The engine's own thumbnails behind a gate: each request waits until the test opens it (a backend whose
+    thumbnail endpoint is slow, e.g. rendering through its decoder), then answers or fails with a 404."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.gate, self.asked, self.fail = inner, threading.Event(), threading.Event(), False
+
+    def thumbnail(self, name: str) -> bytes:
+        from backend.service.errors import NotFound
+
+        self.asked.set()
+        if not self.gate.wait(60):
+            raise TimeoutError("the test never opened the gate")
+        if self.fail:
+            raise NotFound(f"{name!r} has no thumbnail")
+        return self.inner.thumbnail(name)
+
+
+def test_tags_are_written_before_the_thumbnails_come(addon, backend, engine, monkeypatch):
+    """Issue 19: the answer (tags, neighbours, preview) is written as soon as the backend answers; the neighbours'
+    thumbnails follow in the background, and one that cannot be fetched never fails the embed."""
+    bpy = addon
+    configure(backend.url)
+    held = _HeldThumbnails(engine.thumbnails)
+    monkeypatch.setattr(engine, "thumbnails", held)
+    vase = box("Vase", size=(0.3, 0.3, 0.6), color=(0.2, 0.7, 0.3))
+    vase.asset_mark()
+    _select(bpy, vase)
+    sess = session.get()
+
+    job = run_embed(bpy)
+    assert job.state == embed_job.DONE, job.message
+    data = writeback.read_metadata(vase)
+    names = {n["name"] for n in data[M.NEIGHBOURS]}
+    assert data[M.PREDICTED_TAGS] and names  # written while every thumbnail request still waits
+    assert vase.preview is not None and vase.preview.image_size[0] > 0  # the captured view: no download needed
+    assert held.asked.wait(10), "the thumbnails were not asked for"
+    fetch = sess.fetches[-1]
+    assert fetch.running and not any(sess.thumbnails.path(n).is_file() for n in names)
+    assert sess.status["embed"] == ("INFO", job.message)
+
+    held.gate.set()  # the thumbnails come: the Similar list fills in
+    sess.pump_thumbnails()
+    assert not sess.fetches and fetch.fetched == len(names)
+    assert all(sess.thumbnails.path(n).read_bytes().startswith(b"\x89PNG") for n in names)
+
+    # A backend that has no thumbnail to give: the embed is done all the same, its status line untouched.
+    for png in sess.thumbnails.folder.glob("*.png"):
+        png.unlink()
+    held.fail = True
+    job = run_embed(bpy)
+    assert job.state == embed_job.DONE, job.message
+    sess.pump_thumbnails()
+    assert not any(sess.thumbnails.path(n["name"]).is_file() for n in writeback.read_metadata(vase)[M.NEIGHBOURS])
+    assert sess.status["embed"] == ("INFO", job.message)
 
 
 def test_family_embed_records_members(addon, backend):

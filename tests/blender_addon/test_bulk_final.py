@@ -6,6 +6,7 @@ is added. Real headless Blender workers, real bpy, a live backend on loopback.""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,11 +75,13 @@ def test_bulk_tag_writes_the_refined_answer_like_embed_and_dry_run_counts_match(
     report = json.loads(Path(dry.report["json"]).read_text())
     proposed = {a["name"]: a for f in report["files"] for a in f["assets"]}
     assert sorted(proposed) == ["Crate", "Pillar"]
-    # The refined answer, not the instant one; every tag to add says why (probability vs threshold).
+    # The refined answer, not the instant one; every tag to add says why: its probability vs its own threshold.
     assert {a["code_source"] for a in proposed.values()} == {"inversion"}
     for a in proposed.values():
         assert set(a["why"]) == set(a["to_add"]) | set(a["to_remove"])
-        assert all(w.startswith("added: p ") and ">= threshold" in w for t, w in a["why"].items() if t in a["to_add"])
+        for t in a["to_add"]:
+            p, th = map(float, re.fullmatch(r"added: p ([\d.]+) >= its threshold ([\d.]+)", a["why"][t]).groups())
+            assert p == pytest.approx(a["to_add"][t], abs=0.005) and p >= th >= 0.5  # a calibrated threshold
 
     run = bulk_tag(lib, bulk_options(backend, **SAME_CAPTURE))
     assert not run.failures and run.embedded == 0, "the dry run's final answers are reused"

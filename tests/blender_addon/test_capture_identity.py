@@ -38,3 +38,40 @@ def test_capture_bulk_and_panel_agree_on_the_name(blender, tmp_path: Path) -> No
     assert summary.done == 1 and summary.names == [panel] and summary.opened == [str(blend.resolve())]
     (folder,) = out.iterdir()
     assert bundle.read_bundle(folder).asset.name == panel
+
+
+def test_index_prunes_only_what_is_gone_not_unmarked_objects_embedded_from_the_panel(blender, tmp_path: Path) -> None:
+    """The capture reports every object of an opened file, so pruning keeps an unmarked object the panel embedded."""
+    bpy = blender
+    from backend.library.catalogue import Catalogue
+    from backend.lifecycle.home import LibraryHome
+    from backend.lifecycle.pruning import prune_library
+    from blender_addon.headless.capture_library import capture_library
+
+    lib = (tmp_path / "lib").resolve()
+    lib.mkdir()
+    (lib / naming.CATALOG_FILE).write_text("VERSION 1\n")
+    blend = lib / "props.blend"
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    box("Chair").asset_mark()
+    box("Crate", location=(3.0, 0.0, 0.0))  # embedded from the panel, never marked as an asset
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    home = LibraryHome.at(tmp_path / "home").create()
+    with Catalogue(home.catalogue) as cat:  # the rows the panel's embeds left (same names, same source file)
+        for obj in ("Chair", "Crate", "Ghost"):
+            cat.upsert_asset(bundle.AssetInfo(name=naming.catalogue_name(str(blend), obj), source_blend=str(blend)))
+
+    captured = capture_library(lib, home.bundles, size=16, samples=1)
+    assert captured.names == ["props/Chair"] and {"props/Chair", "props/Crate"} <= set(captured.present)
+    pruned, moved = prune_library(lib, home, vars(captured))
+    assert pruned == ["props/Ghost"] and not moved  # Ghost is no object of the file; Crate is, unmarked
+    with Catalogue(home.catalogue) as cat:
+        assert cat.asset_names() == ["props/Chair", "props/Crate"]
+
+    # The artist deletes the crate from the file: now it is gone, and the next index forgets it.
+    bpy.data.objects.remove(bpy.data.objects["Crate"])
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    pruned, _ = prune_library(lib, home, vars(capture_library(lib, home.bundles, size=16, samples=1)))
+    assert pruned == ["props/Crate"]
+    with Catalogue(home.catalogue) as cat:
+        assert cat.asset_names() == ["props/Chair"]

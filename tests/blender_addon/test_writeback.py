@@ -187,3 +187,32 @@ def test_bulk_never_takes_an_instant_answer_for_a_final_one(blender):
     assert not up_to_date(obj, "hash-1", "model-1")  # its refinement never arrived: embed it again
     W.write_result(obj, api.EmbedResult.from_json({**instant.to_json(), "code_source": "inversion"}))
     assert up_to_date(obj, "hash-1", "model-1")
+
+
+def _calibrated(predicted: dict[str, float], thresholds: dict[str, float | None],
+                artist: tuple[str, ...] = ()) -> api.EmbedResult:
+    """An answer of a backend with per-tag write thresholds: it proposes each tag at or over its own threshold."""
+    proposed = {t: p for t, p in predicted.items() if thresholds.get(t) is not None and p >= thresholds[t]}
+    return api.EmbedResult.from_json({**_result(predicted).to_json(), "proposed_tags": proposed,
+                                      "write_thresholds": thresholds, "artist_tags": list(artist)})
+
+
+def test_each_tag_is_judged_at_its_own_threshold_and_the_catalogues_artist_tags_stay(blender):
+    """Issue 17: the stale-tag removal and its reasons use each tag's own write threshold; a tag the catalogue holds
+    as the artist's (accepted in the review queue, maybe in another Blender) is never removed and becomes accepted."""
+    thresholds = {"office": 0.9, "legs": 0.55, "round": None}
+    obj = _asset(tags=("mine",))
+    first = _calibrated({"office": 0.95, "legs": 0.6, "round": 0.99}, thresholds)
+    assert W.write_result(obj, first).added == ["office", "legs"]  # "round" is a suggestion only, even at 0.99
+    assert W.tag_reason(first, "office", True) == "added: p 0.95 >= its threshold 0.90"
+    # Refined: office 0.7 (over the old single 0.5, under its own 0.9); legs 0.2, but accepted in the review queue.
+    refined = _calibrated({"office": 0.7, "legs": 0.2, "round": 0.99}, thresholds, artist=("legs", "mine"))
+    assert W.stale_tags(obj, refined) == ["office"]
+    assert W.tag_reason(refined, "office", False) == "removed: p 0.70 < its threshold 0.90 (added by an earlier answer)"
+    assert "never written" in W.tag_reason(refined, "round", False)
+    report = W.write_result(obj, refined)
+    assert report.removed == ["office"] and report.added == []
+    assert sorted(W.asset_tags(obj)) == ["legs", "mine"]
+    assert W.read_metadata(obj)[W.ACCEPTED_TAGS] == ["legs"]  # from now on the artist's, whatever the backend says
+    assert W.write_result(obj, _calibrated({"legs": 0.01}, {"legs": 0.55})).removed == []
+    assert "legs" in W.asset_tags(obj)

@@ -11,10 +11,13 @@ from shared import api
 EMBED: dict[str, Any] = {
     "name": "chairs/Chair_01", "model_id": "m1", "shape": [0.1, 0.2], "texture": [0.3], "code_source": "encoder",
     "source_file": "//chairs.blend", "asset_name": "Chair_01", "content_hash": "abc", "psnr": None, "seconds": 0.5,
-    "predicted_tags": {"chair": 0.9, "table": 0.1}, "proposed_tags": {"chair": 0.9}, "threshold": 0.5,
+    "predicted_tags": {"chair": 0.9, "table": 0.1, "wood": 0.6}, "proposed_tags": {"chair": 0.9}, "threshold": 0.5,
+    "write_thresholds": {"chair": 0.85, "table": None, "wood": 0.7}, "suggested_tags": {"wood": 0.6},
+    "tag_reasons": {"chair": "written: 0.90 >= its threshold 0.85"}, "artist_tags": ["mine"],
     "neighbours": {"shape": [{"name": "chairs/Chair_02", "distance": 0.25, "rank": 1, "source_file": "//c.blend",
                               "asset_name": "Chair_02", "family": "", "category": "chair",
-                              "thumbnail_url": "/v1/assets/chairs%2FChair_02/thumbnail", "tags": ["chair", "wood"]}]},
+                              "thumbnail_url": "/v1/assets/chairs%2FChair_02/thumbnail", "tags": ["chair", "wood"],
+                              "copies": 2}]},
     "retrain_advice": None, "thumbnail_url": "/v1/assets/chairs%2FChair_01/thumbnail", "refine_job": "j2",
 }
 
@@ -25,6 +28,19 @@ def test_embed_result_round_trips() -> None:
     assert [n.name for n in result.all_neighbours()] == ["chairs/Chair_02"]
     assert result.to_json() == {**EMBED, "neighbours": {"shape": EMBED["neighbours"]["shape"]}}
     assert api.EmbedResult.from_json(result.to_json()) == result
+
+
+def test_each_tag_has_its_own_write_threshold_and_an_older_backends_single_one_still_reads() -> None:
+    result = api.EmbedResult.from_json(EMBED)
+    assert [result.threshold_of(t) for t in ("chair", "table", "wood")] == [0.85, None, 0.7]
+    assert result.threshold_of("unknown") is None  # not predicted by this model: never written
+    old = {k: v for k, v in EMBED.items() if k not in ("write_thresholds", "suggested_tags", "tag_reasons",
+                                                       "artist_tags")}
+    older = api.EmbedResult.from_json({**old, "threshold": 0.4})  # a backend from before per-tag thresholds
+    assert older.write_thresholds == {} and older.artist_tags == []
+    assert [older.threshold_of(t) for t in ("chair", "table")] == [0.4, 0.4]
+    with pytest.raises(api.ApiError, match=r"EmbedResult.write_thresholds.chair: expected a number"):
+        api.EmbedResult.from_json({**EMBED, "write_thresholds": {"chair": "high"}})
 
 
 def test_optional_fields_default_and_none_ones_are_left_out() -> None:

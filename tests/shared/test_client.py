@@ -14,7 +14,7 @@ import pytest
 from backend.service.engine import Engine
 from backend.service.server import Service
 from shared import api
-from shared.client import BackendBusy, BackendError, Cancelled, Client
+from shared.client import BackendBusy, BackendError, Cancelled, Client, normalize_url
 from tests.backend.service import service_support as support
 
 pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
@@ -169,6 +169,21 @@ def test_other_api_versions_and_other_servers(other_server) -> None:
     routes[f"{api.API_PREFIX}/info"] = (200, b"<html>a web page</html>")
     with pytest.raises(BackendError, match="is not an Asset2Vec backend"):
         Client(url).info()
+
+
+def test_the_url_the_server_prints_is_accepted_with_or_without_v1(other_server) -> None:
+    url, routes = other_server
+    routes[f"{api.API_PREFIX}/info"] = (200, json.dumps({"api_version": 1, "model_id": "m"}).encode())
+    # `asset2vec serve` prints ".../v1": pasted as is, with a slash, or typed without a scheme, it is the same backend.
+    host = url.removeprefix("http://")
+    for typed in (url, f"{url}/", f"{url}/v1", f" {url}/v1/ ", f"{host}/v1", host):
+        client = Client(typed)
+        assert client.url == url, typed
+        assert client.info().model_id == "m"  # reached /v1/info (not /v1/v1/info: a 404)
+    assert normalize_url("http://studio:8765/asset2vec/V1/") == "http://studio:8765/asset2vec"  # a proxy's prefix
+    assert normalize_url("https://v1:8765") == "https://v1:8765"  # a host named v1 is a host
+    with pytest.raises(BackendError, match="not a backend URL"):
+        normalize_url("ftp://somewhere/v1")
 
 
 @pytest.mark.slow  # serves the tiny trained run

@@ -125,3 +125,21 @@ def test_missing_weights_package_says_what_to_install(monkeypatch: pytest.Monkey
     with pytest.raises(FeatureError, match="unknown backbone"):
         weights_file("resnet-50")
     assert Path(weights_file("efficientnet-lite1")).is_file()
+
+
+def test_silhouette_views_see_the_shape_and_never_the_colour(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    wood = read_bundle(write_bundle(tmp_path / "wood", "wood", chair(), 32))
+    blue = read_bundle(write_bundle(tmp_path / "blue", "blue", [replace(p, colour=(0.1, 0.2, 0.9)) for p in chair()], 32))
+    other = read_bundle(write_bundle(tmp_path / "table", "table", table(), 32))
+    sil = FeatureSpec(SMALL.backbone, SMALL.input_size, views="silhouette")
+    assert sil.key != SMALL.key and SMALL.key == FeatureSpec(SMALL.backbone, SMALL.input_size).key  # old caches valid
+    colour = [views_on_white(b, 32) for b in (wood, blue)]
+    assert (colour[0] - colour[1]).abs().max() > 0.5
+    shapes = [views_on_white(b, 32, "silhouette") for b in (wood, blue, other)]
+    assert torch.equal(shapes[0], shapes[1]) and (shapes[0] - shapes[2]).abs().max() > 0.5
+    a, b = (pool_views(f) for f in view_features([wood, blue], sil))
+    np.testing.assert_array_equal(a, b)  # one cache per mode: the silhouette features of both chairs are the same
+    with pytest.raises(FeatureError, match="unknown view mode"):
+        views_on_white(wood, 32, "depth")

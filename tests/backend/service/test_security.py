@@ -7,7 +7,9 @@
 - model folders hold only data: a planted pickle payload never runs and gives a clear error (not a 500);
 - a fuzz set of well over 100 malformed requests over every endpoint: no answer >= 500, no server path in any
   answer, and the server still answers;
-- ``POST /index`` reads only folders under the library roots, without telling whether a folder exists elsewhere.
+- ``POST /index`` reads only folders under the library roots, without telling whether a folder exists elsewhere;
+- a home's files are 0644 under umask 022; ``serve`` and ``bulk-tag`` remove the temp folders of killed runs at
+  start (never a live one's); a rebuild skips and reports a bad bundle already stored in the home.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import struct
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -28,15 +32,18 @@ import httpx
 import pytest
 import torch
 
-from backend.lifecycle.home import LibraryHome
+from backend.library.catalogue import Catalogue
+from backend.lifecycle.home import UNREADABLE_DIR, UNREADABLE_REASON, LibraryHome
 from backend.model.errors import ModelError
 from backend.service.engine import Engine
 from backend.service.server import Service
+from backend.service.uploads import parse_upload, store_bundle
 from backend.training.run import load_run
 from shared import api
 from shared import bundle as B
 from shared.client import BackendError, Client
 from tests.backend.service import service_support as support
+from tests.shared.tempfolder_support import children, kill9, spawn
 
 P = api.API_PREFIX
 MiB = 1024 * 1024
@@ -266,6 +273,105 @@ def test_garbage_png_is_refused_before_anything_is_stored(raw: httpx.Client, hom
     r = raw.post(f"{P}/embed", content=bad, headers=own(**{"Content-Type": "application/zip"}))
     assert r.status_code == 400 and "views/11.png is not a readable PNG" in r.json()["detail"], r.text
     assert "garbage_png" not in stored(home) and not list(home.bundles.glob(".incoming-*"))
+
+
+# -- file modes ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_a_home_shared_between_users_is_readable_by_all(tmp_path: Path) -> None:
+    """Under umask 022 every file a home gets is 0644 and every folder 0755 (atomic writes once made them 0600)."""
+    from backend.training.checkpoint import save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        home = LibraryHome.at(tmp_path / "home")
+        engine = Engine.open_home(home, invert_steps=support.INVERT_STEPS)  # catalogue, the starter model installed
+        engine.close()
+        store_bundle(parse_upload(support.upload_bundle("ball", "red", name="stored")), home.bundles)
+        save_checkpoint(home.training / "checkpoint.pt", {"step": 1, "codes": torch.zeros(2, 4)})  # a model file
+        home.write_state({"stage": "train"})
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(home.root).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in home.root.rglob("*")}
+    files = {"catalogue.sqlite", "bundles/stored/transforms.json", "bundles/stored/views/00.png",
+             "training/checkpoint.pt", "index-state.json"}
+    assert files <= set(modes) and any(n.endswith("/MODEL.json") for n in modes), sorted(modes)
+    wrong = {n: oct(m) for n, m in modes.items() if m != (0o755 if (home.root / n).is_dir() else 0o644)}
+    assert not wrong
+
+
+# -- temporary folders of dead runs ---------------------------------------------------------------------------
+
+
+def test_serve_and_bulk_tag_remove_temp_folders_of_dead_runs(served: Service, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.bulk.driver import BulkError, BulkOptions, bulk_tag
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # the system temp folder, as every process would see it
+
+    def bulk_start() -> None:
+        with pytest.raises(BulkError, match="no .blend"):  # an empty library: it stops right after starting
+            bulk_tag(tmp_path, BulkOptions(url=served.url, progress=False))
+
+    def serve_start() -> None:
+        Service(served.engine, port=0, advertise=False).start_in_thread().stop()
+
+    with children() as procs:
+        for start in (bulk_start, serve_start):
+            dead, dead_dir = spawn(procs, temp, "asset2vec-bulk-")
+            _, live_dir = spawn(procs, temp, "asset2vec-bulk-")
+            kill9(dead)
+            start()
+            assert not dead_dir.exists() and live_dir.is_dir(), start.__name__
+
+
+# -- a bad bundle already stored in a home ----------------------------------------------------------------------
+
+
+@pytest.mark.slow  # trains a model (a few steps) in the build's child process
+def test_a_rebuild_skips_and_reports_bad_stored_bundles(tmp_path: Path) -> None:
+    """A home may hold a bundle written by an older release or damaged on disk: the rebuild leaves it out, says
+    which and why (no server path), and trains on the rest."""
+    home = LibraryHome.at(tmp_path / "home")
+    engine = Engine.open_home(home, invert_steps=support.INVERT_STEPS)
+    starter = engine.model_id
+    good = [f"good_{k}_{c}" for k, c in support.TRAIN_ITEMS]
+    for (kind, colour), name in zip(support.TRAIN_ITEMS, good, strict=True):
+        store_bundle(parse_upload(support.upload_bundle(kind, colour, name=name)), home.bundles)
+    for name in ("bad_png", "bad_json", "bad_missing"):
+        store_bundle(parse_upload(support.upload_bundle("pillar", "blue", name=name)), home.bundles)
+    png = home.bundles / "bad_png" / "views" / "05.png"
+    png.write_bytes(_garbage_png(png.read_bytes()))  # a valid header over garbage data
+    transforms = home.bundles / "bad_json" / B.TRANSFORMS
+    transforms.write_bytes(transforms.read_bytes()[:300])  # truncated
+    (home.bundles / "bad_missing" / "views" / "11.png").unlink()
+    try:
+        with Service(engine, port=0, advertise=False) as svc, httpx.Client(base_url=svc.url, timeout=60) as http:
+            r = http.post(f"{P}/train", json={"what": "decoder", "steps": 4}, headers=own())
+            assert r.status_code == 202, r.text
+            status = wait_done(http, r.json()["job"], timeout=600)
+            assert status["status"] == api.DONE, status
+            answer = http.get(f"{P}/jobs/{status['id']}/result")
+            assert http.get(f"{P}/info").json()["model_id"] == answer.json()["model_id"] != starter
+    finally:
+        engine.close()
+    result = answer.json()
+    reasons = {line.split(":", 1)[0]: line for line in result["failures"]}
+    assert set(reasons) == {"bad_png", "bad_json", "bad_missing"}, result["failures"]
+    assert "view 5 (views/05.png) cannot be read" in reasons["bad_png"]
+    assert "transforms.json: not valid JSON" in reasons["bad_json"]
+    assert "views/11.png is missing" in reasons["bad_missing"]
+    assert str(tmp_path) not in answer.text and os.path.expanduser("~") not in answer.text
+    # Trained on the good bundles only; the bad ones are kept aside with their reason, out of every reader's way.
+    with Catalogue(home.catalogue) as cat:
+        assert set(cat.codes(result["model_id"]).names) >= set(good)
+        assert not {"bad_png", "bad_json", "bad_missing"} & set(cat.codes(result["model_id"]).names)
+    assert {p.name for p in home.bundles.iterdir()} == set(good) | {UNREADABLE_DIR}
+    kept = home.bundles / UNREADABLE_DIR
+    assert "not valid JSON" in (kept / "bad_json" / UNREADABLE_REASON).read_text()
 
 
 # -- model folders hold only data -----------------------------------------------------------------------------

@@ -66,6 +66,15 @@ def test_embed_job_progress_and_result(http: httpx.Client, engine: Engine) -> No
     assert set(res["predicted_tags"]) >= {"ball", "crate"}
     assert all(0.0 <= p <= 1.0 for p in res["predicted_tags"].values())
     assert "pillar" not in res["proposed_tags"]  # the artist's own tag is never proposed back
+    # Issue 17: each predicted tag carries its own write threshold (None: suggested only); what is proposed is at or
+    # over it; the answer names the asset's tags the catalogue holds as the artist's.
+    assert set(res["write_thresholds"]) == set(res["predicted_tags"]) and res["artist_tags"] == ["pillar"]
+    for t, th in res["write_thresholds"].items():
+        want = engine.tag_model.thresholds.get(t)
+        assert (th is None) == (want is None) and (th is None or abs(th - want) < 1e-4)
+    assert all(p >= res["write_thresholds"][t] for t, p in res["proposed_tags"].items())
+    assert not set(res["suggested_tags"]) & set(res["proposed_tags"])
+    assert all(t in res["tag_reasons"] for t in res["proposed_tags"])
     train_names = {f"{k}_{c}" for k, c in support.TRAIN_ITEMS}
     for space in ("shape", "texture", "both"):
         nb = res["neighbours"][space]

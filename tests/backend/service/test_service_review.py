@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
+import numpy as np
 import pytest
 
 from backend.library.catalogue import Catalogue, import_run
+from backend.library.tag_store import to_linear
 from backend.library.tags import TagModel
 from backend.service.engine import Engine
 from shared import api
 from tests.backend.service import service_support as support
+from tests.backend.service.test_service_api import wait_job
 
 pytestmark = pytest.mark.slow  # trains a model (or serves the tiny trained run)
 
@@ -30,8 +35,17 @@ def test_queue_answer_retrains_and_moves_on(http: httpx.Client, engine: Engine) 
     assert http.get(items[0]["thumbnail_url"]).content.startswith(b"\x89PNG")
 
     first = items[0]
+    other = next(t for t in engine.tag_model.tags if t != first["tag"])
+    kept = to_linear(engine.tag_model.classifiers[other])
+    t0 = time.perf_counter()
     r = http.post(f"{P}/review", json={"name": first["name"], "tag": first["tag"], "accept": True, "limit": 5})
+    seconds = time.perf_counter() - t0
     assert r.status_code == 200, r.text
+    # Only the answered tag is retrained (issues 17/18): the other tag's classifier keeps its very coefficients.
+    now = to_linear(engine.tag_model.classifiers[other])
+    for key in ("mean", "scale", "coef", "intercept", "sig_a", "sig_b"):
+        np.testing.assert_array_equal(getattr(now, key), getattr(kept, key))
+    assert seconds < 5.0, f"an answer took {seconds:.1f} s"
     answer = r.json()
     assert answer["name"] == first["name"] and answer["accepted"] is True and answer["retrained"] is True
     assert answer["previous_probability"] == pytest.approx(first["probability"])
@@ -41,7 +55,18 @@ def test_queue_answer_retrains_and_moves_on(http: httpx.Client, engine: Engine) 
     assert (first["name"], first["tag"]) not in {(i["name"], i["tag"]) for i in answer["queue"]}
     assert first["tag"] in engine.catalogue.tags_of(first["name"])["artist"]  # stored as an artist tag
     saved = TagModel.load(engine.tag_model_path, expect_model=engine.model_id)
-    assert saved.tags == engine.tag_model.tags and saved.report[first["tag"]]["cross_validated"] is False
+    # The answered tag was retrained cross-validated (its write threshold calibrated anew).
+    assert saved.tags == engine.tag_model.tags and saved.report[first["tag"]]["cross_validated"] is True
+
+    # Embedded again (say from the artist's file, which does not have the accepted tag), the answer names the
+    # accepted tag among the artist's tags, so the add-on never removes it (issue 17).
+    r = http.post(f"{P}/embed", content=support.upload_bundle("pillar", "blue", name=first["name"]),
+                  headers={"Content-Type": "application/zip"})
+    assert r.status_code == 202, r.text
+    status, _ = wait_job(http, r.json()["job"])
+    assert status["status"] == "done", status
+    res = http.get(f"{P}/jobs/{r.json()['job']}/result").json()
+    assert {first["tag"], "pillar"} <= set(res["artist_tags"]) and first["tag"] not in res["proposed_tags"]
 
     second = answer["queue"][0]
     r = http.post(f"{P}/review", json={"name": second["name"], "tag": second["tag"], "accept": False})

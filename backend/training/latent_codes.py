@@ -1,0 +1,93 @@
+"""The per-asset code table of an auto-decoder run: free codes, or codes predicted from the pretrained feature.
+
+``TrainConfig.code_head`` chooses how the 64-number codes are made while the decoder trains:
+
+* ``"none"`` (default): one free learned vector per asset, as in DeepSDF.
+* ``"shape"``: the shape half is ``head(feature) + offset``, the texture half stays free. ``feature`` is the
+  asset's pretrained multi-view appearance feature (:mod:`backend.features`, standardised); ``head`` is a
+  2-layer MLP trained with the decoder; ``offset`` a free per-asset correction held small by an L2 penalty
+  (``offset_reg``), so reconstruction can refine an asset without washing out what the head predicts
+  (a free offset brought the codes straight back to free-code quality in the issue's probe).
+* ``"both"``: both halves from the head (same rule).
+
+Whatever the source, :meth:`CodeTable.forward` gives the full table ``[A, 64]`` and that table is what the
+checkpoint and ``codes.npz`` store as the run's codes, so inversion, the encoder, the catalogue and every
+benchmark read a run the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from backend.model.errors import ModelError
+
+HEADS = ("none", "shape", "both")
+
+
+class CodeTable(nn.Module):
+    """Codes of ``num_assets`` assets: ``forward() -> [A, shape_dim + texture_dim]``."""
+
+    def __init__(self, num_assets: int, shape_dim: int, texture_dim: int, init_std: float, head: str = "none",
+                 features: np.ndarray | None = None, width: int = 256) -> None:
+        super().__init__()
+        if head not in HEADS:
+            raise ModelError(f"unknown code head {head!r}; choose one of: {', '.join(HEADS)}")
+        self.head_kind, self.shape_dim = head, shape_dim
+        self.free = nn.Parameter(torch.randn(num_assets, shape_dim + texture_dim) * init_std)
+        self.head: nn.Sequential | None = None
+        if head != "none":
+            if features is None or len(features) != num_assets:
+                raise ModelError(f"code head {head!r} needs one feature vector per asset")
+            f = torch.as_tensor(np.asarray(features, np.float32))
+            mean, std = f.mean(0), f.std(0).clamp_min(1e-6)
+            self.register_buffer("features", (f - mean) / std)  # [A, F] standardised over the run's assets
+            out = shape_dim if head == "shape" else shape_dim + texture_dim
+            self.head = nn.Sequential(nn.Linear(f.shape[1], width), nn.ReLU(), nn.Linear(width, out))
+            last = self.head[-1]
+            nn.init.normal_(last.weight, std=init_std)  # start as small as free codes do
+            nn.init.zeros_(last.bias)
+            with torch.no_grad():
+                self.free.mul_(0.0)  # the free table is now the offsets: they start at zero
+
+    def forward(self) -> torch.Tensor:
+        """The code table ``[A, D]``."""
+        if self.head is None:
+            return self.free
+        pred = self.head(self.features)
+        if self.head_kind == "shape":
+            return torch.cat([pred + self.free[:, :self.shape_dim], self.free[:, self.shape_dim:]], dim=1)
+        return pred + self.free
+
+    def offset_penalty(self) -> torch.Tensor:
+        """Mean squared norm of the offsets on the head-driven halves (0 for free codes)."""
+        if self.head is None:
+            return self.free.new_zeros(())
+        off = self.free[:, :self.shape_dim] if self.head_kind == "shape" else self.free
+        return (off**2).sum(-1).mean()
+
+
+class FeatureDistillation(nn.Module):
+    """An auxiliary loss that makes (a half of) the codes carry the pretrained feature's main directions.
+
+    The target of each asset is its feature projected on the library's top ``dims`` principal directions and
+    whitened (unit variance per direction); a linear map from the chosen code half must predict it. The codes
+    stay free (reconstruction still shapes them), but every linear read-out of the feature's main directions is
+    now also a linear read-out of the code: what the feature knows (chair vs table) the code must say too.
+    """
+
+    def __init__(self, features: np.ndarray, dims: int, code_slice: slice, code_width: int) -> None:
+        super().__init__()
+        f = np.asarray(features, np.float64)
+        f = (f - f.mean(0)) / (f.std(0) + 1e-6)
+        dims = max(1, min(dims, len(f) - 1, f.shape[1]))
+        u, s, _ = np.linalg.svd(f, full_matrices=False)  # f = U S V^T: U[:, :k] * sqrt(A) is the whitened projection
+        target = u[:, :dims] * np.sqrt(len(f))
+        self.register_buffer("target", torch.as_tensor(target, dtype=torch.float32))  # [A, k]
+        self.code_slice = code_slice
+        self.read = nn.Linear(code_width, dims)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the read-out of ``codes [A, D]`` against the whitened targets ``[A, k]``."""
+        return ((self.read(codes[:, self.code_slice]) - self.target) ** 2).mean()

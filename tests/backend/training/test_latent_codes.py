@@ -1,0 +1,97 @@
+"""Codes predicted from the pretrained multi-view feature (``TrainConfig.code_head``): wiring, offsets, resume."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backend.model.errors import ModelError
+from backend.training import checkpoint as C
+from backend.training.latent_codes import CodeTable
+from backend.training.run import load_run
+from backend.training.trainer import train
+
+pytestmark = pytest.mark.slow  # loads the pretrained backbone and trains
+
+FAST = {"image_size": 16, "rays_per_batch": 128, "empty_points": 128, "checkpoint_every": 1000}
+
+
+@pytest.fixture(scope="module")
+def twins(library: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic library plus an exact copy of one asset under another name (same views, same feature)."""
+    root = tmp_path_factory.mktemp("twins")
+    for b in sorted(library.iterdir()):
+        shutil.copytree(b, root / b.name)
+    twin = root / "ball_red_copy"
+    shutil.copytree(library / "ball_red", twin)
+    meta = (twin / "transforms.json").read_text().replace('"ball_red"', '"ball_red_copy"')
+    (twin / "transforms.json").write_text(meta)
+    return root
+
+
+def test_a_held_shape_offset_makes_same_looking_assets_share_their_shape_code(twins: Path, tmp_path: Path) -> None:
+    overrides = {**FAST, "code_head": "shape", "offset_reg": 1e4}
+    train(twins, tmp_path / "run", steps=20, show_progress=False, overrides=overrides)
+    run = load_run(tmp_path / "run")
+    a, b = run.names.index("ball_red"), run.names.index("ball_red_copy")
+    other = run.names.index("crate_blue")
+    shape, texture = run.shape_codes, run.texture_codes
+    # the head sees the same feature for the twins: their shape codes agree; the texture half stays free per asset
+    assert np.abs(shape[a] - shape[b]).max() < 0.05 * np.abs(shape[a] - shape[other]).max()
+    assert np.abs(texture[a] - texture[b]).max() > 1e-4
+    state = torch.load(tmp_path / "run" / C.CHECKPOINT, map_location="cpu", weights_only=True)
+    assert "head.0.weight" in state["code_table"] and state["codes"].shape == (len(run.names), 64)
+
+
+def test_free_codes_of_twins_differ(twins: Path, tmp_path: Path) -> None:
+    train(twins, tmp_path / "run", steps=20, show_progress=False, overrides=FAST)
+    run = load_run(tmp_path / "run")
+    a, b = run.names.index("ball_red"), run.names.index("ball_red_copy")
+    other = run.names.index("crate_blue")
+    gap = np.abs(run.shape_codes[a] - run.shape_codes[other]).max()
+    assert np.abs(run.shape_codes[a] - run.shape_codes[b]).max() > 0.05 * gap  # the test above could fail
+
+
+@pytest.mark.parametrize("extra", [{"code_head": "both", "offset_reg": 0.1}, {"distill_weight": 1.0}],
+                         ids=["code-head", "distillation"])
+def test_a_run_with_feature_terms_resumes_exactly(library: Path, tmp_path: Path, extra: dict) -> None:
+    overrides = {**FAST, **extra}
+    whole = train(library, tmp_path / "whole", steps=12, show_progress=False, overrides=overrides)
+    train(library, tmp_path / "split", steps=12, session_steps=6, show_progress=False, overrides=overrides)
+    split = train(library, tmp_path / "split", resume=True, steps=12, show_progress=False)
+    assert split.step == whole.step == 12
+    a, b = load_run(tmp_path / "whole"), load_run(tmp_path / "split")
+    np.testing.assert_allclose(a.shape_codes, b.shape_codes, atol=1e-5)
+    np.testing.assert_allclose(a.texture_codes, b.texture_codes, atol=1e-5)
+
+
+def test_distillation_makes_a_linear_read_out_of_the_shape_half_predict_the_feature(library: Path,
+                                                                                   tmp_path: Path) -> None:
+    from backend.training.latent_codes import FeatureDistillation
+
+    train(library, tmp_path / "run", steps=40, show_progress=False, overrides={**FAST, "distill_weight": 10.0})
+    state = torch.load(tmp_path / "run" / C.CHECKPOINT, map_location="cpu", weights_only=True)
+    target = state["distill"]["target"]
+    assert target.shape == (6, 5) and torch.allclose(target.pow(2).mean(0), torch.ones(5), atol=1e-4)  # whitened
+    read = FeatureDistillation(np.random.rand(6, 8), 5, slice(0, 32), 32)
+    read.load_state_dict(state["distill"])
+    with torch.no_grad():
+        fitted = float(read(state["codes"]))
+    untrained = float(((target - target.mean(0)) ** 2).mean())  # what a read-out of codes carrying nothing gets
+    assert fitted < 0.3 * untrained, (fitted, untrained)
+    with pytest.raises(ModelError, match="distill_half"):
+        train(library, tmp_path / "bad", steps=1, show_progress=False,
+              overrides={**FAST, "distill_weight": 1.0, "distill_half": "colour"})
+
+
+def test_unknown_head_and_missing_features_are_clear_errors() -> None:
+    with pytest.raises(ModelError, match="unknown code head"):
+        CodeTable(3, 32, 32, 0.01, head="texture")
+    with pytest.raises(ModelError, match="one feature vector per asset"):
+        CodeTable(3, 32, 32, 0.01, head="shape", features=np.zeros((2, 8), np.float32))
+    free = CodeTable(3, 32, 32, 0.01)
+    assert free().shape == (3, 64) and float(free.offset_penalty()) == 0.0

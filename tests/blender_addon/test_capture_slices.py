@@ -1,0 +1,189 @@
+"""Capture in slices (blender_addon.capture.Capture): the same files as the one-shot capture, the user's data
+untouched between slices, no temporary datablock ever saved or left behind after a save, a load or a cancel;
+and Embed's timer steps short enough that Blender never freezes (real bpy, real Cycles, a served backend)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+from blender_addon import embed_job, session
+from blender_addon.capture import Capture, CaptureError, capture_asset
+from shared import bundle, rig
+from tests.blender_addon.addon_support import configure
+from tests.blender_addon.blender_helpers import box, rgba
+
+pytestmark = pytest.mark.slow  # renders with Cycles
+
+SIZE, SAMPLES = 32, 4
+#: The longest main-thread step the issue allows (Blender's UI must not freeze longer).
+STALL_LIMIT = 0.2
+
+
+def _temporary(bpy) -> dict[str, list[str]]:
+    """The capture's temporary datablocks still in the file (none once a capture is closed)."""
+    found = {
+        "scenes": [s.name for s in bpy.data.scenes if s.name.startswith("Asset2Vec")],
+        "objects": [o.name for o in bpy.data.objects if o.name.startswith("a2v:")],
+        "worlds": [w.name for w in bpy.data.worlds if w.name.startswith("Asset2Vec")],
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+def _same_files(a, b) -> None:
+    """Two bundle folders hold the same views (pixel for pixel) and the same transforms.json."""
+    for i in range(rig.NUM_VIEWS):
+        name = f"{bundle.VIEWS_DIR}/{i:02d}.png"
+        assert np.array_equal(rgba(a / name), rgba(b / name)), f"view {i} differs"
+    assert json.loads((a / bundle.TRANSFORMS).read_text()) == json.loads((b / bundle.TRANSFORMS).read_text())
+
+
+def test_slices_give_the_one_shot_files_and_leave_the_users_data_alone(blender, tmp_path):
+    bpy = blender
+    target = box("Crate", size=(2.0, 1.0, 0.5), location=(5.0, -3.0, 1.0))
+    user_scene = bpy.context.scene
+    one_shot = capture_asset(target, tmp_path / "one", size=SIZE, samples=SAMPLES, device="CPU")
+
+    capture = Capture(target, tmp_path / "sliced", size=SIZE, samples=SAMPLES, device="CPU")
+    steps = 0
+    while capture.step():
+        steps += 1
+        # Between slices: the asset is in the user's scene only, the user's scene is still the active one, and
+        # the render scene holds copies of the asset, never the asset itself.
+        assert list(target.users_scene) == [user_scene] and bpy.context.scene == user_scene
+        assert _temporary(bpy)["scenes"] == ["Asset2Vec Capture"]
+        assert target.name not in bpy.data.scenes["Asset2Vec Capture"].objects
+    assert steps == 1 + rig.NUM_VIEWS  # set up, then one view per step (the last step writes transforms.json)
+    assert capture.bundle is not None and capture.bundle.asset == one_shot.asset
+    _same_files(tmp_path / "one", tmp_path / "sliced")
+    assert _temporary(bpy) == {} and not [i for i in bpy.data.images if i.type == "RENDER_RESULT"]
+
+
+def test_a_save_midway_never_writes_the_temporary_scene_and_the_capture_goes_on(blender, tmp_path):
+    bpy = blender
+    target = box("Lamp", size=(0.5, 0.5, 1.5))
+    capture_asset(target, tmp_path / "one", size=SIZE, samples=SAMPLES, device="CPU")
+    capture = Capture(target, tmp_path / "sliced", size=SIZE, samples=SAMPLES, device="CPU")
+    for _ in range(5):
+        assert capture.step()
+    saved = tmp_path / "mine.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(saved))  # the artist presses Ctrl+S mid-capture
+    assert _temporary(bpy) == {}  # removed before the file was written
+    while capture.step():
+        pass
+    _same_files(tmp_path / "one", tmp_path / "sliced")  # set up again after the save: still the same views
+    assert _temporary(bpy) == {}
+    bpy.ops.wm.open_mainfile(filepath=str(saved))
+    assert _temporary(bpy) == {} and [s.name for s in bpy.data.scenes] == ["Scene"]
+
+
+def test_opening_another_file_midway_ends_the_capture_cleanly(blender, tmp_path):
+    bpy = blender
+    other = tmp_path / "other.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(other))
+    target = box("Chair")
+    capture = Capture(target, tmp_path / "sliced", size=SIZE, samples=SAMPLES, device="CPU")
+    assert capture.step() and capture.step()
+    bpy.ops.wm.open_mainfile(filepath=str(other))
+    with pytest.raises(CaptureError, match="another file was opened"):
+        capture.step()
+    capture.close()  # idempotent: nothing left to remove
+    assert _temporary(bpy) == {}
+
+
+def test_a_cancelled_capture_removes_its_scene(blender, tmp_path):
+    bpy = blender
+    capture = Capture(box("Sofa"), tmp_path / "sliced", size=SIZE, samples=SAMPLES, device="CPU")
+    assert capture.step() and capture.step()
+    assert _temporary(bpy)
+    capture.close()
+    assert _temporary(bpy) == {} and capture.bundle is None
+
+
+def test_embed_never_holds_the_main_thread_longer_than_a_view(addon, backend, capsys):
+    """Embed at 64 px, 16 samples: every timer step (what Blender's UI waits for) is timed with perf_counter."""
+    bpy = addon
+    prefs = configure(backend.url)
+    prefs.capture_size, prefs.capture_samples = 64, 16
+    obj = box("Table", size=(1.2, 0.8, 0.7))
+    bpy.context.view_layer.objects.active = obj
+    bpy.context.scene.asset2vec.capture_target = "OBJECT"
+    sess = session.get()
+    t0 = time.perf_counter()
+    assert bpy.ops.asset2vec.embed() == {"FINISHED"}  # the operator does the first slice (the set-up)
+    steps = [time.perf_counter() - t0]
+    deadline = time.monotonic() + 120
+    job = embed_job.current()
+    while job.running:
+        assert time.monotonic() < deadline, job.message
+        t = time.perf_counter()
+        interval = sess.tick()  # what Blender's timer calls; the UI waits for it
+        steps.append(time.perf_counter() - t)
+        time.sleep(interval or 0.0)
+    assert job.state == embed_job.DONE, job.message
+    assert _temporary(bpy) == {}
+    ordered = sorted(steps)
+    worst, median, p90 = ordered[-1], statistics.median(steps), ordered[int(0.9 * (len(steps) - 1))]
+    with capsys.disabled():
+        print(
+            f"\nEmbed at 64 px, 16 samples: {len(steps)} main-thread steps, max {worst:.3f} s, "
+            f"90th percentile {p90:.3f} s, median {median:.3f} s"
+        )
+    # Measured on the 2-core CI machine type with other jobs running: longest 0.05-0.16 s.
+    assert worst <= STALL_LIMIT, (worst, p90, median)
+
+
+def _tick_until(job, until, timeout: float = 120.0) -> None:
+    """Step the session's timer (as Blender does, pausing as it asks) until ``until()`` holds."""
+    sess = session.get()
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, f"never reached; the job says {job.message!r}"
+        time.sleep(sess.tick() or 0.0)
+
+
+def test_cancel_mid_capture_removes_the_temporary_scene_at_once(addon, backend):
+    bpy = addon
+    configure(backend.url)
+    bpy.context.view_layer.objects.active = box("Stool")
+    bpy.context.scene.asset2vec.capture_target = "OBJECT"
+    assert bpy.ops.asset2vec.embed() == {"FINISHED"}
+    job = embed_job.current()
+    _tick_until(job, lambda: job._capture is not None and job._capture.done >= 3)
+    assert _temporary(bpy)["scenes"] == ["Asset2Vec Capture"]
+    assert "view 3/18" in job.message
+    assert bpy.ops.asset2vec.embed_cancel() == {"FINISHED"}
+    session.get().tick()
+    assert _temporary(bpy) == {}  # gone at the next step, not when the backend side ends
+    job = embed_job.pump(timeout=60)
+    assert job.state == embed_job.CANCELLED and _temporary(bpy) == {}
+
+
+def test_a_family_variants_inputs_are_applied_only_while_it_is_set_up(addon, backend):
+    from shared import metadata as M
+
+    bpy = addon
+    configure(backend.url)
+    obj = box("Shelf", size=(0.8, 0.3, 1.2))
+    key = f"{M.FAMILY_PARAM_PREFIX}width"
+    obj[key] = 0.8
+    obj.id_properties_ui(key).update(min=0.4, max=1.6)
+    bpy.context.view_layer.objects.active = obj
+    bpy.context.scene.asset2vec.capture_target = "OBJECT"
+    assert bpy.ops.asset2vec.embed(mode="FAMILY", variants=2) == {"FINISHED"}
+    job = embed_job.current()
+    seen = set()
+
+    def between_steps() -> bool:
+        assert obj[key] == pytest.approx(0.8)  # the artist's value whenever Blender's UI runs
+        if job._capture is not None:
+            seen.add(job._next)
+        return not job.running
+
+    _tick_until(job, between_steps)
+    assert job.state == embed_job.DONE, job.message
+    assert seen == {0, 1} and _temporary(bpy) == {}
