@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.service                       # tiny synthetic run, trained here (latency only)
     .venv/bin/python -m bench.service --run RUN_DIR [--bundle BUNDLE_DIR_OR_ZIP]
 
-* Load: ``--clients`` threads (default 8) share ``--requests`` requests (default 200) through the add-on's
+* Load: ``--clients`` threads (default 8) each send ``--requests`` requests (default 200; 1600 in all) through the add-on's
   own client (``shared.client``: urllib, one connection per request, like Blender), every one through the
   request policy of issue 18 (client header, Origin and Content-Type checks): a mix of info, review-queue
   and neighbours queries (random asset, random space) and POSTs (cancel of a finished job) against a
@@ -155,7 +155,7 @@ def main() -> int:
     parser.add_argument("--run", help="trained run folder (default: train a tiny synthetic one)")
     parser.add_argument("--bundle", help="bundle folder or .zip to embed (default: a synthetic asset)")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=200, help="requests per client")
     parser.add_argument("--library", type=int, default=2000, help="pad the catalogue to this many assets")
     parser.add_argument("--embeds", type=int, default=2)
     parser.add_argument("--invert-steps", type=int, help="inversion steps (default: the run's preset)")
@@ -196,10 +196,11 @@ def main() -> int:
             done_job = client.start_train("tags")
             client.wait(done_job, timeout=600)
             load_test(client, names, args.clients, 16, seed=1, done_job=done_job)  # warm-up: index build, imports
-            classic = load_test(client, names, args.clients, args.requests, done_job=done_job, mix="classic")
+            total = args.clients * args.requests  # every client sends --requests of them
+            classic = load_test(client, names, args.clients, total, done_job=done_job, mix="classic")
             print(f"load (classic mix): {classic['ok']}/{classic['requests']} ok, {classic['errors']} errors, "
                   f"p50 {classic['p50_ms']} ms, p99 {classic['p99_ms']} ms, {classic['requests_per_s']} req/s")
-            load = load_test(client, names, args.clients, args.requests, done_job=done_job)
+            load = load_test(client, names, args.clients, total, done_job=done_job)
             policy = cross_site(svc.url)
             print(f"policy: {policy['refused']}/{policy['sent']} cross-site requests refused {policy['statuses']}")
             print(f"load: {load['ok']}/{load['requests']} ok, {load['errors']} errors, p50 {load['p50_ms']} ms, "

@@ -20,15 +20,13 @@ root and rename every asset in it, see :mod:`shared.naming`). No bpy at module l
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .protocol import api, naming
+from .protocol import api, atomic, naming
 from .protocol import metadata as M
 
 #: An asset without a catalog has this catalog id.
@@ -141,17 +139,7 @@ def _write_with_backup(path: Path, text: str) -> None:
     """Copy ``path`` to ``path~``, then replace it atomically (a kill leaves the old file or the new one)."""
     if path.is_file():
         shutil.copy2(path, path.with_name(path.name + BACKUP_SUFFIX))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.atomic_write(path, text.encode("utf-8"))
 
 
 def recorded(id_: Any) -> str:

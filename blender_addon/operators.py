@@ -260,25 +260,30 @@ class ASSET2VEC_OT_forget_asset(bpy.types.Operator):
     bl_label = "Forget This Asset"
     bl_options = {"REGISTER", "INTERNAL"}
 
-    def invoke(self, context: Any, event: Any) -> set[str]:
+    def _names(self, context: Any) -> list[str] | None:
+        """The catalogue names to forget (a family: every variant), or None after reporting why there are none."""
         target = _embedded_target(self, context)
         if target is None:
-            return {"CANCELLED"}
+            return None
         names = forget.catalogue_names(target)
         if not names:
-            return _fail(self, f"{target.name!r} has no catalogue name: press Embed first")
+            _fail(self, f"{target.name!r} has no catalogue name: press Embed first")
+            return None
+        return names
+
+    def invoke(self, context: Any, event: Any) -> set[str]:
+        names = self._names(context)
+        if names is None:
+            return {"CANCELLED"}
         what = names[0] if len(names) == 1 else f"{len(names)} variants of this family"
         return context.window_manager.invoke_confirm(
             self, event, title="Forget This Asset", confirm_text="Forget", icon="WARNING",
             message=f"Remove {what} from the Asset2Vec catalogue? The .blend is not changed.")
 
     def execute(self, context: Any) -> set[str]:
-        target = _embedded_target(self, context)
-        if target is None:
+        names = self._names(context)
+        if names is None:
             return {"CANCELLED"}
-        names = forget.catalogue_names(target)
-        if not names:
-            return _fail(self, f"{target.name!r} has no catalogue name: press Embed first")
         if session.get().running(forget.SLOT):
             self.report({"WARNING"}, "Asset2Vec: the backend is still forgetting the last asset")
             return {"CANCELLED"}

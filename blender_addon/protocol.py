@@ -5,8 +5,8 @@ built extension vendors it as ``<extension>/shared`` so the add-on needs nothing
 """
 
 try:  # inside the built extension
-    from .shared import api, bundle, client, metadata, naming, rig, tempfolders  # type: ignore[no-redef]
+    from .shared import api, atomic, bundle, client, library_files, metadata, naming, rig, tempfolders  # type: ignore[no-redef]
 except ImportError:  # repository checkout / headless workers
-    from shared import api, bundle, client, metadata, naming, rig, tempfolders  # type: ignore[no-redef]
+    from shared import api, atomic, bundle, client, library_files, metadata, naming, rig, tempfolders  # type: ignore[no-redef]
 
-__all__ = ["api", "bundle", "client", "metadata", "naming", "rig", "tempfolders"]
+__all__ = ["api", "atomic", "bundle", "client", "library_files", "metadata", "naming", "rig", "tempfolders"]

@@ -18,12 +18,12 @@ from typing import Any
 
 from backend.errors import Asset2VecError
 from shared import naming, tempfolders
+from shared.library_files import scan
 
 from .journal import CAPTURED, EMBEDDED, WRITTEN, Journal
 from .report import write_report
 from .workers import Event, ProcessPool, RayPool
 
-MODEL_SUFFIXES = (".obj", ".gltf", ".glb")
 STATE_DIR = ".asset2vec"
 TMP_PREFIX = ".a2v-tmp-"  # as blender_addon.headless.bulk.TMP_PREFIX (not imported: that module needs bpy)
 
@@ -83,24 +83,6 @@ class Summary:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    """Inside a dot-folder (our state folder, .git, ...) or a dot-file (temporary files)."""
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def scan(root: Path) -> tuple[list[Path], list[Path]]:
-    """``(blend files, loose models)`` under ``root``, sorted; hidden files and backups (.blend1) excluded."""
-    blends, models = [], []
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or _hidden(p, root):
-            continue
-        if p.suffix == ".blend":
-            blends.append(p)
-        elif p.suffix.lower() in MODEL_SUFFIXES:
-            models.append(p)
-    return blends, models
 
 
 def sha256_file(path: Path) -> str:

@@ -24,23 +24,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..bulk_job import TOKEN_ENV
-from ..protocol import client, naming
+from ..protocol import client, library_files, naming
 from .bulk_worker import _protocol_stream
-
-MODEL_SUFFIXES = (".obj", ".gltf", ".glb")
-
-
-def scan(root: Path) -> tuple[list[Path], list[Path]]:
-    """``(blend files, loose models)`` under ``root``, sorted; hidden files/folders and .blend1 backups skipped."""
-    blends, models = [], []
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
-            continue
-        if p.suffix == ".blend":
-            blends.append(p)
-        elif p.suffix.lower() in MODEL_SUFFIXES:
-            models.append(p)
-    return blends, models
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -71,7 +56,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         # The root asset names use, as bulk-tag's journal and index mark it: the panel then names them alike.
         with contextlib.suppress(OSError):
             (root / naming.STATE_DIR).mkdir(exist_ok=True)
-    blends, models = scan(root)
+    blends, models = library_files.scan(root)
     if not blends:
         send({"event": "error", "message": f"no .blend files under {root}"
               + (" (loose models are imported only by the asset2vec command)" if models else "")})

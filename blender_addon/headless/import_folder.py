@@ -25,9 +25,9 @@ from mathutils import Matrix, Vector
 
 from ..capture import quiet_stdout
 from ..errors import AddonError
+from ..protocol import library_files
 from .sample_library import catalog_id, mark_asset, save_blend_atomic, write_catalog_file
 
-MODEL_SUFFIXES = (".obj", ".gltf", ".glb")
 REPORT = "import_report.json"
 UNCATEGORISED = "Uncategorised"
 
@@ -38,7 +38,7 @@ class FolderImportError(AddonError, ValueError):
 
 def find_models(src_dir: Path) -> list[Path]:
     """Model files under ``src_dir`` (recursive, sorted for a stable order)."""
-    return sorted(p for p in src_dir.rglob("*") if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES)
+    return sorted(p for p in src_dir.rglob("*") if p.is_file() and p.suffix.lower() in library_files.MODEL_SUFFIXES)
 
 
 def load_catalogue(path: Path, src_dir: Path) -> dict[Path, dict[str, Any]]:
