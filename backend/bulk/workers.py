@@ -160,11 +160,38 @@ class ProcessPool:
             w.stop()
 
 
+#: Test hook only: a Ray capture task that can delete this marker file SIGKILLs its own worker after its first asset
+#: (a Blender crash mid-capture, once per marker).
+KILL_ONCE_ENV = "ASSET2VEC_TEST_KILL_CAPTURE_ONCE"
+
+
+def _kill_once_marker(done: int, total: int) -> None:
+    marker = os.environ.get(KILL_ONCE_ENV)
+    if not marker:
+        return
+    try:
+        os.unlink(marker)  # only one task wins the marker
+    except OSError:
+        return
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _ray_task(request: dict[str, Any]) -> tuple[list[Event], Event]:
     """Body of a Ray task: the same per-file task, events collected and returned with the result."""
+    events: list[Event] = []
+    if request["op"] == "capture":  # one .blend of an index (backend.lifecycle.ray_capture)
+        from pathlib import Path
+
+        from blender_addon.headless.capture_library import capture_archives
+
+        result = capture_archives(Path(request["src"]), Path(request["path"]), size=int(request["size"]),
+                                  samples=int(request["samples"]), device=str(request["device"]),
+                                  known=request["known"], on_asset=_kill_once_marker)
+        return events, {"ev": "result", **result}
     from blender_addon.headless import bulk
 
-    events: list[Event] = []
     if request["op"] == "import":
         return events, {"ev": "result", **bulk.import_loose_models(request["root"], request["models"])}
     result = bulk.process_file(request["path"], request["options"], request.get("known"), emit=events.append)
@@ -178,7 +205,7 @@ class RayPool:
     the backend URL. ``address=None`` starts a local Ray with ``num_cpus=n``.
     """
 
-    def __init__(self, n: int, address: str | None = None) -> None:
+    def __init__(self, n: int, address: str | None = None, max_retries: int = 0) -> None:
         try:
             import ray
         except ImportError:
@@ -194,27 +221,34 @@ class RayPool:
             ray.init(**kwargs, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
             self._started = True
-        self.remote = ray.remote(max_retries=0, num_cpus=1)(_ray_task)
+        # max_retries: Ray runs a task again when its worker process died (a Blender crash, a lost node).
+        self.remote = ray.remote(max_retries=max_retries, num_cpus=1)(_ray_task)
 
     def run(self, requests: list[dict[str, Any]], on_event: OnEvent, on_result: Callable[[dict, Event], None],
             stop: threading.Event) -> None:
         ray = self.ray
         refs = {self.remote.remote(req): req for req in requests}
-        while refs and not stop.is_set():
-            done, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
-            for ref in done:
-                req = refs.pop(ref)
-                try:
-                    events, result = ray.get(ref)
-                except Exception as e:  # noqa: BLE001 - a crashed Ray worker: report the file, go on
-                    events, result = [], {"ev": "result", "status": "failed", "crashed": True,
-                                          "error": f"the Ray worker failed on this file ({type(e).__name__}); the "
-                                                   f"file was not changed"}
-                for ev in events:
-                    on_event(ev)
-                on_result(req, result)
-        for ref in refs:  # stopped early
-            ray.cancel(ref, force=True)
+        try:
+            while refs and not stop.is_set():
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+                for ref in done:
+                    req = refs.pop(ref)
+                    try:
+                        events, result = ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:  # a Python error in the task (e.g. no bpy there)
+                        events, result = [], {"ev": "result", "status": "failed",
+                                              "error": f"the Ray task failed on this file "
+                                                       f"({(str(e.cause or e).strip().splitlines() or ['?'])[-1][:300]})"}
+                    except Exception as e:  # noqa: BLE001 - a crashed Ray worker: report the file, go on
+                        events, result = [], {"ev": "result", "status": "failed", "crashed": True,
+                                              "error": f"the Ray worker failed on this file ({type(e).__name__}); "
+                                                       f"the file was not changed"}
+                    for ev in events:
+                        on_event(ev)
+                    on_result(req, result)
+        finally:
+            for ref in refs:  # stopped early (or on_result raised): nothing left running on the cluster
+                ray.cancel(ref, force=True)
 
     def request_one(self, request: dict[str, Any], on_event: OnEvent) -> Event:
         events, result = self.ray.get(self.remote.remote(request))

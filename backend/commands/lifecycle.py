@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from backend.cli import CommandError
@@ -52,6 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-precision", type=float, metavar="P",
                    help="out-of-fold precision (0-1) a tag must reach to be written into artists' files; below it a "
                         "tag is only suggested (default: the previous tag model's, else 0.9)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="capture on a Ray cluster, one task per .blend (pip install ray): its address (auto, "
+                        "ray://HOST:10001, HOST:6379), or no value for a Ray instance on this machine. Every node "
+                        "needs the library at the same path and asset2vec with bpy; only this machine writes the "
+                        "home")
     p.add_argument("--progress-json", action="store_true",
                    help='machine-readable output: stdout carries only JSON lines, {"event": "progress", ...} per '
                         'change, then {"event": "summary", ...} or {"event": "error", "message": ...}')
@@ -74,6 +80,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     from backend.lifecycle.home import HomeError, LibraryHome
     from backend.lifecycle.index import IndexOptions, PipelineCancelled, PipelineError, index_library
 
+    if args.folder is None and args.ray is not None and Path(args.ray).is_dir():
+        args.folder, args.ray = args.ray, "local"  # `index --ray FOLDER`: argparse took the folder for the address
     if args.folder is None and not args.retrain:
         raise CommandError("which library? give its folder (asset2vec index FOLDER), or --retrain to retrain on the "
                            "assets the home already holds")
@@ -105,7 +113,8 @@ def cmd_index(args: argparse.Namespace) -> int:
                         retrain=args.retrain, activate=not args.no_activate, invert_steps=args.invert_steps,
                         explore=not args.no_explore, on_progress=on_progress, cancel=cancel,
                         checkpoint_every=args.checkpoint_every, encoder=not args.no_encoder,
-                        encoder_minutes=args.encoder_minutes, target_precision=args.target_precision)
+                        encoder_minutes=args.encoder_minutes, target_precision=args.target_precision,
+                        ray_address=args.ray)
     from backend.library.errors import LibraryError
     from backend.model.errors import ModelError
 

@@ -3,8 +3,8 @@
 Stages, each resumable after a kill (the work is checkpointed where it is done):
 
 1. **capture** — every marked asset's 18 views into ``HOME/bundles``, in a headless Blender worker
-   process (up-to-date bundles are skipped by content hash; a file that crashed Blender twice is
-   skipped and reported);
+   process, or one Ray task per .blend with ``ray_address`` (:mod:`.ray_capture`) (up-to-date bundles
+   are skipped by content hash; a file that crashed Blender twice is skipped and reported);
 2. **train** — a new decoder on every bundle of the home, in ``HOME/training`` (checkpoints;
    resumed), then its instant encoder (seconds to a minute: the service then embeds at once),
    renamed to ``HOME/models/<model_id>`` when done. Skipped when a library model is
@@ -84,6 +84,9 @@ class IndexOptions:
     encoder_minutes: float | None = None  # None: a share of the decoder's training time (ENCODER_SHARE)
     #: Out-of-fold precision a tag must reach to be written (None: the replaced tag model's, else 0.9).
     target_precision: float | None = None
+    #: Capture on a Ray cluster, one task per .blend: its address ("auto", "ray://host:10001"), or "local" (a Ray
+    #: instance started here); None: one headless Blender worker process on this machine.
+    ray_address: str | None = None
     on_progress: ProgressFn | None = None
     cancel: threading.Event | None = None
 
@@ -272,6 +275,32 @@ def _now() -> str:
 
 def _capture(src: Path, home: LibraryHome, opts: IndexOptions, progress: _Progress,
              summary: IndexSummary) -> dict[str, Any]:
+    """Capture ``src`` into the home's bundles (on Ray with ``opts.ray_address``); fill the summary's counts."""
+    if opts.ray_address is not None:
+        from .ray_capture import RayCaptureError, capture_on_ray
+
+        try:
+            result = capture_on_ray(src, home, opts.ray_address, size=opts.size, samples=opts.samples,
+                                    device=opts.capture_device, max_attempts=MAX_CAPTURE_ATTEMPTS,
+                                    on_progress=progress.update, cancel=opts.cancel)
+        except RayCaptureError as e:
+            raise PipelineError(str(e)) from None
+        if result["status"] == "cancelled":
+            raise PipelineCancelled("index stopped during capture; run it again to continue")
+    else:
+        result = _capture_in_worker(src, home, opts, progress)
+    if result.get("status") != "done":
+        raise PipelineError(str(result.get("error") or "the capture failed"))
+    summary.captured, summary.capture_up_to_date = int(result["done"]), int(result["skipped"])
+    summary.failures += list(result["failed"])
+    if not summary.captured and not summary.capture_up_to_date:
+        failed = summary.failures
+        raise PipelineError(f"no asset of {src} could be captured"
+                            + (f": {failed[0]}" if failed else " (mark assets with Mark as Asset)"))
+    return result
+
+
+def _capture_in_worker(src: Path, home: LibraryHome, opts: IndexOptions, progress: _Progress) -> dict[str, Any]:
     """Capture ``src`` into the home's bundles in a headless Blender worker process.
 
     bpy never runs in this process: a backend builds models from a worker thread, and bpy only runs on
@@ -327,14 +356,6 @@ def _capture(src: Path, home: LibraryHome, opts: IndexOptions, progress: _Progre
     if current:
         attempts.pop(current[0], None)
     record("captured")
-    if result.get("status") != "done":
-        raise PipelineError(str(result.get("error") or "the capture failed"))
-    summary.captured, summary.capture_up_to_date = int(result["done"]), int(result["skipped"])
-    summary.failures += list(result["failed"])
-    if not summary.captured and not summary.capture_up_to_date:
-        failed = summary.failures
-        raise PipelineError(f"no asset of {src} could be captured"
-                            + (f": {failed[0]}" if failed else " (mark assets with Mark as Asset)"))
     return result
 
 

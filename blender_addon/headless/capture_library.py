@@ -7,7 +7,7 @@ writes only bundles (views + ``transforms.json``); the backend never opens a .bl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,8 @@ def capture_library(
     on_file: Callable[[Path], None] | None = None,
     on_asset: Callable[[int, int], None] | None = None,
     skip_files: Collection[str] = (),
+    files: Collection[str] | None = None,
+    known: Mapping[str, str] | None = None,
 ) -> CaptureSummary:
     """Capture every marked asset of a .blend file, or of every .blend under a folder, into ``out``.
 
@@ -79,8 +81,14 @@ def capture_library(
     ``skip_files`` are paths not to open (reported as failed). A single file that cannot be opened
     or has no marked assets raises :class:`BlendFileError` / :class:`CaptureError` (message with its
     path); in a folder such files are reported in the summary instead.
+
+    ``files``: with ``src`` a folder, only these .blend files of it (names still relative to ``src``; every
+    failure reported, never raised): one Ray task's share of an index. ``known``: catalogue name -> content
+    hash of a complete bundle kept elsewhere (the head's home); an asset whose hash matches is up to date
+    whatever ``out`` holds.
     """
-    blends = library_blends(src) if src.is_dir() else [src]
+    blends = [Path(f) for f in files] if files is not None else library_blends(src) if src.is_dir() else [src]
+    single = len(blends) == 1 and files is None
     summary = CaptureSummary()
     count = total = 0
     for blend in blends:
@@ -92,7 +100,7 @@ def capture_library(
         try:
             open_blend(blend)
         except BlendFileError as e:
-            if len(blends) == 1:
+            if single:
                 raise BlendFileError(f"{blend}: {e}") from None
             summary.failed.append(f"{blend}: {e}")
             continue
@@ -101,7 +109,7 @@ def capture_library(
         summary.present += sorted({naming.catalogue_name(str(blend), d.name, default_root=root)
                                    for d in (*bpy.data.objects, *bpy.data.collections)})
         targets = marked_assets(asset)
-        if not targets and len(blends) == 1:
+        if not targets and single:
             raise CaptureError(f"{blend} has no marked assets: mark some (Mark as Asset) or pass --asset NAME")
         total += len(targets)
         for target in targets:
@@ -112,7 +120,8 @@ def capture_library(
             summary.names.append(name)
             folder = out / (naming.safe_folder_name(name) if src.is_dir() else naming.safe_folder_name(target.name))
             try:
-                if not force and _up_to_date(target, folder, name, size):
+                if not force and (_known_up_to_date(target, name, known) if known is not None
+                                  else _up_to_date(target, folder, name, size)):
                     summary.skipped += 1
                 else:
                     capture_asset(target, folder, size=size, samples=samples, device=device,
@@ -138,6 +147,31 @@ def _up_to_date(target: Any, folder: Path, name: str, size: int) -> bool:
     except bundle.BundleError:
         return False  # incomplete or stale: render again
     return old.content_hash == current and old.name == name
+
+
+def _known_up_to_date(target: Any, name: str, known: Mapping[str, str]) -> bool:
+    """Whether the head already holds a complete bundle of exactly this content under this name."""
+    if name not in known:
+        return False
+    with evaluated_parts(target) as parts:
+        return hash_parts(parts) == known[name]
+
+
+def capture_archives(src: Path, blend: Path, *, size: int, samples: int, device: str, known: Mapping[str, str],
+                     on_asset: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Capture one .blend of the library ``src`` into a temporary folder; return the bundles as upload archives.
+
+    The body of an index's Ray task (:mod:`backend.lifecycle.ray_capture`): the worker writes nothing that
+    outlives the task, the head validates and stores the archives. ``known``: see :func:`capture_library`.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="a2v-capture-") as tmp:
+        summary = capture_library(src, Path(tmp), size=size, samples=samples, device=device, files=[str(blend)],
+                                  known=known, on_asset=on_asset)
+        archives = [bundle.archive_bytes(t.parent) for t in sorted(Path(tmp).glob(f"*/{bundle.TRANSFORMS}"))]
+    return {"status": "done", "done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
+            "opened": summary.opened, "names": summary.names, "present": summary.present, "archives": archives}
 
 
 def capture_family_file(blend: Path, asset: str, n: int, out: Path, *, mode: str = "grid", seed: int = 0,

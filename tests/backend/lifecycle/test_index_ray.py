@@ -1,0 +1,178 @@
+"""``asset2vec index --ray``: the capture stage as one Ray task per .blend on a local Ray instance (num_cpus=2).
+
+A tiny library (3 .blend files, 4 marked boxes) captured at 32 px with 2 samples: once by the single headless
+worker, once on Ray with one Ray worker SIGKILLed after its first asset (the test-only marker of
+:data:`backend.bulk.workers.KILL_ONCE_ENV`). Skipped only when the optional ``ray`` package is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from backend.bulk.workers import KILL_ONCE_ENV
+from backend.library.catalogue import Catalogue
+from backend.lifecycle.home import LibraryHome
+from backend.lifecycle.index import (
+    MAX_CAPTURE_ATTEMPTS,
+    IndexOptions,
+    IndexSummary,
+    PipelineError,
+    _capture,
+    _Progress,
+)
+from backend.lifecycle.ray_capture import LOCAL_RAY
+from shared.bundle import read_bundle
+from tests.backend.lifecycle.conftest import FAST
+from tests.blender_addon.bulk_support import make_library
+
+pytestmark = pytest.mark.slow  # renders with Cycles in a worker process and in Ray workers
+
+ray = pytest.importorskip("ray", reason="the optional `ray` package is not installed (pip install ray)")
+
+ROOT = Path(__file__).resolve().parents[3]
+#: Ray's unix sockets live about 65 characters below its temp folder; a socket path may be ~107 long.
+_MAX_RAY_TEMP = 40
+
+
+def _capture_into(src: Path, home: LibraryHome, **kw: Any) -> tuple[dict[str, Any], IndexSummary, float]:
+    """Run the index's capture stage alone; ``(its result, the summary, seconds)``."""
+    home.create()
+    summary = IndexSummary(home=str(home.root))
+    t0 = time.monotonic()
+    result = _capture(src, home, IndexOptions(size=32, samples=2, **kw), _Progress(["capture"], None, None), summary)
+    return result, summary, time.monotonic() - t0
+
+
+def _bundles(home: LibraryHome) -> dict[str, dict[str, Any]]:
+    """``{bundle folder: transforms.json}`` of every complete bundle of the home."""
+    out = {}
+    for t in sorted(home.bundles.glob("*/transforms.json")):
+        read_bundle(t.parent, expected_size=32)  # complete: 18 readable views of the right size
+        out[t.parent.name] = json.loads(t.read_text())
+    return out
+
+
+def _views(folder: Path) -> np.ndarray:
+    """The 18 views of a bundle as one float array in [0, 1]."""
+    b = read_bundle(folder)
+    return np.stack([np.asarray(Image.open(io.BytesIO(b.image_bytes(i))), dtype=np.float32) / 255.0
+                     for i in range(len(b.frames))])
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[str]]]:
+    import bpy
+
+    lib = tmp_path_factory.mktemp("ray_library")
+    files = make_library(bpy, lib, 3, bad=False)  # prop_00 (2 boxes), prop_01, prop_02
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    return lib.resolve(), files
+
+
+@pytest.fixture(scope="module")
+def plain(library, tmp_path_factory) -> tuple[LibraryHome, dict[str, Any]]:
+    home = LibraryHome.at(tmp_path_factory.mktemp("plain_home"))
+    result, summary, seconds = _capture_into(library[0], home)
+    print(f"plain capture: {summary.captured} assets in {seconds:.1f} s")
+    return home, result
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A local Ray with 2 worker CPUs whose workers see the kill marker's path (set before Ray starts)."""
+    base = tmp_path_factory.getbasetemp()
+    marker = base / "kill-once"
+    os.environ[KILL_ONCE_ENV] = str(marker)
+    temp = base / "ray" if len(str(base / "ray")) <= _MAX_RAY_TEMP else None
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, **({"_temp_dir": str(temp)} if temp else {}))
+    try:
+        yield marker
+    finally:
+        ray.shutdown()
+        os.environ.pop(KILL_ONCE_ENV, None)
+
+
+@pytest.fixture(scope="module")
+def on_ray(library, ray_cluster, tmp_path_factory) -> tuple[LibraryHome, dict[str, Any], IndexSummary]:
+    """The library captured on Ray, one Ray worker killed after its first asset."""
+    ray_cluster.write_text("kill the first capture task that reaches an asset")
+    home = LibraryHome.at(tmp_path_factory.mktemp("ray_home"))
+    result, summary, seconds = _capture_into(library[0], home, ray_address=LOCAL_RAY)
+    print(f"ray capture: {summary.captured} assets in {seconds:.1f} s")
+    return home, result, summary
+
+
+def test_index_with_ray_end_to_end(library, plain, tmp_path, run_index):
+    """`asset2vec index FOLDER --ray` (a local Ray started by the command): the catalogue holds the assets the
+    plain capture finds. Runs before the module's Ray starts (one Ray instance at a time on a small machine)."""
+    home = LibraryHome.at(tmp_path / "home")
+    _, events = run_index([str(library[0]), "--home", str(home.root), *FAST, "--ray"])
+    summary = events[-1]
+    assert summary["event"] == "summary" and summary["captured"] == 4 and not summary["failures"], summary
+    assert any(e.get("stage") == "capture" and "on Ray" in e.get("message", "") for e in events)
+    expected = {t["asset"]["name"] for t in _bundles(plain[0]).values()}
+    with Catalogue(home.catalogue) as cat:
+        assert set(cat.codes(summary["model_id"]).names) == expected
+
+
+def test_ray_capture_gives_the_same_bundles_as_the_plain_capture(plain, on_ray):
+    (plain_home, plain_result), (ray_home, ray_result, summary) = plain, on_ray
+    expected, got = _bundles(plain_home), _bundles(ray_home)
+    assert len(expected) == 4 and sorted(got) == sorted(expected)
+    for name, transforms in expected.items():
+        assert got[name] == transforms  # same asset (name, hash, source, tags) and the same 18 cameras
+        # The same pixels (identical here; the PNG bytes differ): a small margin for Cycles' noise elsewhere.
+        a, b = _views(plain_home.bundles / name), _views(ray_home.bundles / name)
+        assert a.shape == b.shape == (18, 32, 32, 4) and float(np.abs(a - b).mean()) < 0.005
+    # The pruning step gets what the single worker reports.
+    for key in ("opened", "names", "present"):
+        assert sorted(ray_result[key]) == sorted(plain_result[key]), key
+    assert summary.captured == 4 and not summary.failures
+    assert not list(ray_home.bundles.glob(".*"))  # no half-written bundle left
+
+
+def test_a_killed_ray_worker_costs_its_file_a_retry_not_the_run(on_ray, ray_cluster):
+    home, _, summary = on_ray
+    assert not ray_cluster.exists()  # a worker took the marker: it was SIGKILLed mid-file
+    assert summary.captured == 4 and not summary.failures  # Ray ran that file again
+    assert not home.read_state()["capture_attempts"]
+
+
+def test_a_rerun_on_ray_renders_nothing_up_to_date(library, on_ray):
+    home, _, _ = on_ray
+    before = {p: p.stat().st_mtime_ns for p in home.bundles.glob("*/views/00.png")}
+    result, summary, _ = _capture_into(library[0], home, ray_address=LOCAL_RAY)
+    assert (summary.captured, summary.capture_up_to_date) == (0, 4) and not summary.failures
+    assert {p: p.stat().st_mtime_ns for p in home.bundles.glob("*/views/00.png")} == before
+    assert len(result["opened"]) == 3
+
+
+def test_a_file_remembered_as_crashing_is_skipped_on_ray(library, ray_cluster, tmp_path):
+    """A file whose every attempt died in an earlier run is reported, not sent; the others are captured."""
+    lib, files = library
+    home = LibraryHome.at(tmp_path / "home").create()
+    bad = str(lib / "prop_01.blend")
+    home.write_state({"capture_attempts": {bad: MAX_CAPTURE_ATTEMPTS}})  # as a run whose retries all died leaves it
+    result, summary, _ = _capture_into(lib, home, ray_address=LOCAL_RAY)
+    assert summary.failures == [f"{bad}: skipped, Blender crashed on it before"]
+    assert summary.capture_up_to_date == 0 and summary.captured == sum(len(a) for f, a in files.items()
+                                                                          if f != "prop_01.blend")
+    assert bad not in result["opened"]
+
+
+def test_an_unreachable_cluster_is_a_clear_error_at_once(library, tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(PipelineError, match="no Ray cluster answers at 127.0.0.1:1"):
+        _capture_into(library[0], LibraryHome.at(tmp_path / "home"), ray_address="127.0.0.1:1")
+    assert time.monotonic() - t0 < 10  # Ray itself would wait minutes
