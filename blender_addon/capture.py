@@ -8,8 +8,8 @@ matrices written to ``transforms.json`` are exactly the cameras that rendered th
 The user's scenes, render settings, selection and active object are never touched: everything
 lives in temporary scenes and datablocks removed in ``finally`` blocks, even on error.
 
-:class:`Capture` does it in slices (set up, one view per step, transforms.json) so that the add-on's timer keeps
-Blender responsive; :func:`capture_asset` runs the same slices in one go.
+:class:`Capture` does it in slices (set up, one view or one band of a view per step, transforms.json) so that the
+add-on's timer keeps Blender responsive; :func:`capture_asset` runs the same slices in one go, whole views only.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ import contextlib
 import ctypes
 import math
 import os
+import struct
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import bpy
+import numpy as np
 from mathutils import Matrix
 
 from .content_hash import hash_parts
@@ -38,6 +41,14 @@ MIN_RADIUS = 1e-6
 WORLD_STRENGTH = 0.8
 SUN_STRENGTH = 1.5
 SUN_ROTATION = (math.radians(35.0), 0.0, math.radians(30.0))
+#: Pixel-samples one CPU render step may take (64 x 64 px at 16 samples: 0.02-0.05 s on a 2-core CPU, so a step
+#: stays under 0.2 s with other work competing for the cores) before :class:`Capture` renders a view in bands. Not
+#: timing-dependent, so the same settings always cut the same bands; not that it would show in the pixels, which
+#: are the same whatever the bands (Cycles seeds each pixel by its position in the full frame).
+BAND_PIXEL_SAMPLES = 64 * 64 * 16
+#: The thinnest band in rows (each band writes and reads a full-frame file: thin bands at large sizes cost more in
+#: files than they save in render time).
+MIN_BAND_ROWS = 8
 
 
 def cycles_device() -> str:
@@ -104,6 +115,52 @@ def _configure(scene: Any, size: int, samples: int, device: str) -> None:
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
     scene.display_settings.display_device = "sRGB"
+
+
+def view_bands(size: int, samples: int, device: str) -> int:
+    """How many horizontal bands (one render step each) :class:`Capture` cuts a ``size`` px view into.
+
+    1 on a GPU (a whole view renders fast there; each band adds a render's fixed cost) and for small views; on a CPU,
+    enough bands that none renders more than :data:`BAND_PIXEL_SAMPLES` (128 px at 16 samples: 4 bands), down
+    to bands of :data:`MIN_BAND_ROWS` (beyond that, at sizes and samples far above the defaults, steps grow).
+    """
+    if device == "GPU":
+        return 1
+    return max(1, min(math.ceil(size * size * samples / BAND_PIXEL_SAMPLES), size // MIN_BAND_ROWS))
+
+
+def _write_png(path: Path, rgba: np.ndarray) -> None:
+    """An 8-bit RGBA PNG of ``rgba`` (rows top to bottom), written atomically (no half-written view)."""
+    h, w, _ = rgba.shape
+    rows = rgba.reshape(h, w * 4).astype(np.int16)
+    filtered = np.empty((h, w * 4 + 1), np.uint8)
+    filtered[:, 0] = 1  # PNG's "Sub" filter: each byte minus the one a pixel to its left
+    filtered[:, 1:5] = rows[:, :4]
+    filtered[:, 5:] = (rows[:, 4:] - rows[:, :-4]) % 256
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6)) + chunk(b"IEND", b""))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(png)
+    os.replace(tmp, path)
+
+
+def _read_tga(path: Path, size: int) -> np.ndarray:
+    """The RGBA pixels (rows top to bottom) of a ``size`` px uncompressed 32-bit Targa Blender wrote.
+
+    Read here, not through ``bpy.data.images``: adding and removing an Image makes the next render sync the whole
+    scene again (0.1 s at 130k faces), where a band should only cost its pixels.
+    """
+    data = path.read_bytes()
+    id_len, kind, (w, h), bpp, descriptor = data[0], data[2], struct.unpack_from("<HH", data, 12), data[16], data[17]
+    if kind != 2 or bpp != 32 or (w, h) != (size, size):
+        raise CaptureError(f"unexpected band file {path.name}: type {kind}, {bpp} bits, {w}x{h}")
+    bgra = np.frombuffer(data, np.uint8, count=w * h * 4, offset=18 + id_len).reshape(h, w, 4)
+    rgba = bgra[:, :, [2, 1, 0, 3]]
+    return rgba if descriptor & 0x20 else rgba[::-1]  # bit 5: rows stored top first
 
 
 def _flush_c_stdio() -> None:
@@ -179,9 +236,10 @@ def capture_asset(
 
     The one-shot form of :class:`Capture` (headless and bulk callers): the same slices, in a loop.
     """
+    # Whole views (no bands): nothing waits on a one-shot capture, and the pixels are the same either way.
     return Capture(target, out_dir, size, samples, name=name, category=category, family=family,
                    parameters=parameters, source_blend=source_blend, device=device, quiet=quiet,
-                   progress=progress).run()
+                   progress=progress, bands=1).run()
 
 
 class Capture:
@@ -189,7 +247,9 @@ class Capture:
 
     The first step evaluates the asset (inside ``around_setup()``, e.g. a family variant's inputs applied only
     while it is evaluated) and builds a temporary render scene from static copies of its meshes; each next step
-    renders one view; the last writes ``transforms.json`` and sets :attr:`bundle`. Between steps the user's data
+    renders one view, or one horizontal band of it when a view would take too long (``bands``, by default
+    :func:`view_bands`; the view's PNG is written, the same pixels as a whole render, with its last band); the
+    last step writes ``transforms.json`` and sets :attr:`bundle`. Between steps the user's data
     is untouched: the asset is in no extra scene, and the render scene holds only copies. Before a save, a file
     load or an undo (Blender's handlers) the temporary datablocks are removed, so none is ever saved or left
     dangling; the next step builds them again (from view 0 if the asset changed meanwhile, or raises
@@ -212,6 +272,7 @@ class Capture:
         quiet: bool = True,
         progress: Callable[[int, int], None] | None = None,
         around_setup: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+        bands: int | None = None,
     ) -> None:
         if not bundle.MIN_IMAGE_SIZE <= size <= bundle.MAX_IMAGE_SIZE:
             raise CaptureError(f"image size {size} px is outside {bundle.MIN_IMAGE_SIZE}..{bundle.MAX_IMAGE_SIZE}")
@@ -219,6 +280,8 @@ class Capture:
             raise CaptureError(f"samples must be at least 1, got {samples}")
         if device not in ("AUTO", "CPU", "GPU"):
             raise CaptureError(f"device must be AUTO, CPU or GPU, got {device!r}")
+        if bands is not None and not 1 <= bands <= size // 2:
+            raise CaptureError(f"bands must be 1..{size // 2} for {size} px views, got {bands}")
         self.out = Path(out_dir)
         try:
             (self.out / bundle.VIEWS_DIR).mkdir(parents=True, exist_ok=True)
@@ -234,6 +297,10 @@ class Capture:
         self._around_setup = around_setup
         self.views = rig.views()
         self.done = 0  # views rendered
+        self._bands_asked = bands
+        self.bands = 1  # bands per view (set with the device at set-up)
+        self._band = 0  # bands of view ``done`` rendered
+        self._pixels: np.ndarray | None = None  # view ``done`` so far (rows top to bottom) while in bands
         self.info: bundle.AssetInfo | None = None
         self.bundle: bundle.Bundle | None = None
         self._scene: Any = None  # the temporary render scene (None: not set up, or torn down before a save/load)
@@ -255,7 +322,8 @@ class Capture:
             if self._scene is None:
                 self._set_up()
             elif self.done < self.total:
-                self._render(self.views[self.done])
+                if not self._render(self.views[self.done]):
+                    return True  # more bands of this view to come
                 self.done += 1
                 if self.progress is not None:
                     self.progress(self.done, self.total)
@@ -286,6 +354,7 @@ class Capture:
     def close(self) -> None:
         """Remove the temporary datablocks (idempotent; the rendered views stay on disk)."""
         self._tear_down()
+        self._band_file.unlink(missing_ok=True)
         _unwatch(self)
         if not self._had_render_result:
             for img in [img for img in bpy.data.images if img.type == "RENDER_RESULT"]:
@@ -328,6 +397,7 @@ class Capture:
                 if self.info is not None and info.content_hash != self.info.content_hash:
                     self.done = 0  # set up again after a save or undo, and the asset changed: start over
                 self.info = info
+                self._band, self._pixels = 0, None  # a view cut short by a save or undo starts again
                 try:
                     self._build_scene(parts, bounds)
                 except BaseException:
@@ -345,6 +415,12 @@ class Capture:
         scene = new(bpy.data.scenes, "Asset2Vec Capture")
         self._scene = scene
         _configure(scene, self.size, self.samples, device)
+        self.bands = self._bands_asked or view_bands(self.size, self.samples, device)
+        if self.bands > 1:
+            r = scene.render
+            r.use_border, r.use_crop_to_border = True, False  # full-frame files: dither noise keyed to the frame
+            r.border_min_x, r.border_max_x = 0.0, 1.0
+            r.image_settings.file_format = "TARGA_RAW"  # band files: the same 8-bit pixels as the PNG, no decoder
         world = new(bpy.data.worlds, "Asset2Vec Capture World")
         background = world.node_tree.nodes.get("Background")
         background.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
@@ -385,12 +461,43 @@ class Capture:
         scene.collection.objects.link(cam)
         scene.camera = self._camera = cam
 
-    def _render(self, view: rig.RigView) -> None:
-        scene = self._scene
-        self._camera.matrix_world = Matrix(view.camera_to_world())
-        scene.render.filepath = str(self.out / bundle.VIEWS_DIR / f"{view.index:02d}.png")
+    @property
+    def _band_file(self) -> Path:
+        return self.out / ".a2v-band.tga"
+
+    def _render(self, view: rig.RigView) -> bool:
+        """Render the next band of ``view`` (the whole view when :attr:`bands` is 1); True once its PNG is written."""
+        scene, h, n = self._scene, self.size, self.bands
+        path = self.out / bundle.VIEWS_DIR / f"{view.index:02d}.png"
+        if self._band == 0:
+            self._camera.matrix_world = Matrix(view.camera_to_world())
+        if n == 1:
+            scene.render.filepath = str(path)
+            with quiet_stdout(self.quiet):
+                bpy.ops.render.render(write_still=True, scene=scene.name)
+            return True
+        # Band b holds rows [lo, hi) counted from the bottom (the border's origin). Blender truncates border * size
+        # to whole rows (lo / size can land a row short), so each inner edge sits half a row above its row's bottom.
+        lo, hi = self._band * h // n, (self._band + 1) * h // n
+        r = scene.render
+        r.border_min_y = (lo + 0.5) / h if lo else 0.0
+        r.border_max_y = (hi + 0.5) / h if hi < h else 1.0
+        r.filepath = str(self._band_file)
         with quiet_stdout(self.quiet):
             bpy.ops.render.render(write_still=True, scene=scene.name)
+        # The band's rows of the full-frame file are byte for byte those of a whole render (same per-pixel seeds,
+        # same dither noise); the rows outside it are blank.
+        rows = _read_tga(self._band_file, h)
+        if self._pixels is None:
+            self._pixels = np.zeros((h, h, 4), np.uint8)
+        self._pixels[h - hi:h - lo] = rows[h - hi:h - lo]
+        self._band += 1
+        if self._band < n:
+            return False
+        _write_png(path, self._pixels)
+        self._band, self._pixels = 0, None
+        self._band_file.unlink(missing_ok=True)
+        return True
 
     def _tear_down(self) -> None:
         """Remove the render scene and its datablocks: objects first (they use the others), the scene last."""

@@ -105,7 +105,7 @@ def test_capture_views_renders_in_slices_and_never_freezes_blender(addon, tmp_pa
     def fail_later(self, view):  # a disk that fills up after the first view
         if self.done >= 1:
             raise OSError(28, "No space left on device", str(tmp_path / "Crate" / "views" / "01.png"))
-        render(self, view)
+        return render(self, view)  # True: the view is done (False: a band of it)
 
     monkeypatch.setattr(capture_job.Capture, "_render", fail_later)
     assert bpy.ops.asset2vec.capture() == {"FINISHED"}
