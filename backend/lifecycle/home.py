@@ -27,6 +27,8 @@ from typing import Any
 
 from backend.errors import Asset2VecError
 from shared.atomic import atomic_write
+from shared.bundle import TRANSFORMS
+from shared.naming import safe_folder_name
 
 HOME_ENV = "ASSET2VEC_HOME"
 CATALOGUE_FILE = "catalogue.sqlite"
@@ -107,7 +109,6 @@ class LibraryHome:
         Returns one line per bundle set aside, naming the asset's folder and why (never a server path).
         """
         from backend.training.data import unreadable_reason
-        from shared.bundle import TRANSFORMS
 
         skipped: list[str] = []
         if not self.bundles.is_dir():
@@ -187,3 +188,24 @@ def resolve_run(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
     if not active:
         raise HomeError(f"{p}: no active model yet; build one with `asset2vec index FOLDER --home {p}`")
     return home.run_dir(active), home.catalogue
+
+
+def store_bundle_files(bundles_dir: Path, name: str, transforms: dict[str, Any], images: dict[str, bytes]) -> Path:
+    """Write one asset's bundle into ``bundles_dir/<safe name>/`` (``transforms.json`` + the view PNGs keyed by
+    their validated relative paths), replacing an older copy atomically: a reader sees the old folder or the new
+    one, never a mix. The one writer of stored bundles (the service's uploads, ``index --ray``). Returns the folder.
+    """
+    dest = bundles_dir / safe_folder_name(name)
+    tmp = bundles_dir / f".incoming-{dest.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel, png in images.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(png)
+    (tmp / TRANSFORMS).write_text(json.dumps(transforms, indent=1))
+    old = bundles_dir / f".old-{dest.name}"
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest

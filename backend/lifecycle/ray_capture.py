@@ -16,9 +16,7 @@ state and skipped on later runs, as the single-worker capture does.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import threading
 from collections.abc import Callable
@@ -27,9 +25,8 @@ from typing import Any
 
 from backend.errors import Asset2VecError
 from shared.bundle import TRANSFORMS, BundleError, parse_archive, read_bundle
-from shared.naming import safe_folder_name
 
-from .home import LibraryHome
+from .home import LibraryHome, store_bundle_files
 
 #: ``IndexOptions.ray_address`` for a Ray instance started on this machine (``--ray`` without an address).
 LOCAL_RAY = "local"
@@ -62,19 +59,7 @@ def store_archive(data: bytes, bundles_dir: Path, size: int) -> str:
     """Validate one returned bundle archive and write it into ``bundles_dir/<safe name>/``, replacing an older
     copy atomically (as the service stores an upload). Returns the asset's name; raises :class:`BundleError`."""
     bundle, images = parse_archive(data, expected_size=size)
-    dest = bundles_dir / safe_folder_name(bundle.asset.name)
-    tmp = bundles_dir / f".incoming-{dest.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for rel, png in images.items():  # validated: relative paths inside the bundle
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / rel).write_bytes(png)
-    (tmp / TRANSFORMS).write_text(json.dumps(bundle.transforms(), indent=1))
-    old = bundles_dir / f".old-{dest.name}"
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    store_bundle_files(bundles_dir, bundle.asset.name, bundle.transforms(), images)
     return bundle.asset.name
 
 

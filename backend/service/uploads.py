@@ -11,16 +11,14 @@ trains on it, a model switch fits it again from there).
 from __future__ import annotations
 
 import io
-import json
-import os
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
-from shared.bundle import TRANSFORMS, Bundle, BundleError, parse_archive
+from backend.lifecycle.home import store_bundle_files
+from shared.bundle import Bundle, BundleError, parse_archive
 from shared.naming import safe_folder_name
 
 #: Longest bundle folder name stored (file systems allow 255 bytes; ".incoming-" is prepended while writing).
@@ -71,18 +69,5 @@ def decode_view(png: bytes, size: int, what: str) -> None:
 def store_bundle(bundle: Bundle, bundles_dir: Path) -> Path:
     """Write ``bundle`` into ``bundles_dir/<safe name>/`` (``transforms.json`` + views), replacing an older copy
     atomically (a reader sees the old folder or the new one). Returns the folder."""
-    dest = bundles_dir / safe_folder_name(bundle.asset.name)
-    tmp = bundles_dir / f".incoming-{dest.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for i, frame in enumerate(bundle.frames):
-        target = tmp / frame.file_path  # validated: relative, inside the bundle
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(bundle.image_bytes(i))
-    (tmp / TRANSFORMS).write_text(json.dumps(bundle.transforms(), indent=1))
-    old = bundles_dir / f".old-{dest.name}"
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
-    return dest
+    images = {f.file_path: bundle.image_bytes(i) for i, f in enumerate(bundle.frames)}  # validated relative paths
+    return store_bundle_files(bundles_dir, bundle.asset.name, bundle.transforms(), images)
