@@ -192,6 +192,9 @@ def assign(
     except OSError as e:
         keep_record(id_, previous)
         return f"no catalog: cannot write {cats.name} ({e.strerror or e})"
+    except ValueError as e:  # not UTF-8, or a line Blender would not read either: the file is left as it is
+        keep_record(id_, previous)
+        return f"no catalog: {cats.name} is not a readable catalog file ({str(e)[:80]})"
     data.catalog_id = catalog.id
     id_[M.NAMESPACE][ASSIGNED] = catalog.id
     return f"catalog {catalog.path!r} (tag {tag!r}" + (f"; added to {cats.name})" if created else ")")

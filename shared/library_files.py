@@ -22,7 +22,7 @@ def scan(root: Path) -> tuple[list[Path], list[Path]]:
     for p in sorted(root.rglob("*")):
         if not p.is_file() or hidden(p, root):
             continue
-        if p.suffix == ".blend":
+        if p.suffix.lower() == ".blend":
             blends.append(p)
         elif p.suffix.lower() in MODEL_SUFFIXES:
             models.append(p)

@@ -88,6 +88,8 @@ def find_backend(token: str | None, local: str = DEFAULT_URL, discover_seconds: 
         Client(local, token, timeout=2.0).info()
         return local, f"using the backend on this machine at {local}"
     except BackendError as e:
+        if e.status is not None:  # it answered but refused (token, version): never fall through to another machine
+            raise CommandError(f"the backend on this machine at {local} refused: {e}") from None
         local_failure = str(e)
     print(f"no backend answers at {local}; looking for one on the network ({discover_seconds:.0f} s) ...",
           file=sys.stderr, flush=True)

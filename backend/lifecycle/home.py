@@ -18,6 +18,7 @@ Which model serves is the catalogue's *active* model: switching is one SQLite tr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +39,8 @@ STATE_FILE = "index-state.json"
 UNREADABLE_DIR = ".unreadable"
 #: The reason a bundle was set aside, written inside it.
 UNREADABLE_REASON = "UNREADABLE.txt"
+#: Left in a stored bundle whose every view decoded (:meth:`LibraryHome.set_aside_unreadable` checks it once).
+READABLE_MARKER = ".readable"
 
 
 class HomeError(Asset2VecError):
@@ -115,8 +118,18 @@ class LibraryHome:
             return skipped
         for transforms in sorted(self.bundles.glob(f"*/{TRANSFORMS}")):
             folder = transforms.parent
-            # Hidden folders are not bundles yet (an upload being stored, .incoming-*): no reader sees them.
-            if folder.name.startswith(".") or (reason := unreadable_reason(folder)) is None:
+            # Hidden folders are not bundles yet (an upload being stored, .incoming-*): no reader sees them. A
+            # bundle checked before carries a marker (storing a bundle replaces its folder, marker and all), so
+            # each one is decoded once, not on every index run.
+            if folder.name.startswith(".") or (folder / READABLE_MARKER).is_file():
+                continue
+            if (reason := unreadable_reason(folder)) is None:
+                with contextlib.suppress(OSError):  # a read-only home is checked again next time, nothing worse
+                    (folder / READABLE_MARKER).touch()
+                continue
+            # An upload of the same asset may have replaced the folder while it was read (the service stores
+            # uploads during a build): what is there now must fail too before it is moved.
+            if unreadable_reason(folder) is None:
                 continue
             dest = self.bundles / UNREADABLE_DIR / folder.name
             try:

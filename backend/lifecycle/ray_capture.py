@@ -25,6 +25,7 @@ from typing import Any
 
 from backend.errors import Asset2VecError
 from shared.bundle import TRANSFORMS, BundleError, parse_archive, read_bundle
+from shared.library_files import scan
 
 from .home import LibraryHome, store_bundle_files
 
@@ -38,8 +39,7 @@ class RayCaptureError(Asset2VecError):
 
 def library_blends(src: Path) -> list[Path]:
     """The .blend files under ``src``, hidden folders skipped: the same list the headless capture scans."""
-    return sorted(p for p in src.rglob("*.blend")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts))
+    return scan(src)[0]
 
 
 def known_hashes(home: LibraryHome, size: int) -> dict[str, dict[str, str]]:

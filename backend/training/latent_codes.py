@@ -41,7 +41,7 @@ class CodeTable(nn.Module):
             if features is None or len(features) != num_assets:
                 raise ModelError(f"code head {head!r} needs one feature vector per asset")
             f = torch.as_tensor(np.asarray(features, np.float32))
-            mean, std = f.mean(0), f.std(0).clamp_min(1e-6)
+            mean, std = f.mean(0), f.std(0, unbiased=False).clamp_min(1e-6)  # one asset: std 0, not NaN
             self.register_buffer("features", (f - mean) / std)  # [A, F] standardised over the run's assets
             out = shape_dim if head == "shape" else shape_dim + texture_dim
             self.head = nn.Sequential(nn.Linear(f.shape[1], width), nn.ReLU(), nn.Linear(width, out))

@@ -19,7 +19,7 @@ from ..content_hash import hash_parts
 from ..errors import BlendFileError, CaptureError
 from ..family import FamilyError, capture_family
 from ..parts import evaluated_parts
-from ..protocol import bundle, naming
+from ..protocol import bundle, library_files, naming, tempfolders
 from .blend_files import marked_assets, open_blend
 from .sample_library import read_catalog_file
 
@@ -52,8 +52,7 @@ def asset_category(target: Any, blend: Path) -> str:
 
 def library_blends(src: Path) -> list[Path]:
     """The .blend files under ``src`` (hidden folders skipped, e.g. a home in ``src/.asset2vec``), sorted."""
-    blends = sorted(p for p in src.rglob("*.blend") if not any(part.startswith(".") for part in
-                                                                p.relative_to(src).parts))
+    blends, _ = library_files.scan(src)
     if not blends:
         raise CaptureError(f"no .blend files under {src}")
     return blends
@@ -164,9 +163,8 @@ def capture_archives(src: Path, blend: Path, *, size: int, samples: int, device:
     The body of an index's Ray task (:mod:`backend.lifecycle.ray_capture`): the worker writes nothing that
     outlives the task, the head validates and stores the archives. ``known``: see :func:`capture_library`.
     """
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="a2v-capture-") as tmp:
+    # A temporary folder that names its owner: a worker killed mid-file leaves one that the next start removes.
+    with tempfolders.folder(f"{tempfolders.PREFIX}capture-") as tmp:
         summary = capture_library(src, Path(tmp), size=size, samples=samples, device=device, files=[str(blend)],
                                   known=known, on_asset=on_asset)
         archives = [bundle.archive_bytes(t.parent) for t in sorted(Path(tmp).glob(f"*/{bundle.TRANSFORMS}"))]

@@ -41,3 +41,15 @@ def test_none_found_says_what_was_tried_and_how_to_name_one() -> None:
     msg = str(e.value)
     assert f"none answers at {nobody}" in msg and "none is advertised on the network" in msg
     assert "asset2vec serve" in msg and "--backend URL" in msg and "--run RUN_DIR" in msg
+
+
+def test_a_local_backend_that_refuses_is_reported_never_replaced_by_another(engine: Engine) -> None:
+    token = "s3cret-token-for-the-test-0123456789"
+    svc = Service(engine, host="127.0.0.1", port=0, token=token, advertise=False).start_in_thread()
+    try:
+        with pytest.raises(CommandError) as e:
+            find_backend("wrong-token-0123456789abcdef", local=svc.url, discover_seconds=0.5, interfaces=LOOPBACK)
+        url, _ = find_backend(token, local=svc.url, discover_seconds=0.5, interfaces=LOOPBACK)
+    finally:
+        svc.stop()
+    assert f"the backend on this machine at {svc.url} refused" in str(e.value) and url == svc.url
