@@ -254,6 +254,11 @@ class Capture:
     load or an undo (Blender's handlers) the temporary datablocks are removed, so none is ever saved or left
     dangling; the next step builds them again (from view 0 if the asset changed meanwhile, or raises
     :class:`CaptureError` when it is gone). :meth:`close` removes them (finish, cancel, error: always call it).
+
+    The asset is never held between steps (an undo or a file load may free it: a stale ID pointer can crash
+    Blender): each set-up finds it again with ``resolve()`` (by default by its kind and name), and
+    ``around_setup(asset)`` gets the object found. Every datablock a capture creates carries :data:`TMP_PROP`,
+    so one an undo step or a recovered autosave brings back is removed (:func:`remove_stale`).
     """
 
     def __init__(
@@ -271,8 +276,9 @@ class Capture:
         device: str = "AUTO",
         quiet: bool = True,
         progress: Callable[[int, int], None] | None = None,
-        around_setup: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+        around_setup: Callable[[Any], contextlib.AbstractContextManager[Any]] | None = None,
         bands: int | None = None,
+        resolve: Callable[[], Any | None] | None = None,
     ) -> None:
         if not bundle.MIN_IMAGE_SIZE <= size <= bundle.MAX_IMAGE_SIZE:
             raise CaptureError(f"image size {size} px is outside {bundle.MIN_IMAGE_SIZE}..{bundle.MAX_IMAGE_SIZE}")
@@ -289,7 +295,11 @@ class Capture:
             (self.out / bundle.TRANSFORMS).unlink(missing_ok=True)
         except OSError as e:
             raise CaptureError(f"cannot write the bundle folder {self.out}: {e.strerror or e}") from None
-        self.target, self.size, self.samples, self.quiet, self.progress = target, size, samples, quiet, progress
+        self.size, self.samples, self.quiet, self.progress = size, samples, quiet, progress
+        # The asset by name, never by ID pointer: an undo or a load between steps may free the ID.
+        self.target_name: str = target.name
+        self._resolve = resolve if resolve is not None else _by_name(target)
+        self._file_changed = False  # set before another file loads: the asset by that name is another one
         self._device = device
         # The file as it was when the capture began (a save midway must not change what the bundle says).
         self._describe = dict(name=name, category=category, family=family, parameters=dict(parameters or {}),
@@ -306,8 +316,6 @@ class Capture:
         self._scene: Any = None  # the temporary render scene (None: not set up, or torn down before a save/load)
         self._camera: Any = None
         self._created: list[tuple[Any, Any]] = []  # (bpy.data collection, datablock) to remove
-        # Rendering creates the "Render Result" image if the file has none yet: removed again on close.
-        self._had_render_result = any(img.type == "RENDER_RESULT" for img in bpy.data.images)
         _watch(self)
 
     @property
@@ -319,7 +327,7 @@ class Capture:
         if self.bundle is not None:
             return False
         try:
-            if self._scene is None:
+            if self._scene is None and self.done < self.total:
                 self._set_up()
             elif self.done < self.total:
                 if not self._render(self.views[self.done]):
@@ -355,31 +363,32 @@ class Capture:
         """Remove the temporary datablocks (idempotent; the rendered views stay on disk)."""
         self._tear_down()
         self._band_file.unlink(missing_ok=True)
-        _unwatch(self)
-        if not self._had_render_result:
-            for img in [img for img in bpy.data.images if img.type == "RENDER_RESULT"]:
-                bpy.data.images.remove(img)
+        _unwatch(self)  # the last capture to close removes the Render Result rendering made
 
     # -- slices --------------------------------------------------------------------------------------
 
     def _set_up(self) -> None:
         """Evaluate the asset and build the render scene from copies of its meshes."""
-        try:
-            target_name = self.target.name
-        except ReferenceError:
-            raise CaptureError("the asset is gone (another file was opened, or it was deleted) while capturing: "
-                               "nothing was captured") from None
+        target = None
+        if not self._file_changed:
+            with contextlib.suppress(ReferenceError):
+                target = self._resolve()
+        if target is None:
+            raise CaptureError(f"{self.target_name!r} was deleted or renamed, or another file was opened, while "
+                               f"capturing: nothing was captured")
+        remove_stale()  # a restored undo step or a recovered autosave may hold an old capture's datablocks
+        target_name = target.name
         d = self._describe
-        with self._around_setup() if self._around_setup is not None else contextlib.nullcontext():
-            with evaluated_parts(self.target) as parts:
+        with self._around_setup(target) if self._around_setup is not None else contextlib.nullcontext():
+            with evaluated_parts(target) as parts:
                 if not parts:
-                    t = self.target
+                    t = target
                     hidden = (" (it is hidden from render or in viewports)"
                               if getattr(t, "hide_render", False) or getattr(t, "hide_viewport", False) else "")
                     raise CaptureError(f"{describe(t)} has no renderable geometry{hidden}: nothing to capture")
                 bounds = world_bounds(parts)
                 if not math.isfinite(bounds.radius) or bounds.radius < MIN_RADIUS:
-                    raise CaptureError(f"{describe(self.target)} has zero size (all its vertices are at one point): "
+                    raise CaptureError(f"{describe(target)} has zero size (all its vertices are at one point): "
                                        f"nothing to frame")
                 info = bundle.AssetInfo(
                     name=d["name"] or target_name,
@@ -388,7 +397,7 @@ class Capture:
                     content_hash=hash_parts(parts),
                     family=d["family"],
                     parameters=d["parameters"],
-                    tags=asset_tags(self.target),
+                    tags=asset_tags(target),
                     category=d["category"],
                     size=bounds.size,
                     center=bounds.center,
@@ -408,6 +417,7 @@ class Capture:
         """A temporary scene with normalised copies of ``parts``, neutral lighting and the rig's camera."""
         def new(coll: Any, *args: Any) -> Any:
             block = coll.new(*args)
+            block[TMP_PROP] = True
             self._created.append((coll, block))
             return block
 
@@ -438,6 +448,7 @@ class Capture:
             mesh = copies.get(id(part.mesh))
             if mesh is None:
                 mesh = copies[id(part.mesh)] = part.mesh.copy()
+                mesh[TMP_PROP] = True
                 self._created.append((bpy.data.meshes, mesh))
             ob = new(bpy.data.objects, f"a2v:{part.key}", mesh)
             scene.collection.objects.link(ob)
@@ -501,45 +512,167 @@ class Capture:
 
     def _tear_down(self) -> None:
         """Remove the render scene and its datablocks: objects first (they use the others), the scene last."""
-        def order(cb: tuple[Any, Any]) -> int:
-            return 0 if cb[0] == bpy.data.objects else 2 if cb[0] == bpy.data.scenes else 1
-
-        for coll, block in sorted(self._created, key=order):
+        for coll, block in sorted(self._created, key=lambda cb: _removal_order(cb[0])):
             with contextlib.suppress(ReferenceError):  # already freed with its file
                 coll.remove(block)
         self._created.clear()
         self._scene = self._camera = None
 
 
+def _by_name(target: Any) -> Callable[[], Any | None]:
+    """Finds ``target`` again by its kind and name (None once it is deleted or renamed).
+
+    What its name does not find (not an Object or a Collection, a scene's own collection, a linked ID whose name a
+    local one shadows) is handed on as it is: set-up reports what cannot be captured.
+    """
+    collection, name = isinstance(target, bpy.types.Collection), target.name
+    if not isinstance(target, bpy.types.Object | bpy.types.Collection) or \
+            (bpy.data.collections if collection else bpy.data.objects).get(name) != target:
+        return lambda: target
+    return lambda: (bpy.data.collections if collection else bpy.data.objects).get(name)
+
+
+def _removal_order(coll: Any) -> int:
+    """Objects first (they use the other datablocks), scenes last."""
+    return 0 if coll == bpy.data.objects else 2 if coll == bpy.data.scenes else 1
+
+
+#: The custom property on every datablock a capture creates (none of them is ever the artist's).
+TMP_PROP = "asset2vec_capture_tmp"
+_TMP_KINDS = ("objects", "meshes", "lights", "cameras", "worlds", "scenes")
+
+
+def remove_stale() -> int:
+    """Remove every capture datablock (:data:`TMP_PROP`) that no running capture owns; how many were removed.
+
+    An undo step pushed while a capture's scene existed, or an autosave written then, holds those datablocks:
+    restoring it must not give the artist a stray "Asset2Vec Capture" scene.
+    """
+    owned = set()
+    for capture in _live:
+        for _, block in capture._created:
+            with contextlib.suppress(ReferenceError):
+                owned.add(block.as_pointer())
+    stale = []
+    for kind in _TMP_KINDS:
+        coll = getattr(bpy.data, kind)
+        stale += [(coll, b) for b in coll if b.get(TMP_PROP) and b.as_pointer() not in owned]
+    for coll, block in sorted(stale, key=lambda cb: _removal_order(cb[0])):
+        with contextlib.suppress(ReferenceError):
+            coll.remove(block)
+    return len(stale)
+
+
 # -- Blender's handlers: temporary datablocks never reach a saved file nor outlive a load or undo ------------
 
 _live: list[Capture] = []
 _HANDLERS = ("save_pre", "load_pre", "undo_pre", "redo_pre")
+#: After these (and ``load_post``), stale capture datablocks are removed (:func:`remove_stale`): registered with
+#: the add-on (:func:`register_handlers`; an undo to a step taken mid-capture can come after every capture ended)
+#: and while a capture runs.
+_POST_HANDLERS = ("undo_post", "redo_post")
+#: Whether the file had a "Render Result" image before the first of the running captures began (None: none runs).
+#: Rendering creates one: the last capture to close removes it again if it was not there.
+_had_render_result: bool | None = None
+
+
+def _has_render_result() -> bool:
+    return any(img.type == "RENDER_RESULT" for img in bpy.data.images)
+
+
+def _remove_render_result() -> None:
+    if _had_render_result is False:
+        for img in [img for img in bpy.data.images if img.type == "RENDER_RESULT"]:
+            bpy.data.images.remove(img)
 
 
 @bpy.app.handlers.persistent
 def _suspend_captures(*_args: Any) -> None:
     """Before a save, load, undo or redo: remove every running capture's temporary datablocks (built again at the
-    capture's next step)."""
+    capture's next step), and the Render Result the captures made."""
     for capture in list(_live):
         capture._tear_down()
+    if _live:
+        _remove_render_result()
+
+
+@bpy.app.handlers.persistent
+def _before_load(*_args: Any) -> None:
+    """Before another file loads: the running captures' assets are gone (one by the same name is another asset)."""
+    for capture in _live:
+        capture._file_changed = True
+
+
+@bpy.app.handlers.persistent
+def _remove_stale_handler(*_args: Any) -> None:
+    """After an undo, a redo or a file load: no capture datablock that no running capture owns stays."""
+    remove_stale()
+
+
+@bpy.app.handlers.persistent
+def _after_load(*_args: Any) -> None:
+    """After a file load: no stale capture datablock; a Render Result the loaded file has is the artist's."""
+    global _had_render_result
+    remove_stale()
+    if _live:
+        _had_render_result = _has_render_result()
+
+
+def _add_handlers(names: tuple[str, ...], fn: Callable[..., None]) -> None:
+    for h in names:
+        handlers = getattr(bpy.app.handlers, h)
+        if fn not in handlers:
+            handlers.append(fn)
+
+
+def _remove_handlers(names: tuple[str, ...], fn: Callable[..., None]) -> None:
+    for h in names:
+        handlers = getattr(bpy.app.handlers, h)
+        while fn in handlers:
+            handlers.remove(fn)
+
+
+_addon_registered = False
+
+
+def register_handlers() -> None:
+    """The add-on's register: stale capture datablocks are removed after every undo, redo and file load."""
+    global _addon_registered
+    _addon_registered = True
+    _add_handlers(_POST_HANDLERS, _remove_stale_handler)
+    _add_handlers(("load_post",), _after_load)
+
+
+def unregister_handlers() -> None:
+    global _addon_registered
+    _addon_registered = False
+    if not _live:
+        _remove_handlers(_POST_HANDLERS, _remove_stale_handler)
+        _remove_handlers(("load_post",), _after_load)
 
 
 def _watch(capture: Capture) -> None:
+    global _had_render_result
     if not _live:
-        for h in _HANDLERS:
-            handlers = getattr(bpy.app.handlers, h)
-            if _suspend_captures not in handlers:
-                handlers.append(_suspend_captures)
+        _had_render_result = _has_render_result()
+        _add_handlers(_HANDLERS, _suspend_captures)
+        _add_handlers(("load_pre",), _before_load)
+        _add_handlers(_POST_HANDLERS, _remove_stale_handler)
+        _add_handlers(("load_post",), _after_load)
     if capture not in _live:
         _live.append(capture)
 
 
 def _unwatch(capture: Capture) -> None:
-    if capture in _live:
-        _live.remove(capture)
+    global _had_render_result
+    if capture not in _live:
+        return
+    _live.remove(capture)
     if not _live:
-        for h in _HANDLERS:
-            handlers = getattr(bpy.app.handlers, h)
-            while _suspend_captures in handlers:
-                handlers.remove(_suspend_captures)
+        _remove_render_result()
+        _had_render_result = None
+        _remove_handlers(_HANDLERS, _suspend_captures)
+        _remove_handlers(("load_pre",), _before_load)
+        if not _addon_registered:
+            _remove_handlers(_POST_HANDLERS, _remove_stale_handler)
+            _remove_handlers(("load_post",), _after_load)

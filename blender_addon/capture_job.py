@@ -13,6 +13,7 @@ from typing import Any
 
 from . import session as session_mod
 from .capture import Capture, CaptureError
+from .embed_target import Target
 from .protocol import bundle
 from .tasks import CANCELLED, DONE, FAILED, BackgroundTask
 
@@ -29,6 +30,10 @@ class CaptureJob(BackgroundTask):
     def __init__(self, target: Any, out: Path, size: int, samples: int) -> None:
         super().__init__(f"capturing {target.name!r}")
         self.name, self.out = target.name, out
+        # Held by name, never by ID pointer (an undo or a load may free the ID between steps). The capture finds it
+        # again by kind and name at each set-up (not with Target.resolve: a first save mid-capture changes the file
+        # path, and the capture goes on; another file opened ends it).
+        self.target = Target.of(target)
         self.capture = Capture(target, out, size=size, samples=samples)
 
     @property
@@ -85,6 +90,12 @@ def start(target: Any, out: Path, size: int, samples: int) -> CaptureJob:
     if job.state == FAILED:
         raise CaptureError(job.message)
     return job
+
+
+def cancel() -> bool:
+    """Cancel the running capture (the views rendered so far stay); False when none runs."""
+    job = current()
+    return job is not None and job.request_cancel()
 
 
 def pump(timeout: float = 120.0) -> CaptureJob | None:

@@ -62,14 +62,13 @@ class EmbedJob(BackgroundTask):
         self.report: WriteReport | None = None
         self.info: api.ServerInfo | None = None  # the backend's /info, once the worker has checked it
         self._info_shown = False
-        self._params: list[Any] = []
         self.plan: list[dict[str, Any] | None] = [None]
         if options.family:
             if target.kind != "OBJECT":
                 raise EmbedError("a parametric family is an object: select the object whose inputs make the variants")
-            self._params = discover_parameters(target_id)
+            params = discover_parameters(target_id)  # not kept: they hold ID pointers an undo may free
             self.plan = list(sample_family(target_id, options.variants, mode=options.family_mode,
-                                           params=self._params))
+                                           params=params))
         self._tmp = tempdirs.make("embed")
         self.preview: Path = self._tmp / "preview.png"  # the captured thumbnail view
         self._next = 0
@@ -144,13 +143,15 @@ class EmbedJob(BackgroundTask):
         variant, folder, opts = self.plan[i], self._tmp / f"v{i:03d}", self.options
         if variant is None:
             self.message = self._capture_label = f"capturing {obj.name!r}"
-            return Capture(obj, folder, size=opts.size, samples=opts.samples,
+            return Capture(obj, folder, size=opts.size, samples=opts.samples, resolve=self.target.resolve,
                            name=naming.catalogue_name(bpy.data.filepath, obj.name))
         fam = family_name(obj)
         self.message = self._capture_label = f"capturing variant {i + 1}/{len(self.plan)} of {fam!r}"
         return Capture(obj, folder, size=opts.size, samples=opts.samples,
                        name=naming.catalogue_name(bpy.data.filepath, f"{fam}__v{i:03d}"), family=fam,
-                       parameters=variant, around_setup=lambda: applied(obj, variant, self._params))
+                       parameters=variant, resolve=self.target.resolve,
+                       # The asset found anew at each set-up, its parameters too (theirs hold ID pointers).
+                       around_setup=lambda asset: applied(asset, variant))
 
     def _update_progress(self) -> None:
         n = len(self.plan)

@@ -15,7 +15,7 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import backend_check, capture_job, embed_job, forget, preferences, session, writeback
+from . import backend_check, capture, capture_job, embed_job, forget, preferences, session, writeback
 from .capture import CaptureError
 from .embed_target import EmbedError, Options
 from .family import FamilyError
@@ -182,6 +182,21 @@ class ASSET2VEC_OT_embed_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ASSET2VEC_OT_capture_cancel(bpy.types.Operator):
+    """Stop the running Capture Views (the views rendered so far stay in the output folder)"""
+
+    bl_idname = "asset2vec.capture_cancel"
+    bl_label = "Cancel"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    def execute(self, context: Any) -> set[str]:
+        if not capture_job.cancel():
+            self.report({"WARNING"}, "Asset2Vec: no capture is running")
+            return {"CANCELLED"}
+        self.report({"INFO"}, "Asset2Vec: cancelling the capture")
+        return {"FINISHED"}
+
+
 class ASSET2VEC_OT_check_backend(bpy.types.Operator):
     """Check that the backend answers and show which model it serves (in the background)"""
 
@@ -345,6 +360,7 @@ classes = (
     ASSET2VEC_OT_capture,
     ASSET2VEC_OT_embed,
     ASSET2VEC_OT_embed_cancel,
+    ASSET2VEC_OT_capture_cancel,
     ASSET2VEC_OT_check_backend,
     ASSET2VEC_OT_tag_accept,
     ASSET2VEC_OT_tag_reject,
@@ -354,3 +370,11 @@ classes = (
     ASSET2VEC_OT_append_neighbour,
 )
 
+
+def register() -> None:
+    # Stale capture datablocks (an undo step or an autosave taken mid-capture) go after every undo, redo and load.
+    capture.register_handlers()
+
+
+def unregister() -> None:
+    capture.unregister_handlers()

@@ -207,6 +207,7 @@ class ASSET2VEC_PT_capture(_Asset2VecPanel, bpy.types.Panel):
         job = session.get().task("capture")  # Capture Views renders in slices (capture_job): its progress
         if job is not None and job.state == RUNNING:
             layout.progress(factor=job.progress, text=job.message[:60])
+            layout.operator("asset2vec.capture_cancel", icon="CANCEL")
         else:
             layout.operator("asset2vec.capture", icon="RENDER_STILL")
         level, message = session.get().status.get("capture", ("INFO", ""))

@@ -114,3 +114,23 @@ def test_capture_views_renders_in_slices_and_never_freezes_blender(addon, tmp_pa
     level, message = session.get().status["capture"]
     assert level == "ERROR" and message.startswith("capture failed: No space left on device")
     assert job.capture.done == 1 and [s.name for s in bpy.data.scenes] == ["Scene"]  # its render scene is gone
+
+
+def test_capture_views_can_be_cancelled(addon, tmp_path):
+    bpy = addon
+    bpy.context.scene.asset2vec.output_dir = str(tmp_path)
+    prefs = preferences.get()
+    prefs.capture_size, prefs.capture_samples = 32, 2
+    bpy.context.view_layer.objects.active = box("Crate")
+    assert bpy.ops.asset2vec.capture() == {"FINISHED"}
+    job = capture_job.current()
+    session.get().step()  # view 0
+    rec = panel_preview.Recorder()
+    panels.ASSET2VEC_PT_capture.draw(type("Panel", (), {"layout": rec})(), bpy.context)
+    assert any(it[0] == "button" and it[3] == "asset2vec.capture_cancel" for it in rec.flat())
+    assert bpy.ops.asset2vec.capture_cancel() == {"FINISHED"}
+    capture_job.pump()
+    assert job.state == capture_job.CANCELLED and "cancelled" in job.message
+    assert [s.name for s in bpy.data.scenes] == ["Scene"]  # its render scene is gone
+    assert (tmp_path / "Crate" / "views" / "00.png").is_file()  # the views rendered so far stay
+    assert bpy.ops.asset2vec.capture_cancel() == {"CANCELLED"}  # none runs now

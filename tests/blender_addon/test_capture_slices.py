@@ -219,3 +219,111 @@ def test_a_family_variants_inputs_are_applied_only_while_it_is_set_up(addon, bac
     _tick_until(job, between_steps)
     assert job.state == embed_job.DONE, job.message
     assert seen == {0, 1} and _temporary(bpy) == {}
+
+
+def test_an_undo_midway_never_touches_the_old_id_and_the_capture_goes_on(blender, tmp_path):
+    """The capture finds its asset again by name after an undo (the old Python ID may point to freed memory), and
+    the undo step taken while the render scene existed does not bring that scene back."""
+    bpy = blender
+    target = box("Crate", size=(0.6, 0.4, 0.4))
+    capture_asset(target, tmp_path / "one", size=SIZE, samples=SAMPLES, device="CPU")
+    capture = Capture(target, tmp_path / "sliced", size=SIZE, samples=SAMPLES, device="CPU")
+    assert capture.step() and capture.step()  # set up, view 0
+    assert bpy.ops.ed.undo_push(message="mid-capture") == {"FINISHED"}  # holds the render scene
+    target.location.x += 1.0  # an edit, undone below (the asset as captured comes back)
+    assert bpy.ops.ed.undo_push(message="moved") == {"FINISHED"}
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert _temporary(bpy) == {}  # torn down before the undo, and the restored step's copy removed after it
+    assert bpy.data.objects["Crate"].location.x == pytest.approx(0.0)
+    while capture.step():
+        pass
+    assert capture.bundle is not None and capture.bundle.asset.asset_name == "Crate"
+    _same_files(tmp_path / "one", tmp_path / "sliced")
+    assert _temporary(bpy) == {}
+
+
+def test_an_asset_deleted_and_undone_away_ends_the_capture_with_a_clear_error(blender, tmp_path):
+    bpy = blender
+    target = box("Bench")
+    capture = Capture(target, tmp_path / "sliced", size=SIZE, samples=SAMPLES, device="CPU")
+    assert capture.step() and capture.step()
+    bpy.data.objects.remove(target)
+    del target  # the test holds no reference either: only the capture's name
+    assert bpy.ops.ed.undo_push(message="deleted") == {"FINISHED"}
+    box("Other")
+    assert bpy.ops.ed.undo_push(message="other") == {"FINISHED"}
+    assert bpy.ops.ed.undo() == {"FINISHED"}  # back to the deletion: the render scene is rebuilt at the next step
+    with pytest.raises(CaptureError, match="'Bench' was deleted or renamed"):
+        capture.step()
+    assert _temporary(bpy) == {}
+
+
+def test_stale_capture_datablocks_go_at_load_and_at_set_up(addon, tmp_path):
+    """Datablocks a capture left (an autosave or undo step taken mid-capture) are removed after a load, and at the
+    next capture's set-up; the artist's own data stays."""
+    from blender_addon.capture import TMP_PROP
+
+    bpy = addon
+
+    def leave_stale() -> None:
+        scene = bpy.data.scenes.new("Asset2Vec Capture")
+        mesh = bpy.data.meshes.new("a2v:copy")
+        ob = bpy.data.objects.new("a2v:copy", mesh)
+        scene.collection.objects.link(ob)
+        for block in (scene, mesh, ob):
+            block[TMP_PROP] = True
+
+    mine = box("Mine")
+    mine["asset2vec_note"] = 1  # the artist's own custom property
+    leave_stale()
+    path = tmp_path / "autosave.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))  # no capture runs: nothing removes them before the save
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    assert _temporary(bpy) == {} and "a2v:copy" not in bpy.data.meshes
+    assert "Mine" in bpy.data.objects and "Mine" in bpy.data.meshes and [s.name for s in bpy.data.scenes] == ["Scene"]
+
+    leave_stale()
+    capture = Capture(bpy.data.objects["Mine"], tmp_path / "sliced", size=SIZE, samples=SAMPLES, device="CPU")
+    assert capture.step()  # the set-up removes the stale ones, builds its own
+    assert _temporary(bpy)["scenes"] == ["Asset2Vec Capture"] and "a2v:copy" not in bpy.data.objects
+    assert bpy.ops.ed.undo_push(message="mid-capture") == {"FINISHED"}
+    capture.close()
+    assert _temporary(bpy) == {}
+    box("Later")
+    assert bpy.ops.ed.undo_push(message="later") == {"FINISHED"}
+    assert bpy.ops.ed.undo() == {"FINISHED"}  # back to the step holding the (now ownerless) render scene
+    assert _temporary(bpy) == {} and "Mine" in bpy.data.objects
+
+
+def test_overlapping_captures_leave_no_render_result_and_none_is_saved(blender, tmp_path):
+    bpy = blender
+
+    def render_results() -> list[str]:
+        return [i.name for i in bpy.data.images if i.type == "RENDER_RESULT"]
+
+    a = Capture(box("A"), tmp_path / "a", size=SIZE, samples=SAMPLES, device="CPU")
+    assert a.step() and a.step() and render_results()
+    b = Capture(box("B"), tmp_path / "b", size=SIZE, samples=SAMPLES, device="CPU")  # starts after a rendered
+    assert b.step() and b.step()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "mine.blend"))
+    assert not render_results()  # removed before the save
+    assert b.step() and b.step()  # set up again, a view
+    a.close()
+    assert render_results()  # b still runs
+    b.close()
+    assert not render_results()
+
+
+def test_a_save_after_the_last_view_does_not_set_up_again(blender, tmp_path):
+    bpy = blender
+    capture = Capture(box("Stool"), tmp_path / "sliced", size=SIZE, samples=SAMPLES, device="CPU")
+    while capture.done < capture.total:
+        assert capture.step()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "mine.blend"))
+    assert _temporary(bpy) == {}
+
+    def no_set_up() -> None:
+        raise AssertionError("set up again after the last view")
+
+    capture._set_up = no_set_up
+    assert not capture.step() and capture.bundle is not None
