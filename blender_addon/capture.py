@@ -29,6 +29,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from . import capture_guard
 from .content_hash import hash_parts
 from .errors import CaptureError
 from .parts import Bounds, Part, describe, evaluated_parts, world_bounds
@@ -257,7 +258,7 @@ class Capture:
 
     The asset is never held between steps (an undo or a file load may free it: a stale ID pointer can crash
     Blender): each set-up finds it again with ``resolve()`` (by default by its kind and name), and
-    ``around_setup(asset)`` gets the object found. Every datablock a capture creates carries :data:`TMP_PROP`,
+    ``around_setup(asset)`` gets the object found. Every datablock a capture creates carries :data:`~blender_addon.capture_guard.TMP_PROP`,
     so one an undo step or a recovered autosave brings back is removed (:func:`remove_stale`).
     """
 
@@ -316,7 +317,7 @@ class Capture:
         self._scene: Any = None  # the temporary render scene (None: not set up, or torn down before a save/load)
         self._camera: Any = None
         self._created: list[tuple[Any, Any]] = []  # (bpy.data collection, datablock) to remove
-        _watch(self)
+        capture_guard.watch(self)
 
     @property
     def total(self) -> int:
@@ -363,7 +364,7 @@ class Capture:
         """Remove the temporary datablocks (idempotent; the rendered views stay on disk)."""
         self._tear_down()
         self._band_file.unlink(missing_ok=True)
-        _unwatch(self)  # the last capture to close removes the Render Result rendering made
+        capture_guard.unwatch(self)  # the last capture to close removes the Render Result rendering made
 
     # -- slices --------------------------------------------------------------------------------------
 
@@ -376,7 +377,7 @@ class Capture:
         if target is None:
             raise CaptureError(f"{self.target_name!r} was deleted or renamed, or another file was opened, while "
                                f"capturing: nothing was captured")
-        remove_stale()  # a restored undo step or a recovered autosave may hold an old capture's datablocks
+        capture_guard.remove_stale()  # an undo step or a recovered autosave may hold an old capture's datablocks
         target_name = target.name
         d = self._describe
         with self._around_setup(target) if self._around_setup is not None else contextlib.nullcontext():
@@ -417,7 +418,7 @@ class Capture:
         """A temporary scene with normalised copies of ``parts``, neutral lighting and the rig's camera."""
         def new(coll: Any, *args: Any) -> Any:
             block = coll.new(*args)
-            block[TMP_PROP] = True
+            block[capture_guard.TMP_PROP] = True
             self._created.append((coll, block))
             return block
 
@@ -448,7 +449,7 @@ class Capture:
             mesh = copies.get(id(part.mesh))
             if mesh is None:
                 mesh = copies[id(part.mesh)] = part.mesh.copy()
-                mesh[TMP_PROP] = True
+                mesh[capture_guard.TMP_PROP] = True
                 self._created.append((bpy.data.meshes, mesh))
             ob = new(bpy.data.objects, f"a2v:{part.key}", mesh)
             scene.collection.objects.link(ob)
@@ -512,7 +513,7 @@ class Capture:
 
     def _tear_down(self) -> None:
         """Remove the render scene and its datablocks: objects first (they use the others), the scene last."""
-        for coll, block in sorted(self._created, key=lambda cb: _removal_order(cb[0])):
+        for coll, block in sorted(self._created, key=lambda cb: capture_guard.removal_order(cb[0])):
             with contextlib.suppress(ReferenceError):  # already freed with its file
                 coll.remove(block)
         self._created.clear()
@@ -530,149 +531,3 @@ def _by_name(target: Any) -> Callable[[], Any | None]:
             (bpy.data.collections if collection else bpy.data.objects).get(name) != target:
         return lambda: target
     return lambda: (bpy.data.collections if collection else bpy.data.objects).get(name)
-
-
-def _removal_order(coll: Any) -> int:
-    """Objects first (they use the other datablocks), scenes last."""
-    return 0 if coll == bpy.data.objects else 2 if coll == bpy.data.scenes else 1
-
-
-#: The custom property on every datablock a capture creates (none of them is ever the artist's).
-TMP_PROP = "asset2vec_capture_tmp"
-_TMP_KINDS = ("objects", "meshes", "lights", "cameras", "worlds", "scenes")
-
-
-def remove_stale() -> int:
-    """Remove every capture datablock (:data:`TMP_PROP`) that no running capture owns; how many were removed.
-
-    An undo step pushed while a capture's scene existed, or an autosave written then, holds those datablocks:
-    restoring it must not give the artist a stray "Asset2Vec Capture" scene.
-    """
-    owned = set()
-    for capture in _live:
-        for _, block in capture._created:
-            with contextlib.suppress(ReferenceError):
-                owned.add(block.as_pointer())
-    stale = []
-    for kind in _TMP_KINDS:
-        coll = getattr(bpy.data, kind)
-        stale += [(coll, b) for b in coll if b.get(TMP_PROP) and b.as_pointer() not in owned]
-    for coll, block in sorted(stale, key=lambda cb: _removal_order(cb[0])):
-        with contextlib.suppress(ReferenceError):
-            coll.remove(block)
-    return len(stale)
-
-
-# -- Blender's handlers: temporary datablocks never reach a saved file nor outlive a load or undo ------------
-
-_live: list[Capture] = []
-_HANDLERS = ("save_pre", "load_pre", "undo_pre", "redo_pre")
-#: After these (and ``load_post``), stale capture datablocks are removed (:func:`remove_stale`): registered with
-#: the add-on (:func:`register_handlers`; an undo to a step taken mid-capture can come after every capture ended)
-#: and while a capture runs.
-_POST_HANDLERS = ("undo_post", "redo_post")
-#: Whether the file had a "Render Result" image before the first of the running captures began (None: none runs).
-#: Rendering creates one: the last capture to close removes it again if it was not there.
-_had_render_result: bool | None = None
-
-
-def _has_render_result() -> bool:
-    return any(img.type == "RENDER_RESULT" for img in bpy.data.images)
-
-
-def _remove_render_result() -> None:
-    if _had_render_result is False:
-        for img in [img for img in bpy.data.images if img.type == "RENDER_RESULT"]:
-            bpy.data.images.remove(img)
-
-
-@bpy.app.handlers.persistent
-def _suspend_captures(*_args: Any) -> None:
-    """Before a save, load, undo or redo: remove every running capture's temporary datablocks (built again at the
-    capture's next step), and the Render Result the captures made."""
-    for capture in list(_live):
-        capture._tear_down()
-    if _live:
-        _remove_render_result()
-
-
-@bpy.app.handlers.persistent
-def _before_load(*_args: Any) -> None:
-    """Before another file loads: the running captures' assets are gone (one by the same name is another asset)."""
-    for capture in _live:
-        capture._file_changed = True
-
-
-@bpy.app.handlers.persistent
-def _remove_stale_handler(*_args: Any) -> None:
-    """After an undo, a redo or a file load: no capture datablock that no running capture owns stays."""
-    remove_stale()
-
-
-@bpy.app.handlers.persistent
-def _after_load(*_args: Any) -> None:
-    """After a file load: no stale capture datablock; a Render Result the loaded file has is the artist's."""
-    global _had_render_result
-    remove_stale()
-    if _live:
-        _had_render_result = _has_render_result()
-
-
-def _add_handlers(names: tuple[str, ...], fn: Callable[..., None]) -> None:
-    for h in names:
-        handlers = getattr(bpy.app.handlers, h)
-        if fn not in handlers:
-            handlers.append(fn)
-
-
-def _remove_handlers(names: tuple[str, ...], fn: Callable[..., None]) -> None:
-    for h in names:
-        handlers = getattr(bpy.app.handlers, h)
-        while fn in handlers:
-            handlers.remove(fn)
-
-
-_addon_registered = False
-
-
-def register_handlers() -> None:
-    """The add-on's register: stale capture datablocks are removed after every undo, redo and file load."""
-    global _addon_registered
-    _addon_registered = True
-    _add_handlers(_POST_HANDLERS, _remove_stale_handler)
-    _add_handlers(("load_post",), _after_load)
-
-
-def unregister_handlers() -> None:
-    global _addon_registered
-    _addon_registered = False
-    if not _live:
-        _remove_handlers(_POST_HANDLERS, _remove_stale_handler)
-        _remove_handlers(("load_post",), _after_load)
-
-
-def _watch(capture: Capture) -> None:
-    global _had_render_result
-    if not _live:
-        _had_render_result = _has_render_result()
-        _add_handlers(_HANDLERS, _suspend_captures)
-        _add_handlers(("load_pre",), _before_load)
-        _add_handlers(_POST_HANDLERS, _remove_stale_handler)
-        _add_handlers(("load_post",), _after_load)
-    if capture not in _live:
-        _live.append(capture)
-
-
-def _unwatch(capture: Capture) -> None:
-    global _had_render_result
-    if capture not in _live:
-        return
-    _live.remove(capture)
-    if not _live:
-        _remove_render_result()
-        _had_render_result = None
-        _remove_handlers(_HANDLERS, _suspend_captures)
-        _remove_handlers(("load_pre",), _before_load)
-        if not _addon_registered:
-            _remove_handlers(_POST_HANDLERS, _remove_stale_handler)
-            _remove_handlers(("load_post",), _after_load)

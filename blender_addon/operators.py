@@ -15,7 +15,7 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import backend_check, capture, capture_job, embed_job, forget, preferences, session, writeback
+from . import backend_check, capture_guard, capture_job, embed_job, forget, preferences, session, writeback
 from .capture import CaptureError
 from .embed_target import EmbedError, Options
 from .family import FamilyError
@@ -373,8 +373,8 @@ classes = (
 
 def register() -> None:
     # Stale capture datablocks (an undo step or an autosave taken mid-capture) go after every undo, redo and load.
-    capture.register_handlers()
+    capture_guard.register_handlers()
 
 
 def unregister() -> None:
-    capture.unregister_handlers()
+    capture_guard.unregister_handlers()

@@ -261,7 +261,7 @@ def test_an_asset_deleted_and_undone_away_ends_the_capture_with_a_clear_error(bl
 def test_stale_capture_datablocks_go_at_load_and_at_set_up(addon, tmp_path):
     """Datablocks a capture left (an autosave or undo step taken mid-capture) are removed after a load, and at the
     next capture's set-up; the artist's own data stays."""
-    from blender_addon.capture import TMP_PROP
+    from blender_addon.capture_guard import TMP_PROP
 
     bpy = addon
 
