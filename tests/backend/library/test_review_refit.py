@@ -13,10 +13,8 @@ from backend.library import review as R
 from backend.library.catalogue import Catalogue
 from backend.library.tag_store import to_linear
 from backend.library.tags import TagModel
-from shared.bundle import AssetInfo
-from tests.backend.library.test_library_tags import synthetic
-
-LEARNT = ("armrests", "red", "tall")
+from tests.backend.library.test_review import LEARNT
+from tests.backend.library.test_review import _library as library
 
 
 @pytest.fixture
@@ -27,14 +25,8 @@ def cat(tmp_path: Path) -> Catalogue:
     c.close()
 
 
-def _library(cat: Catalogue, n: int = 60, tagged: int = 40) -> list[set[str]]:
-    shape, texture, size, tags = synthetic(n, seed=7)
-    truth = [set(t) & set(LEARNT) for t in tags]
-    ids = {i: cat.upsert_asset(AssetInfo(name=f"a{i:02d}", size=tuple(float(s) for s in size[i]))) for i in range(n)}
-    for i in range(tagged):
-        cat.add_artist_tags(ids[i], sorted(truth[i]) + ["furniture"])
-    cat.set_codes("m1", {ids[i]: (shape[i], texture[i], None) for i in range(n)}, source="training")
-    return truth
+def _library(cat: Catalogue) -> list[set[str]]:
+    return library(cat, n=60, tagged=40, seed=7)  # 60 assets, the first 40 tagged
 
 
 def _arrays(model: TagModel, tag: str) -> list[np.ndarray]:

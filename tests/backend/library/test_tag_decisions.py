@@ -46,6 +46,15 @@ class _Payload:
         return (Path.write_text, (self.marker, "pwned"))
 
 
+def tagged_assets(cat: Catalogue, size: np.ndarray, tags: list[set[str]], tagged: int | None = None) -> dict[int, int]:
+    """Catalogue assets ``a00``.. of ``size``; the first ``tagged`` (default all) carry their ``tags``; ``{i: id}``."""
+    ids = {i: cat.upsert_asset(AssetInfo(name=f"a{i:02d}", size=tuple(float(s) for s in size[i])))
+           for i in range(len(size))}
+    for i in range(len(size) if tagged is None else tagged):
+        cat.add_artist_tags(ids[i], sorted(tags[i]))
+    return ids
+
+
 def test_thresholds_reach_the_target_out_of_fold_and_noise_is_suggest_only() -> None:
     shape, texture, size, tags = easy_and_noise(400)
     model = TagModel("m1")
@@ -176,11 +185,7 @@ def test_review_retraining_keeps_the_calibration(tmp_path: Path) -> None:
     shape, texture, size, tags = easy_and_noise(60, seed=5)
     with Catalogue(tmp_path / "c.sqlite") as cat:
         cat.register_model("m1")
-        ids = {}
-        for i in range(60):
-            ids[i] = cat.upsert_asset(AssetInfo(name=f"a{i:02d}", size=tuple(float(s) for s in size[i])))
-            if i < 50:
-                cat.add_artist_tags(ids[i], sorted(tags[i]))
+        ids = tagged_assets(cat, size, tags, tagged=50)
         cat.set_codes("m1", {ids[i]: (shape[i], texture[i], None) for i in range(60)}, source="training")
         full, _ = R.fit_tag_model(cat, "m1", target_precision=0.8, declared_groups=[["easy", "noise"]])
         R.predict_catalogue(cat, full)
@@ -208,10 +213,7 @@ def test_index_tag_stage_replaces_a_planted_pickle_without_running_it(tmp_path: 
     (tmp_path / TAG_MODEL_FILE).write_bytes(pickle.dumps(_Payload(marker)))
     with Catalogue(tmp_path / "c.sqlite") as cat:
         cat.register_model("m1")
-        ids = {i: cat.upsert_asset(AssetInfo(name=f"a{i:02d}", size=tuple(float(s) for s in size[i])))
-               for i in range(60)}
-        for i in range(60):
-            cat.add_artist_tags(ids[i], sorted(tags[i]))
+        ids = tagged_assets(cat, size, tags)
         cat.set_codes("m1", {ids[i]: (shape[i], texture[i], None) for i in range(60)}, source="training")
         summary = IndexSummary(home=str(tmp_path))
         _tags(run, cat, None, summary)

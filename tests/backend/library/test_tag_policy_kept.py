@@ -13,18 +13,14 @@ from backend.library.catalogue import Catalogue
 from backend.library.tags import TAG_MODEL_FILE, TagModel
 from backend.lifecycle.home import LibraryHome
 from backend.lifecycle.index import IndexSummary, _tags
-from shared.bundle import AssetInfo
-from tests.backend.library.test_tag_decisions import easy_and_noise
+from tests.backend.library.test_tag_decisions import easy_and_noise, tagged_assets
 
 
 def test_a_new_model_keeps_the_previous_models_tag_policy(tmp_path: Path) -> None:
     home = LibraryHome.at(tmp_path / "home")
     shape, texture, size, tags = easy_and_noise(60, seed=8)
     with Catalogue(tmp_path / "c.sqlite") as cat:
-        ids = {i: cat.upsert_asset(AssetInfo(name=f"a{i:02d}", size=tuple(float(s) for s in size[i])))
-               for i in range(60)}
-        for i in range(60):
-            cat.add_artist_tags(ids[i], sorted(tags[i]))
+        ids = tagged_assets(cat, size, tags)
         for model_id, sign in (("m1", 1.0), ("m2", -1.0)):
             cat.register_model(model_id)
             cat.set_codes(model_id, {ids[i]: (sign * shape[i], texture[i], None) for i in range(60)},
@@ -67,10 +63,7 @@ def test_the_services_tag_retraining_keeps_the_served_policy(tmp_path: Path) -> 
     shape, texture, size, tags = easy_and_noise(60, seed=9)
     with Catalogue(tmp_path / "c.sqlite") as cat:
         cat.register_model("m1")
-        ids = {i: cat.upsert_asset(AssetInfo(name=f"a{i:02d}", size=tuple(float(s) for s in size[i])))
-               for i in range(60)}
-        for i in range(60):
-            cat.add_artist_tags(ids[i], sorted(tags[i]))
+        ids = tagged_assets(cat, size, tags)
         cat.set_codes("m1", {ids[i]: (shape[i], texture[i], None) for i in range(60)}, source="training")
         served = TagModel("m1")
         served.fit(shape, texture, tags, size, target_precision=0.8, declared_groups=[["easy", "noise"]])
