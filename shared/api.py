@@ -414,12 +414,15 @@ class BuildResult(Wire):
     pruned: list[str] = field(default_factory=list)  # assets whose .blend is gone or no longer has them
     moved: dict[str, str] = field(default_factory=dict)  # old name -> new name (same content, moved or renamed)
     inverted: int = 0
+    from_encoder: int = 0
     heldout_psnr: float | None = None
     encoder: dict[str, Any] | None = None
+    training_plan: dict[str, Any] | None = None
     tags: list[str] = field(default_factory=list)
     tags_help: str | None = None
     retrain_advice: str | None = None
     explore: str | None = None
+    catalogue: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 

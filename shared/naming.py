@@ -75,6 +75,14 @@ def catalogue_name(blend_path: str | os.PathLike[str], asset_name: str,
     return f"{stem}@{digest}/{asset_name}"
 
 
+def name_collision(name: str, blend: str | os.PathLike[str], first: str | os.PathLike[str]) -> str:
+    """The failure line of an asset whose catalogue name an asset of another file took first: two asset libraries
+    (each with its own ``blender_assets.cats.txt``) under the indexed folder, laid out alike."""
+    return (f"{blend}: not captured, its asset is named {name!r} like an asset of {first} (two asset libraries "
+            f"under this folder with the same layout: names are relative to each library's catalog file); index "
+            f"each library into its own home, or rename the file or the asset")
+
+
 def asset_key(blend_path: str, asset_name: str, root: str | None = None) -> str:
     """``<blend file>/<asset name>`` with '/' separators, for an explicit ``root`` (prefer :func:`catalogue_name`).
 

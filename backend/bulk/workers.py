@@ -190,6 +190,10 @@ def _ray_task(request: dict[str, Any]) -> tuple[list[Event], Event]:
                                   samples=int(request["samples"]), device=str(request["device"]),
                                   known=request["known"], on_asset=_kill_once_marker)
         return events, {"ev": "result", **result}
+    if request["op"] == "features":  # appearance features of bundles of an index (backend.lifecycle.ray_features)
+        from backend.features.remote import features_task
+
+        return events, {"ev": "result", **features_task(request)}
     from blender_addon.headless import bulk
 
     if request["op"] == "import":

@@ -89,6 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the PNGs, JSON and index.html")
     p.add_argument("--method", choices=("pca", "tsne"), default="pca", help="2D map projection (default pca)")
     p.add_argument("--image-size", type=int, default=48, help="pixels per decoder render (default 48)")
+    p.add_argument("--max-shown", type=int, default=2000,
+                   help="above this many assets the maps show a deterministic stratified sample of this many "
+                        "(every asset's coordinates go to map_points.csv; default 2000)")
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("sparse", help="regions of code space where the library is thin")
@@ -242,9 +245,15 @@ def cmd_catalogue_info(args: argparse.Namespace) -> int:
     with cat:
         data = {"catalogue": str(cat.path), "schema_version": cat.schema_version, "models": cat.models(),
                 "assets": cat.count("assets"), "tags": cat.count("tags"), "neighbours": cat.count("neighbours"),
-                "tag_status": tag_status(cat)}
+                "tag_status": tag_status(cat), "size": cat.size_report()}
     lines = [f"{cat.path} (schema v{data['schema_version']}): {data['assets']} assets, {data['tags']} tag rows, "
              f"{data['tag_status']['tagged_assets']} assets with artist tags"]
+    size = data["size"]
+    if size["assets"]:
+        per = ", ".join(f"{k} {v / 1024:.1f}" for k, v in size["parts_per_asset"].items())
+        lines.append(f"  size: {size['db_bytes'] / 2**20:.1f} MiB (file {size['file_bytes'] / 2**20:.1f} MiB "
+                     f"+ WAL {size['wal_bytes'] / 2**20:.1f} MiB), "
+                     f"{size['bytes_per_asset'] / 1024:.1f} KiB per asset ({per} KiB)")
     for m in data["models"]:
         lines.append(f"  model {m['model_id']} ({m['preset']}){' [active]' if m['active'] else ''}: {m['codes']} codes")
     if data["tag_status"]["message"]:
@@ -328,8 +337,9 @@ def cmd_tags_predict(args: argparse.Namespace) -> int:
         _no_tags_check(cat, _tag_model_path(args))
         model = TagModel.load(_tag_model_path(args), expect_model=run.model_id)
         rows = [table.index_of(a) for a in args.assets] if args.assets else list(range(len(table)))
-        sub = table.subset(rows)
-        probs = model.predict(sub.shape, sub.texture, sub.size if model.use_size else None)
+        from backend.library.review import predict_table  # a descriptor model reads the stored appearance features
+
+        sub, probs = predict_table(cat, model, table.subset(rows))
         cat.set_predicted_tags(run.model_id, {int(a): p for a, p in zip(sub.ids, probs, strict=True)})
         artist = cat.artist_tag_sets(sub.ids)
         out = {}
@@ -506,7 +516,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     run, cat, table = _open(args)
     with cat, _errors():
         summary = explore_library(run, cat, table, args.out, method=args.method, image_size=args.image_size,
-                                  progress=lambda msg: _say(args, msg))
+                                  progress=lambda msg: _say(args, msg), max_shown=max(1, args.max_shown))
     note = (summary.get("tags") or {}).get("message")
     _emit(args, summary, f"wrote {args.out / 'index.html'} ({len(summary['files'])} files)" + (f"\n{note}" if note else ""))
     return 0

@@ -165,12 +165,16 @@ def _describe(s: dict[str, Any]) -> str:
     elif enc.get("steps"):
         lines.append(f"  instant encoder: {enc['steps']} steps in {enc['seconds']:.0f} s (embeds answer at once)")
     if s["inverted"]:
-        lines.append(f"  {s['inverted']} asset(s) fitted to the model without retraining")
+        first = " (the instant encoder's code, then a short refinement)" if s.get("from_encoder") else ""
+        lines.append(f"  {s['inverted']} asset(s) fitted to the model without retraining{first}")
     lines.append(f"  tags learnt: {', '.join(s['tags'])}" if s["tags"] else f"  tags: {s['tags_help']}")
     if s["retrain_advice"]:
         lines.append(f"  {s['retrain_advice']}")
     if s["explore"]:
         lines.append(f"  exploration page: {s['explore']}")
+    size = s.get("catalogue") or {}
+    if size.get("bytes_per_asset"):
+        lines.append(f"  catalogue: {size['db_bytes'] / 2**20:.1f} MiB, {size['bytes_per_asset'] / 1024:.1f} KiB per asset")
     for f in s["failures"]:
         lines.append(f"  failed: {f}")
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds"].items())
@@ -187,6 +191,10 @@ class _Bar:
     def show(self, ev: dict[str, Any]) -> None:
         from tqdm import tqdm
 
+        if ev.get("plan"):  # the training's projected time, printed before it starts
+            self.close()
+            self.stage = ""  # a new bar below the line
+            print(f"  training {ev['message']}", file=sys.stderr, flush=True)
         if ev["stage"] != self.stage:
             self.close()
             self.stage = ev["stage"]

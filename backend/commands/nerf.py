@@ -80,9 +80,16 @@ def _errors():
 
 def cmd_train(args: argparse.Namespace) -> int:
     _setup(args)
+    from pathlib import Path
+
+    from backend.training.data import find_bundles
+    from backend.training.plan import plan_training
     from backend.training.trainer import train
 
     try:
+        if not (Path(args.out) / "checkpoint.pt").is_file():  # a new run: its projected steps, time and memory
+            plan = plan_training(len(find_bundles(args.bundles)), args.preset, args.device, steps=args.steps)
+            print(plan.summary(), file=sys.stderr, flush=True)
         s = train(args.bundles, args.out, args.preset, args.resume, args.steps, args.minutes, args.device)
     except _errors() as e:
         raise CommandError(str(e)) from None

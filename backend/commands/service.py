@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="precision (0-1) a tag must reach out of fold to be written into artists' files when the "
                         "tag classifiers are (re)trained by this server (default: the tag model's own, 0.9); "
                         "below it a tag is only suggested")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="build models (the add-on's Build Model) with capture and appearance features on a Ray "
+                        "cluster, as `asset2vec index --ray`: its address, or no value for a Ray instance on this "
+                        "machine (see the README's 'Indexing on a Ray cluster')")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
 
@@ -99,6 +103,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from backend.service.engine import Engine
     from backend.service.server import Service
 
+    if args.run and args.ray:
+        raise CommandError("--ray is for building models in a library home (--home); a single --run builds none")
     print(f"loading {'run ' + args.run if args.run else 'library home'} ...", file=sys.stderr, flush=True)
     try:
         if args.run:
@@ -108,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             engine = Engine.open_home(LibraryHome.at(args.home), invert_steps=args.invert_steps, device=args.device,
                                       instant=not args.no_instant, refine_steps=args.refine_steps,
-                                      tag_target=args.target_precision)
+                                      tag_target=args.target_precision, ray_address=args.ray)
         service = Service(engine, host=args.host, port=args.port, token=token, advertise=not args.no_zeroconf,
                           log_level=args.log_level, library_roots=args.library_roots)
     except (AuthError, ServiceError, LibraryError, ModelError, HomeError) as e:

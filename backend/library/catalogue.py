@@ -50,6 +50,8 @@ __all__ = ["AssetRow", "BUSY_TIMEOUT_S", "CODE_SOURCES", "Catalogue", "Catalogue
 BUSY_TIMEOUT_S = 1.0
 #: ``busy_timeout`` of batch tools (the index pipeline) that would rather wait for a service's short writes.
 BATCH_TIMEOUT_S = 30.0
+#: Assets per batch of :meth:`Catalogue.set_neighbours` rows handed to SQLite at once.
+NEIGHBOUR_BATCH = 5000
 #: Seconds opening a catalogue waits for another process that is migrating the same file.
 MIGRATION_TIMEOUT_S = 30.0
 
@@ -459,9 +461,58 @@ class Catalogue(TagQueries):
         return [float(r[0]) for r in rows]
 
     def count(self, table: str = "assets") -> int:
-        if table not in ("assets", "codes", "tags", "neighbours", "models", "reviews"):
+        if table not in ("assets", "codes", "tags", "neighbours", "models", "reviews", "appearance"):
             raise ValueError(table)
         return int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+    # -- appearance features (issue 15's descriptor; backend.features.library) ------------------
+
+    def set_appearance(self, feature: str, vectors: Mapping[int, tuple[Any, str]]) -> None:
+        """Store ``{asset_id: (vector [D], views_digest)}`` of the appearance feature ``feature`` (as float16), in
+        one transaction, replacing the assets' older vectors of that feature."""
+        rows = []
+        for aid, (vec, digest) in vectors.items():
+            arr = np.asarray(vec, np.float32).reshape(-1)
+            if arr.size == 0 or not np.all(np.isfinite(arr)):
+                raise LibraryError(f"the appearance feature of asset {aid} must be a non-empty finite vector")
+            rows.append((int(aid), feature, arr.astype("<f2").tobytes(), str(digest or ""), now_iso()))
+        with self.transaction() as db:
+            try:
+                db.executemany(
+                    "INSERT INTO appearance(asset_id, feature, vector, views_digest, updated) VALUES (?,?,?,?,?) "
+                    "ON CONFLICT(asset_id, feature) DO UPDATE SET vector=excluded.vector, "
+                    "views_digest=excluded.views_digest, updated=excluded.updated", rows)
+            except sqlite3.IntegrityError:
+                raise LibraryError("set_appearance: some asset ids are not in the catalogue") from None
+
+    def appearance(self, feature: str, asset_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The stored vectors of ``feature`` for ``asset_ids``: ``(vectors [M, D] float32, has [N] bool)``, the vectors
+        of the assets that have one (``has``), in the order asked."""
+        ids = [int(a) for a in asset_ids]
+        found: dict[int, bytes] = {}
+        for start in range(0, len(ids), 900):  # SQLite's parameter limit
+            chunk = ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._query(f"SELECT asset_id, vector FROM appearance WHERE feature = ? "
+                                     f"AND asset_id IN ({marks})", (feature, *chunk)))
+        if found and len({len(v) for v in found.values()}) != 1:
+            raise LibraryError(f"{self.path}: stored appearance features {feature!r} differ in size; "
+                               "run asset2vec index again")
+        has = np.array([a in found for a in ids], dtype=bool)
+        if not has.any():
+            return np.zeros((0, 0), np.float32), has
+        return np.stack([np.frombuffer(found[a], dtype="<f2") for a in ids if a in found]).astype(np.float32), has
+
+    def appearance_coverage(self, model_id: str, feature: str) -> tuple[int, int]:
+        """``(assets with a code of model_id and a stored vector of feature, assets with a code of model_id)``."""
+        row = self._query("SELECT COUNT(f.asset_id), COUNT(*) FROM codes c LEFT JOIN appearance f "
+                          "ON f.asset_id = c.asset_id AND f.feature = ? WHERE c.model_id = ?", (feature, model_id))
+        return int(row[0][0]), int(row[0][1])
+
+    def appearance_digests(self, feature: str) -> dict[int, str]:
+        """``{asset_id: views digest}`` of every stored vector of ``feature``."""
+        return {int(a): str(d) for a, d in self._query("SELECT asset_id, views_digest FROM appearance "
+                                                       "WHERE feature = ?", (feature,))}
 
     # -- neighbours ---------------------------------------------------------------------------
 
@@ -471,13 +522,17 @@ class Catalogue(TagQueries):
         """Replace stored suggestions: ``{asset_id: [(neighbour_id, distance), ...]}`` in rank order."""
         if space not in SPACES:
             raise LibraryError(f"space must be one of {SPACES}, got {space!r}")
+        # One transaction; rows go to SQLite in batches (one executemany per NEIGHBOUR_BATCH assets), not per asset.
+        items = list(neighbours.items())
         with self.transaction() as db:
-            for aid, lst in neighbours.items():
-                db.execute("DELETE FROM neighbours WHERE asset_id = ? AND model_id = ? AND space = ?",
-                           (int(aid), model_id, space))
+            for s in range(0, len(items), NEIGHBOUR_BATCH):
+                chunk = items[s:s + NEIGHBOUR_BATCH]
+                db.executemany("DELETE FROM neighbours WHERE asset_id = ? AND model_id = ? AND space = ?",
+                               [(int(aid), model_id, space) for aid, _ in chunk])
                 db.executemany(
                     "INSERT INTO neighbours(asset_id, model_id, space, rank, neighbour_id, distance) VALUES (?,?,?,?,?,?)",
-                    [(int(aid), model_id, space, r, int(n), float(d)) for r, (n, d) in enumerate(lst)],
+                    [(int(aid), model_id, space, r, int(n), float(d)) for aid, lst in chunk
+                     for r, (n, d) in enumerate(lst)],
                 )
 
     def neighbours_of(self, asset: int | str, model_id: str, space: str = "both") -> list[dict[str, Any]]:
@@ -489,6 +544,44 @@ class Catalogue(TagQueries):
             (aid, model_id, space),
         )
         return [dict(rank=r[0], asset_id=r[1], name=r[2], distance=r[3]) for r in rows]
+
+    def size_report(self) -> dict[str, Any]:
+        """How many bytes the catalogue takes and what in: ``{"db_bytes", "file_bytes", "wal_bytes", "assets",
+        "bytes_per_asset", "tables": {table: bytes}, "parts": {part: bytes}, "parts_per_asset": {...}}``.
+
+        ``tables``: pages per table and its indexes (SQLite's ``dbstat`` where the build has it, else ``{}``);
+        ``parts`` (always): thumbnails and codes as the sum of their blob lengths, neighbour and tag rows as their
+        table's share of the pages (or 32 / 40 bytes a row without ``dbstat``), and the appearance features' pages
+        where stored. Reads only (0.65 s on a 1 GB catalogue of 100,000 assets)."""
+        file_bytes = self.path.stat().st_size if self.path.is_file() else 0
+        wal = self.path.with_name(self.path.name + "-wal")
+        wal_bytes = wal.stat().st_size if wal.is_file() else 0
+        assets = self.count("assets")
+        tables: dict[str, int] = {}
+        try:
+            for name, size in self._query("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"):
+                tables[name] = int(size or 0)
+        except sqlite3.OperationalError:  # a SQLite built without the dbstat table
+            tables = {}
+        index_of = {r[0]: r[1] for r in self._query("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")}
+        per_table: dict[str, int] = {}
+        for name, size in tables.items():
+            per_table[index_of.get(name, name)] = per_table.get(index_of.get(name, name), 0) + size
+        thumbs = int(self._query("SELECT COALESCE(SUM(length(thumbnail)), 0) FROM assets")[0][0])
+        codes = int(self._query("SELECT COALESCE(SUM(length(shape) + length(texture)), 0) FROM codes")[0][0])
+        n_nb, n_tags = self.count("neighbours"), self.count("tags")
+        parts = {"thumbnails": thumbs, "codes": codes,
+                 "neighbours": per_table.get("neighbours", 32 * n_nb), "tags": per_table.get("tags", 40 * n_tags)}
+        if per_table.get("appearance", 0) > 8192:  # more than the empty table's pages
+            parts["appearance"] = per_table["appearance"]
+        # The database's own size as this connection sees it (committed pages still in the WAL included).
+        db_bytes = int(self._query("PRAGMA page_count")[0][0]) * int(self._query("PRAGMA page_size")[0][0])
+        return {
+            "db_bytes": db_bytes, "file_bytes": file_bytes, "wal_bytes": wal_bytes, "assets": assets,
+            "bytes_per_asset": round(db_bytes / assets, 1) if assets else None,
+            "neighbour_rows": n_nb, "tag_rows": n_tags, "tables": per_table, "parts": parts,
+            "parts_per_asset": {k: round(v / assets, 1) for k, v in parts.items()} if assets else {},
+        }
 
     def integrity_ok(self) -> bool:
         """SQLite's own integrity check plus foreign keys."""

@@ -26,7 +26,7 @@ from sklearn.metrics import silhouette_score  # noqa: E402
 
 from .catalogue import CodeTable  # noqa: E402
 from .errors import LibraryError, read_text_file  # noqa: E402
-from .similarity import ExactIndex, Featurizer  # noqa: E402
+from .similarity import ExactIndex, Featurizer, _nonzero_rows, topk_rows  # noqa: E402
 
 
 def space_features(table: CodeTable, space: str = "both") -> np.ndarray:
@@ -34,22 +34,84 @@ def space_features(table: CodeTable, space: str = "both") -> np.ndarray:
     return Featurizer.fit(table.shape, table.texture, table.size, space).transform(table.shape, table.texture)
 
 
-def _pairwise_nn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest other rows of every row: ``(rows [N, k], dist [N, k])``. O(N^2 F) in blocks."""
+#: Every blocked distance matrix of this module stays under this many bytes (memory bounded whatever N).
+BLOCK_BYTES = 64 << 20
+#: Above this many assets the analyses that were quadratic in memory or time fit on a deterministic sample
+#: (cluster fitting, silhouette, the median nearest-neighbour distance of sparse regions); see each function.
+MAX_FIT = 2000
+
+
+def _pairwise_nn(x: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest other rows of every row (or of ``rows``): ``(rows [M, k], dist [M, k])``. O(N^2 F) in blocks
+    of queries whose distance matrix stays under :data:`BLOCK_BYTES`; ties by row."""
     x = np.asarray(x, np.float64)
     n = len(x)
     k = min(k, n - 1)
+    queries = np.arange(n) if rows is None else np.asarray(rows, np.int64)
     sq = (x * x).sum(1)
-    rows, dist = np.zeros((n, k), np.int64), np.zeros((n, k))
-    for s in range(0, n, 1024):
-        d2 = sq[s:s + 1024, None] - 2 * x[s:s + 1024] @ x.T + sq[None, :]
-        d2[np.arange(len(d2)), np.arange(s, s + len(d2))] = np.inf  # not its own neighbour
-        part = np.argpartition(d2, k - 1, axis=1)[:, :k]
-        dd = np.take_along_axis(d2, part, 1)
-        o = np.argsort(dd, axis=1)
-        rows[s:s + 1024] = np.take_along_axis(part, o, 1)
-        dist[s:s + 1024] = np.sqrt(np.maximum(np.take_along_axis(dd, o, 1), 0))
-    return rows, dist
+    out_rows, dist = np.zeros((len(queries), k), np.int64), np.zeros((len(queries), k))
+    step = int(max(1, min(1024, BLOCK_BYTES // (8 * max(n, 1)))))
+    for s in range(0, len(queries), step):
+        q = queries[s:s + step]
+        d2 = sq[q, None] - 2 * x[q] @ x.T + sq[None, :]
+        d2[np.arange(len(q)), q] = np.inf  # not its own neighbour
+        cols, dd = topk_rows(d2, k)
+        out_rows[s:s + step] = cols
+        dist[s:s + step] = np.sqrt(np.maximum(dd, 0))
+    return out_rows, dist
+
+
+def fit_rows(n: int, max_fit: int = MAX_FIT, seed: int = 0) -> np.ndarray:
+    """The rows an analysis fits on: all ``n``, or above ``max_fit`` a seeded uniform sample of ``max_fit``
+    (sorted; uniform, not stratified, so densities stay as they are in the library)."""
+    if n <= max_fit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_fit, replace=False))
+
+
+def stratified_sample(coords: np.ndarray, cap: int, groups: list[str] | None = None, seed: int = 0,
+                      cells: int | None = None) -> np.ndarray:
+    """At most ``cap`` rows of a 2-D map (sorted), deterministic for a given ``seed``: all rows when there are
+    no more than ``cap``.
+
+    The map is cut into a ``cells x cells`` grid (default about ``cap / 4`` cells); every non-empty (cell,
+    group) stratum (``groups``: e.g. the asset categories) gets one row, so sparse regions and small
+    categories always appear, and the rest of the ``cap`` is shared out in proportion to stratum size (largest
+    remainders first). Within a stratum rows are taken in a seeded random order. O(N log N)."""
+    coords = np.asarray(coords, np.float64)
+    n = len(coords)
+    if n <= cap:
+        return np.arange(n)
+    if cap <= 0:
+        return np.zeros(0, np.int64)
+    g = int(cells or max(1, math.ceil(math.sqrt(cap / 4))))
+    lo, hi = coords.min(0), coords.max(0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    ij = np.clip(((coords - lo) / span * g).astype(np.int64), 0, g - 1)
+    cell = ij[:, 0] * g + ij[:, 1]
+    if groups:
+        _, gid = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+        key = cell * (int(gid.max()) + 1) + gid
+    else:
+        key = cell
+    _, key = np.unique(key, return_inverse=True)
+    sizes = np.bincount(key)
+    m = len(sizes)
+    if m >= cap:  # more strata than places: the largest strata get one each (ties: first stratum)
+        quota = np.zeros(m, np.int64)
+        quota[np.argsort(-sizes, kind="stable")[:cap]] = 1
+    else:
+        share = sizes * ((cap - m) / n)
+        quota = 1 + np.floor(share).astype(np.int64)
+        left = cap - int(quota.sum())
+        if left > 0:
+            quota[np.argsort(-(share - np.floor(share)), kind="stable")[:left]] += 1
+        quota = np.minimum(quota, sizes)
+    perm = np.random.default_rng(seed).permutation(n)
+    order = perm[np.argsort(key[perm], kind="stable")]  # grouped by stratum, seeded order inside
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank = np.arange(n) - starts[key[order]]
+    return np.sort(order[rank < quota[key[order]]])
 
 
 # -- PCA ----------------------------------------------------------------------------------------
@@ -101,31 +163,34 @@ def embed_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.nda
     return np.asarray(out, np.float64)
 
 
-def clusters(features: np.ndarray, names: list[str], k_max: int = 10, seed: int = 0, n_typical: int = 3
-             ) -> dict[str, Any]:
+def clusters(features: np.ndarray, names: list[str], k_max: int = 10, seed: int = 0, n_typical: int = 3,
+             max_fit: int = MAX_FIT) -> dict[str, Any]:
     """KMeans with k in 2..k_max chosen by silhouette; each cluster named after its most central asset.
 
     ``features [N, F]``. Each cluster lists ``typical``: its ``n_typical`` members closest to the
     cluster centre, most typical first (the first is the cluster's ``name``), so a library without
-    any tags still gets readable clusters.
+    any tags still gets readable clusters. Above ``max_fit`` assets KMeans and the silhouette (quadratic)
+    are fitted on :func:`fit_rows` (a seeded uniform sample) and every asset gets its nearest centre:
+    linear in N. ``fitted_on`` says how many assets the fit saw.
     """
     n = len(features)
     if n == 0:
-        return {"k": 0, "silhouette": None, "labels": [], "clusters": []}
+        return {"k": 0, "silhouette": None, "labels": [], "clusters": [], "fitted_on": 0}
     features = np.asarray(features, np.float64)
+    fit = features[fit_rows(n, max_fit, seed)] if n > max_fit else features
     best = None
-    for k in range(2, min(k_max, n - 1) + 1):
-        km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(features)
+    for k in range(2, min(k_max, len(fit) - 1) + 1):
+        km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(fit)
         if len(set(km.labels_)) < 2:
             continue
-        s = float(silhouette_score(features, km.labels_))
+        s = float(silhouette_score(fit, km.labels_))
         if best is None or s > best[0]:
             best = (s, k, km)
     if best is None:  # fewer than 3 assets, or no split at all: one cluster around the mean
         labels, centres, k, s = np.zeros(n, int), features.mean(0, keepdims=True), 1, None
     else:
         s, k, km = best
-        labels, centres = km.labels_, km.cluster_centers_
+        labels, centres = (km.labels_ if len(fit) == n else km.predict(features)), km.cluster_centers_
     out = []
     for c in range(k):
         rows = np.flatnonzero(labels == c)
@@ -133,7 +198,7 @@ def clusters(features: np.ndarray, names: list[str], k_max: int = 10, seed: int 
         typical = [names[r] for r in order[:n_typical]]
         out.append({"id": c, "name": typical[0] if typical else "", "size": int(len(rows)),
                     "typical": typical, "members": [names[r] for r in rows]})
-    return {"k": k, "silhouette": s, "labels": np.asarray(labels).tolist(), "clusters": out}
+    return {"k": k, "silhouette": s, "labels": np.asarray(labels).tolist(), "clusters": out, "fitted_on": len(fit)}
 
 
 def plot_map(
@@ -146,24 +211,31 @@ def plot_map(
     values: np.ndarray | None = None,
     title: str = "library map",
     max_thumbnails: int = 400,
+    background: np.ndarray | None = None,
 ) -> Path:
-    """Scatter of the library in 2D, coloured by cluster (or by ``values``), with thumbnails [H, W, 3|4]."""
+    """Scatter of the library in 2D, coloured by cluster (or by ``values``), with thumbnails [H, W, 3|4] (``None``
+    entries: no thumbnail for that point). ``background [M, 2]``: every asset of a library shown by a sample,
+    drawn first as small grey dots (rasterised: the PNG's size does not grow with M)."""
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
     fig, ax = plt.subplots(figsize=(10, 10))
+    if background is not None and len(background):
+        ax.scatter(background[:, 0], background[:, 1], c="#bbbbbb", s=1, linewidths=0, zorder=1, rasterized=True)
+    size = float(np.clip(30 * math.sqrt(400 / max(len(coords), 1)), 4, 30))
     if values is not None:
-        sc = ax.scatter(coords[:, 0], coords[:, 1], c=values, cmap="magma_r", s=40, zorder=2)
+        sc = ax.scatter(coords[:, 0], coords[:, 1], c=values, cmap="magma_r", s=40 if len(coords) <= 400 else size,
+                        zorder=2)
         fig.colorbar(sc, ax=ax, shrink=0.7, label="smoothed score")
     else:
         ax.scatter(coords[:, 0], coords[:, 1], c=labels if labels is not None else "#4477aa", cmap="tab10",
-                   s=30, zorder=2)
+                   s=size, zorder=2)
     if thumbnails is not None:
-        # Thumbnails shrink as the library grows so the map stays readable (zoom 1 = native pixels).
+        # Thumbnails shrink as the map fills up so it stays readable (zoom 1 = native pixels).
+        drawn = [i for i, img in enumerate(thumbnails) if img is not None][:max_thumbnails]
         zoom = float(np.clip(1.5 * math.sqrt(100 / max(len(coords), 1)), 0.3, 1.5))
-        for i, img in enumerate(thumbnails[:max_thumbnails]):
-            if img is not None:
-                box = AnnotationBbox(OffsetImage(img, zoom=zoom), coords[i], frameon=False, zorder=3)
-                ax.add_artist(box)
+        for i in drawn:
+            box = AnnotationBbox(OffsetImage(thumbnails[i], zoom=zoom), coords[i], frameon=False, zorder=3)
+            ax.add_artist(box)
     if labels is not None and cluster_names:
         for c, cname in enumerate(cluster_names):
             rows = [i for i, lab in enumerate(labels) if lab == c]
@@ -190,6 +262,7 @@ def sparse_regions(
     surround: float = 0.5,
     min_score: float = 1.5,
     seed: int = 0,
+    max_fit: int = MAX_FIT,
 ) -> list[dict[str, Any]]:
     """Where the library is thin: points inside the data with no asset nearby.
 
@@ -210,12 +283,19 @@ def sparse_regions(
     idx = rng.integers(0, n, size=(n_candidates, m))
     w = rng.dirichlet(np.ones(m), size=n_candidates)
     cand = np.einsum("cm,cmf->cf", w, x[idx])
-    _, nn = _pairwise_nn(x, 1)
+    # The typical gap: median nearest-neighbour distance (above max_fit, of a seeded sample of query rows, each
+    # against the whole library: an unbiased estimate, linear in N per query).
+    _, nn = _pairwise_nn(x, 1, None if n <= max_fit else fit_rows(n, max_fit, seed))
     median_nn = float(np.median(nn[:, 0])) or 1e-9
     kk = min(8, n)
-    d2 = (cand * cand).sum(1)[:, None] - 2 * cand @ x.T + (x * x).sum(1)[None, :]
-    near = np.argsort(d2, axis=1)[:, :kk]
-    dist = np.sqrt(np.maximum(np.take_along_axis(d2, near, 1), 0))
+    sqx = (x * x).sum(1)
+    near, dist = np.zeros((len(cand), kk), np.int64), np.zeros((len(cand), kk))
+    step = int(max(1, BLOCK_BYTES // (8 * n)))
+    for s in range(0, len(cand), step):
+        c = cand[s:s + step]
+        d2 = (c * c).sum(1)[:, None] - 2 * c @ x.T + sqx[None, :]
+        cols, dd = topk_rows(d2, kk)
+        near[s:s + step], dist[s:s + step] = cols, np.sqrt(np.maximum(dd, 0))
     nbr = x[near]  # [C, kk, F]
     centroid = nbr.mean(1)
     spread = np.linalg.norm(nbr - centroid[:, None], axis=2).mean(1) + 1e-12
@@ -256,31 +336,29 @@ def mix_codes(table: CodeTable, weights: dict[str, float]) -> tuple[np.ndarray, 
 
 # -- near-duplicates ----------------------------------------------------------------------------
 
-def near_duplicates(table: CodeTable, ratio: float = 0.2) -> list[dict[str, Any]]:
+def near_duplicates(table: CodeTable, ratio: float = 0.2, max_fit: int = MAX_FIT) -> list[dict[str, Any]]:
     """Groups of assets whose codes nearly coincide in **both** halves.
 
     Two assets are duplicates when, in each half's standardised space, their distance is below
     ``ratio`` x that half's median nearest-neighbour distance (relative, so it adapts to how
     spread a model's codes are). Groups are connected components of that relation.
+
+    Above ``max_fit`` assets the medians come from :func:`fit_rows` query assets (each against the whole library)
+    and the pairs from one blocked range query in shape space (every pair under the threshold, not only among
+    each asset's 10 nearest), in float32: still exact pairs, memory bounded, no per-row top-k.
     """
     n = len(table)
     if n < 2:
         return []
     halves = [space_features(table, "shape"), space_features(table, "texture")]
+    if n > max_fit:
+        return _near_duplicates_large(table, halves, ratio, max_fit)
     kk = min(10, n - 1)
     thresholds, neigh = [], []
     for h in halves:
         rows, dist = _pairwise_nn(h, kk)
         thresholds.append(ratio * float(np.median(dist[:, 0])))
         neigh.append((rows, dist))
-    parent = list(range(n))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
     pairs: dict[tuple[int, int], tuple[float, float]] = {}
     s_rows, s_dist = neigh[0]
     for i in range(n):
@@ -290,21 +368,60 @@ def near_duplicates(table: CodeTable, ratio: float = 0.2) -> list[dict[str, Any]
             dt = float(np.linalg.norm(halves[1][i] - halves[1][j]))
             if dt <= thresholds[1]:
                 pairs[(min(i, int(j)), max(i, int(j)))] = (float(ds), dt)
-                parent[find(i)] = find(int(j))
+    return _duplicate_groups(table, pairs)
+
+
+def _duplicate_groups(table: CodeTable, pairs: dict[tuple[int, int], tuple[float, float]]) -> list[dict[str, Any]]:
+    """The connected groups of near-duplicate ``pairs`` (rows ``(i, j)`` -> (shape, texture) distance), largest
+    first; members in row order, each group's pairs in the order found."""
+    parent: dict[int, int] = {}
+
+    def find(a: int) -> int:  # union-find with path halving
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for i, j in pairs:
+        parent[find(i)] = find(j)
     groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    out = []
-    for members in groups.values():
-        if len(members) > 1:
-            ps = [(a, b, *d) for (a, b), d in pairs.items() if a in members]
-            out.append({
-                "assets": [table.names[m] for m in members],
-                "pairs": [{"a": table.names[a], "b": table.names[b], "shape_distance": ds, "texture_distance": dt}
-                          for a, b, ds, dt in ps],
-            })
+    for m in sorted({m for p in pairs for m in p}):
+        groups.setdefault(find(m), []).append(m)
+    by_group: dict[int, list[dict[str, Any]]] = {}
+    for (a, b), (ds, dt) in pairs.items():
+        by_group.setdefault(find(a), []).append(
+            {"a": table.names[a], "b": table.names[b], "shape_distance": ds, "texture_distance": dt})
+    out = [{"assets": [table.names[m] for m in members], "pairs": by_group.get(root, [])}
+           for root, members in groups.items()]
     out.sort(key=lambda g: -len(g["assets"]))
     return out
+
+
+def _near_duplicates_large(table: CodeTable, halves: list[np.ndarray], ratio: float, max_fit: int
+                           ) -> list[dict[str, Any]]:
+    n = len(table)
+    q = fit_rows(n, max_fit)
+    thresholds = [ratio * float(np.median(_pairwise_nn(h, 1, q)[1][:, 0])) for h in halves]
+    x = np.ascontiguousarray(halves[0], np.float32)
+    sq = np.einsum("ij,ij->i", x, x)
+    # float32 rounding of |a|^2 - 2ab + |b|^2 is ~1e-6 here (unit-RMS features): far below any threshold.
+    t2 = np.float32(thresholds[0] ** 2 + 1e-5)
+    found: list[tuple[int, int]] = []
+    step = int(max(1, BLOCK_BYTES // (4 * n)))
+    for s in range(0, n, step):
+        d2 = (x[s:s + step] * np.float32(-2.0)) @ x.T  # -2 a.b (exact scaling)
+        d2 += sq  # |a|^2 - 2 a.b + |b|^2 <= t2  <=>  -2 a.b + |b|^2 <= t2 - |a|^2
+        r, c = _nonzero_rows(d2 <= (t2 - sq[s:s + step])[:, None])
+        keep = c > r + s  # each pair once, never itself
+        found += list(zip((r[keep] + s).tolist(), c[keep].tolist(), strict=True))
+    h0, h1 = np.asarray(halves[0], np.float64), np.asarray(halves[1], np.float64)
+    pairs: dict[tuple[int, int], tuple[float, float]] = {}
+    for i, j in found:
+        ds, dt = float(np.linalg.norm(h0[i] - h0[j])), float(np.linalg.norm(h1[i] - h1[j]))
+        if ds <= thresholds[0] and dt <= thresholds[1]:
+            pairs[(i, j)] = (ds, dt)
+    return _duplicate_groups(table, pairs)
 
 
 # -- weak spots ---------------------------------------------------------------------------------

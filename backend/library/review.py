@@ -26,6 +26,7 @@ Plain functions (no bpy, no torch): the CLI (``asset2vec tags review``), the ser
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,8 @@ from .catalogue import Catalogue, CodeTable
 from .errors import LibraryError
 from .tag_decisions import SUGGEST_THRESHOLD
 from .tags import MIN_EXAMPLES, TagModel, features, tag_labels
+
+log = logging.getLogger(__name__)
 
 #: Questions shown at once by default.
 DEFAULT_LIMIT = 10
@@ -74,22 +77,35 @@ def fit_tag_model(
     target_precision: float | None = None,
     declared_groups: list[list[str]] | None = None,
     previous: TagModel | None = None,
+    descriptor: bool = True,
 ) -> tuple[TagModel, dict[str, dict[str, Any]]]:
     """A new tag model trained on the catalogue's artist tags and review answers (codes of ``model_id``).
 
     Raises :class:`LibraryError` when nothing is labelled; tags with too few examples are reported as skipped.
     ``target_precision`` / ``declared_groups`` default to ``previous``'s (the tag model being replaced), else
     the defaults; without ``cross_validate`` the write thresholds are carried over from ``previous``.
+
+    With ``descriptor`` (and ``use_size``), when every asset of ``table`` has a stored appearance feature
+    (:mod:`backend.features.library`, filled by ``asset2vec index`` and the service's Embed), the classifiers learn
+    from issue 15's descriptor (appearance + codes + size; the fitted descriptor is stored with the model); else
+    from the codes (+ size), as before.
     """
     table = table if table is not None else catalogue.codes(model_id)
     labels = training_labels(catalogue, table.ids)
     model = TagModel(model_id, use_size=use_size, seed=seed)
+    appearance = library_appearance(catalogue, table) if descriptor and use_size else None
+    if appearance is not None:
+        from backend.features.library import fit_descriptor
+
+        model.descriptor = fit_descriptor(table, appearance)
     if previous is not None:
         model.target_precision = previous.target_precision
         model.declared_groups = list(previous.declared_groups)
+        if not cross_validate and model.descriptor is not None:
+            model.sources = dict(previous.sources)  # which inputs each tag reads: chosen by the last cross-validation
     report = model.fit(table.shape, table.texture, labels.tag_sets, table.size, min_examples=min_examples,
                        cross_validate=cross_validate, target_precision=target_precision,
-                       declared_groups=declared_groups, **labels.fit_kwargs())
+                       declared_groups=declared_groups, appearance=appearance, **labels.fit_kwargs())
     if not cross_validate:
         model.keep_calibration(previous)
     return model, report
@@ -108,9 +124,44 @@ def predict_catalogue(catalogue: Catalogue, model: TagModel, asset_ids: list[int
         table = table.subset([i for i, a in enumerate(table.ids) if int(a) in wanted])
         if not len(table):
             return 0
-    probs = model.predict(table.shape, table.texture, table.size if model.use_size else None)
+    table, probs = predict_table(catalogue, model, table)
     catalogue.set_predicted_tags(model.model_id, {int(a): p for a, p in zip(table.ids, probs, strict=True)})
     return len(table)
+
+
+def library_appearance(catalogue: Catalogue, table: CodeTable) -> np.ndarray | None:
+    """The stored appearance feature of every asset of ``table`` (``[N, D]``), or None when some asset has none."""
+    if catalogue.count("appearance") == 0:  # no feature stored at all: keep torch out of codes-only libraries
+        return None
+    from backend.features.library import table_appearance
+
+    return table_appearance(catalogue, table)
+
+
+def tag_inputs(catalogue: Catalogue, model: TagModel, table: CodeTable) -> tuple[CodeTable, np.ndarray | None]:
+    """What ``model`` predicts from, for ``table``'s assets: ``(table, None)`` for a codes-only model; for a
+    descriptor model the assets that have its appearance feature stored and their features (an asset without one,
+    e.g. whose feature failed, gets no prediction from it: logged)."""
+    if model.descriptor is None:
+        return table, None
+    from backend.features.library import descriptor_feature
+
+    vectors, has = catalogue.appearance(descriptor_feature(model.descriptor), table.ids)
+    if not has.all():
+        log.warning("%d asset(s) have no appearance feature: no tag prediction for them (e.g. %s); run asset2vec "
+                    "index", int((~has).sum()), table.names[int(np.flatnonzero(~has)[0])])
+        table = table.subset(np.flatnonzero(has).tolist())
+    return table, (vectors if len(table) else None)
+
+
+def predict_table(catalogue: Catalogue, model: TagModel, table: CodeTable, tags: list[str] | None = None
+                  ) -> tuple[CodeTable, list[dict[str, float]]]:
+    """``(predicted rows of table, [{tag: p}])``: ``model``'s predictions with its inputs (:func:`tag_inputs`)."""
+    table, appearance = tag_inputs(catalogue, model, table)
+    if not len(table):
+        return table, []
+    return table, model.predict(table.shape, table.texture, table.size if model.use_size else None,
+                                appearance=appearance, tags=tags)
 
 
 def ensure_predictions(catalogue: Catalogue, model: TagModel | None) -> int:
@@ -242,7 +293,7 @@ def answer_and_retrain(
     record_answer(catalogue, name, tag, accepted)
     summary: dict[str, Any] = {"name": name, "tag": tag, "accepted": bool(accepted),
                                "previous_probability": before, "probability": None, "retrained": False}
-    if previous is not None and previous.model_id == model_id and previous.classifiers and previous.descriptor is None:
+    if previous is not None and previous.model_id == model_id and previous.classifiers and _refittable(catalogue, previous):
         model = refit_answered_tag(catalogue, previous, tag, min_examples=min_examples)
         summary.update(retrained=True, probability=probability_of(catalogue, model_id, name, tag))
         summary["message"] = _change_message(summary)
@@ -268,19 +319,33 @@ def refit_answered_tag(catalogue: Catalogue, previous: TagModel, tag: str, min_e
     stored predictions replaced); ``previous`` itself is never changed (the service may be reading it)."""
     model = dataclasses.replace(previous, classifiers=dict(previous.classifiers), report=dict(previous.report),
                                 thresholds=dict(previous.thresholds), exclusive_groups=list(previous.exclusive_groups),
-                                declared_groups=list(previous.declared_groups))
-    table = catalogue.codes(model.model_id)
+                                declared_groups=list(previous.declared_groups), sources=dict(previous.sources))
+    # A descriptor model learns from the assets that have its appearance feature (the stored descriptor is kept:
+    # it is the library's normalisation, not refitted for one answer).
+    table, appearance = tag_inputs(catalogue, model, catalogue.codes(model.model_id))
     labels = training_labels(catalogue, table.ids)
     size = table.size if model.use_size else None
     model.refit([tag], table.shape, table.texture, labels.tag_sets, size, min_examples=min_examples,
-                **labels.fit_kwargs())
+                appearance=appearance, **labels.fit_kwargs())
     if tag in model.classifiers:
-        probs = model.predict(table.shape, table.texture, size, tags=[tag])
+        probs = model.predict(table.shape, table.texture, size, appearance=appearance, tags=[tag])
         catalogue.set_tag_predictions(model.model_id, tag, {int(a): p[tag] for a, p in zip(table.ids, probs,
                                                                                             strict=True)})
     elif tag in previous.classifiers:  # no longer learnable: its old predictions go
         catalogue.set_tag_predictions(model.model_id, tag, {})
     return model
+
+
+def _refittable(catalogue: Catalogue, model: TagModel) -> bool:
+    """Whether one tag of ``model`` can be retrained in place: a codes-only model always; a descriptor model when
+    its appearance features are stored for the catalogue's assets (else the whole model is trained anew)."""
+    if model.descriptor is None:
+        return True
+    try:
+        table, appearance = tag_inputs(catalogue, model, catalogue.codes(model.model_id))
+    except LibraryError:
+        return False
+    return appearance is not None and len(table) > 0
 
 
 def _change_message(summary: dict[str, Any]) -> str:

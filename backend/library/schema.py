@@ -130,6 +130,19 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE merge_map;
     CREATE INDEX IF NOT EXISTS assets_by_hash ON assets(content_hash);
     """,
+    # 5: each asset's pretrained appearance feature (issue 15's descriptor; :mod:`backend.features.library`), once
+    # per feature key (backbone, input size, preprocessing, layers, view pooling), with the digest of the views
+    # it was computed from. Independent of the decoder model: every model's tags and "both" space share it.
+    """
+    CREATE TABLE appearance (
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        feature TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        views_digest TEXT NOT NULL DEFAULT '',
+        updated TEXT NOT NULL,
+        PRIMARY KEY (asset_id, feature)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

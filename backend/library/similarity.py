@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,11 @@ from .errors import LibraryError
 _DIRECT_ROWS = 50_000
 _SAMPLE_ROWS = 20_000
 _SAMPLE_RANK = 40  # expected candidates = _SAMPLE_RANK / _SAMPLE_ROWS * N  (2,000 at 1M)
+#: All-neighbours blocks: each block's [B, N] float32 distance matrix stays under this many bytes.
+NEIGHBOUR_BLOCK_BYTES = 64 << 20
+#: :func:`topk_rows`: rows wider than this take the sampled threshold (about (k + 1) / 4096 of the row stays).
+_BLOCK_DIRECT_COLS = 8192
+_BLOCK_SAMPLE_COLS = 4096
 #: Two assets whose whole codes are closer than this are copies of one object. Measured in the "both" features
 #: (each half centred and scaled to unit RMS over the library, so the scale is the same for every library: two
 #: assets are ~2.0 apart on average). One object saved in two files gives the same views (deterministic capture)
@@ -220,12 +226,15 @@ class SimilarityIndex:
         shape_weight: float = 1.0,
         texture_weight: float = 1.0,
         listed_only: bool = True,
+        appearance: np.ndarray | None = None,
+        appearance_weight: float = 0.0,
     ) -> None:
         self.table = table
         self.featurizer = Featurizer.fit(
-            table.shape, table.texture, table.size, space, shape_weight, texture_weight, size_weight
+            table.shape, table.texture, table.size, space, shape_weight, texture_weight, size_weight,
+            appearance, appearance_weight,
         )
-        self.features = self.featurizer.transform(table.shape, table.texture, table.size)
+        self.features = self.featurizer.transform(table.shape, table.texture, table.size, appearance)
         self.index = ExactIndex(self.features)
         fams = table.families or [""] * len(table)
         self._family_names, self._family_ids = np.unique(np.asarray(fams, dtype=object).astype(str),
@@ -311,23 +320,153 @@ class SimilarityIndex:
 
     def similar_to_code(
         self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None = None, k: int = 10,
-        exclude_family: str | None = None,
+        exclude_family: str | None = None, appearance: np.ndarray | None = None,
     ) -> list[Neighbour]:
-        """The ``k`` assets nearest to a code that is not (necessarily) in the library."""
+        """The ``k`` assets nearest to a code that is not (necessarily) in the library (with its appearance feature
+        when this index's space uses one)."""
         size_arr = None if size is None else np.asarray(size, np.float32).reshape(1, 3)
         if size_arr is None and self.featurizer.size_weight > 0:
             size_arr = np.exp(self.featurizer.size_mean).reshape(1, 3)  # unknown size: library's typical size
-        q = self.featurizer.transform(np.reshape(shape, (1, -1)), np.reshape(texture, (1, -1)), size_arr)[0]
+        app = None if appearance is None else np.reshape(appearance, (1, -1))
+        q = self.featurizer.transform(np.reshape(shape, (1, -1)), np.reshape(texture, (1, -1)), size_arr, app)[0]
         rows, d = self.index.search(q, k, self._mask(None, False, exclude_family))
         return self._neighbours(rows, d)
 
-    def all_neighbours(self, k: int = 10, exclude_family: bool = False) -> dict[int, list[tuple[int, float]]]:
-        """``{asset_id: [(neighbour_id, distance)] * k}`` for every asset (for stored suggestions)."""
+    def all_neighbours(self, k: int = 10, exclude_family: bool = False,
+                       block_bytes: int = NEIGHBOUR_BLOCK_BYTES) -> dict[int, list[tuple[int, float]]]:
+        """``{asset_id: [(neighbour_id, distance)] * k}`` for every asset (for stored suggestions).
+
+        The same answer as :meth:`similar` row by row (itself, unlisted rows and, with ``exclude_family``, its own
+        family excluded; ties in rank order by row), computed block-wise by :meth:`neighbour_arrays`."""
+        rows, dist = self.neighbour_arrays(k, exclude_family, block_bytes)
+        ids = self.table.ids
+        out = {}
+        for r in range(len(rows)):
+            ok = rows[r] >= 0
+            out[int(ids[r])] = [(int(ids[c]), float(d)) for c, d in zip(rows[r][ok], dist[r][ok], strict=True)]
+        return out
+
+    def all_neighbours_rowwise(self, k: int = 10, exclude_family: bool = False) -> dict[int, list[tuple[int, float]]]:
+        """The former :meth:`all_neighbours`: one :meth:`similar` query per row (reference for tests and benches)."""
         out = {}
         for row, name in enumerate(self.table.names):
             out[int(self.table.ids[row])] = [(n.asset_id, n.distance) for n in self.similar(name, k, True,
                                                                                           exclude_family)]
         return out
+
+    def neighbour_arrays(self, k: int = 10, exclude_family: bool = False, block_bytes: int = NEIGHBOUR_BLOCK_BYTES,
+                         rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's (or ``rows``') ``k`` nearest: ``(neighbour rows [M, k] int64, distances [M, k] float32)``,
+        closest first, padded with row ``-1`` / distance NaN where fewer than ``k`` may be suggested.
+
+        Block-wise: one float32 matrix product per block of queries against the whole table (blocks sized so the
+        block's distance matrix stays under ``block_bytes``: memory bounded whatever N), exclusions applied as
+        infinities (unlisted columns through their squared norms, the diagonal, same-family blocks), then
+        :func:`topk_rows`. Time O(N^2 F) in BLAS instead of N Python-level queries."""
+        if k < 1:
+            raise LibraryError(f"k must be at least 1, got {k}")
+        n = len(self.table)
+        queries = np.arange(n) if rows is None else np.asarray(rows, np.int64).reshape(-1)
+        kk = min(k, n)
+        x, sq = self.index.x, self.index.sqnorm
+        col_sq = sq.copy()
+        if self.hidden is not None:
+            col_sq[self.hidden] = np.inf  # never a neighbour: its distance to everything is infinite
+        fam_cols: dict[int, np.ndarray] = {}
+        if exclude_family and self.table.families:
+            empty = np.flatnonzero(self._family_names == "")
+            order = np.argsort(self._family_ids, kind="stable")
+            bounds = np.flatnonzero(np.diff(self._family_ids[order])) + 1
+            for group in np.split(order, bounds):
+                fid = int(self._family_ids[group[0]])
+                if len(group) > 1 and not (len(empty) and fid == int(empty[0])):
+                    fam_cols[fid] = group
+        out_rows = np.full((len(queries), kk), -1, np.int64)
+        out_dist = np.full((len(queries), kk), np.nan, np.float32)
+        step = int(max(1, min(len(queries) or 1, block_bytes // max(4 * n, 1))))
+        for s in range(0, len(queries), step):
+            q = queries[s:s + step]
+            d = (x[q] * np.float32(-2.0)) @ x.T  # [B, N] float32; scaling by -2 is exact: the same as -2 (x.q)
+            d += col_sq  # ||x||^2 - 2 x.q (+ ||q||^2 below): the ranking of ExactIndex.search
+            d[np.arange(len(q)), q] = np.inf  # not its own neighbour
+            if fam_cols:
+                qf = self._family_ids[q]
+                for fid in np.unique(qf):
+                    cols = fam_cols.get(int(fid))
+                    if cols is not None:
+                        d[np.ix_(np.flatnonzero(qf == fid), cols)] = np.inf
+            idx, d2 = topk_rows(d, kk)
+            keep = idx >= 0
+            dist = np.sqrt(np.maximum(d2 + sq[q][:, None], 0.0))
+            out_rows[s:s + step] = np.where(keep, idx, -1)
+            out_dist[s:s + step] = np.where(keep, dist, np.nan)
+        return out_rows, out_dist
+
+
+def topk_rows(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` smallest finite values of each row of ``d [B, N]``: ``(columns [B, k], values [B, k])``, ascending,
+    ties by column; padded with column ``-1`` / ``inf`` where a row has fewer than ``k`` finite values.
+
+    For wide rows a per-row threshold from a strided sample of columns (its ``k``-th smallest: at least ``k + 1``
+    values of the row are <= it, so the true top k are all among them, still exact) leaves a few hundred
+    candidates per row; only rows whose sample has no such finite threshold fall back to a full partition."""
+    b, n = d.shape
+    k = min(k, n)
+    cols = np.full((b, k), -1, np.int64)
+    vals = np.full((b, k), np.inf, np.float32 if d.dtype == np.float32 else np.float64)
+    if b == 0 or k == 0:
+        return cols, vals
+    direct = np.arange(b)
+    if n > _BLOCK_DIRECT_COLS and k < _BLOCK_SAMPLE_COLS // 4:
+        stride = n // _BLOCK_SAMPLE_COLS
+        sample = d[:, ::stride]
+        t = np.partition(sample, k, axis=1)[:, k]
+        ok = np.isfinite(t)
+        direct = np.flatnonzero(~ok)
+        if ok.any():
+            okr = np.flatnonzero(ok)
+            r, c = _nonzero_rows((d if len(okr) == b else d[okr]) <= t[okr, None])
+            v = d[okr[r], c]
+            order = np.lexsort((v, r))  # stable: ties stay in column order
+            r, c, v = r[order], c[order], v[order]
+            starts = np.searchsorted(r, np.arange(len(okr)))
+            pos = starts[:, None] + np.arange(k)[None, :]  # every such row has >= k + 1 candidates
+            cols[okr], vals[okr] = c[pos], v[pos]
+    if len(direct):
+        sub = d[direct]
+        part = np.argpartition(sub, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), sub.shape)
+        pv = np.take_along_axis(sub, part, 1)
+        o = np.lexsort((part, pv), axis=1)
+        c, v = np.take_along_axis(part, o, 1), np.take_along_axis(pv, o, 1)
+        fin = np.isfinite(v)
+        cols[direct] = np.where(fin, c, -1)
+        vals[direct] = np.where(fin, v, np.inf)
+    return cols, vals
+
+
+def _nonzero_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a sparse C-contiguous bool matrix ``[B, N]`` (row-major order), several times faster:
+    the 8-byte words holding a True are found first, then only those bytes are looked at."""
+    b, n = mask.shape
+    flat = np.ascontiguousarray(mask).reshape(-1)
+    whole = len(flat) // 8 * 8
+    words = np.flatnonzero(flat[:whole].view(np.uint64))
+    wj, bj = np.nonzero(flat[:whole].reshape(-1, 8)[words])
+    pos = words[wj] * 8 + bj
+    if whole < len(flat):
+        pos = np.concatenate([pos, whole + np.flatnonzero(flat[whole:])])
+    return pos // n, pos % n
+
+
+def both_space_args(catalogue: Any, table: CodeTable) -> dict[str, Any]:
+    """:class:`SimilarityIndex` keyword arguments of the "both" space: issue 15's descriptor blocks (appearance +
+    codes + size, :func:`backend.features.library.both_space`) when every asset of ``table`` has its stored
+    appearance feature, else ``{}`` (the codes only). A catalogue without any feature never imports torch."""
+    if catalogue.count("appearance") == 0:
+        return {}
+    from backend.features.library import both_space
+
+    return both_space(catalogue, table)
 
 
 def brute_force(features: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -107,10 +107,19 @@ def save(path: str | os.PathLike[str], meta: dict[str, Any], classifiers: dict[s
         "member_tag": np.concatenate([np.full(len(c.intercept), i, np.int32) for i, c in enumerate(lin)])
         if lin else np.zeros(0, np.int32),
     }
+    # Tags may read inputs of different widths (a descriptor model's tags on the codes): the per-feature arrays are
+    # padded to the widest (mean 0, scale 1, coefficient 0) and each tag's width is recorded in "dims".
+    dims = [int(c.coef.shape[1]) for c in lin]
+    width = max(dims, default=0)
+    pad = {"mean": 0.0, "scale": 1.0, "coef": 0.0}
     for name in _ARRAYS[1:]:
         parts = [getattr(c, name) for c in lin]
+        if name in pad:
+            parts = [np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=pad[name]) for p in parts]
         arrays[name] = np.concatenate(parts) if parts else np.zeros(0)
     meta = {**meta, "format": FORMAT_VERSION, "tags": tags}
+    if len(set(dims)) > 1:
+        meta["dims"] = dims
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
     # A unique temporary name: a training job, a review answer and an index run may save at once.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -146,11 +155,16 @@ def load(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Linear
         raise LibraryError(f"{path}: not a readable tag model ({type(e).__name__}); {RETRAIN_HINT}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION or not isinstance(meta.get("tags"), list):
         raise LibraryError(f"{path}: not an Asset2Vec tag model of format {FORMAT_VERSION}; {RETRAIN_HINT}")
+    dims = meta.get("dims")
+    if dims is not None and (not isinstance(dims, list) or len(dims) != len(meta["tags"])):
+        raise LibraryError(f"{path}: a damaged tag model (dims); {RETRAIN_HINT}")
     out: dict[str, LinearTag] = {}
     for i, tag in enumerate(meta["tags"]):
         sel = arrays["member_tag"] == i
         if not sel.any():
             raise LibraryError(f"{path}: tag {tag!r} has no classifier; {RETRAIN_HINT}")
-        out[str(tag)] = LinearTag(*(np.asarray(arrays[n][sel], bool if n == "calibrated" else np.float64)
-                                    for n in _ARRAYS[1:]))
+        parts = [np.asarray(arrays[n][sel], bool if n == "calibrated" else np.float64) for n in _ARRAYS[1:]]
+        if dims is not None:  # a tag narrower than the widest: its own width (see save)
+            parts[:3] = [p[:, : int(dims[i])] for p in parts[:3]]
+        out[str(tag)] = LinearTag(*parts)
     return meta, out

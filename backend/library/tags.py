@@ -144,7 +144,10 @@ class TagModel:
     With ``descriptor`` (a fitted :class:`backend.features.descriptor.Descriptor`'s ``to_json()``), the classifiers
     learn from the descriptor's classifier features (pretrained appearance + codes + size, block-weighted, used
     unstandardised) instead of the plain codes; ``fit``/``predict`` then need the assets' ``appearance`` features
-    (pooled as the descriptor says). On Scopia this lifts tag mAP from 0.47 (CNN + size) to about 0.50.
+    (pooled as the descriptor says). On Scopia this lifts tag mAP from 0.47 (CNN + size) to about 0.50. Each tag is
+    then trained on the descriptor and on the codes and keeps the better out of fold (``sources``; see
+    :attr:`per_tag_inputs`): on the sample library the codes carry the material tags better (mAP 0.921 descriptor
+    only, 0.958 codes only, 0.974 per-tag choice; docs/quality_descriptor.md).
     """
 
     model_id: str
@@ -159,6 +162,31 @@ class TagModel:
     #: Exclusive tag groups: learnt from the library plus ``declared_groups`` (from a tag list).
     exclusive_groups: list[list[str]] = field(default_factory=list)
     declared_groups: list[list[str]] = field(default_factory=list)
+    #: With a descriptor: which inputs each tag's classifier reads, "descriptor" or "codes" (codes + size,
+    #: standardised): the one with the better out-of-fold average precision when cross-validated (a tag the codes
+    #: carry better, e.g. a material on a library the codes were trained on, keeps the codes). Default "descriptor".
+    sources: dict[str, str] = field(default_factory=dict)
+    #: False: a descriptor model's tags all read the descriptor (no per-tag choice; benchmarks of the descriptor alone).
+    per_tag_inputs: bool = True
+
+    def source(self, tag: str) -> str:
+        """The inputs ``tag``'s classifier reads: "descriptor" or "codes"."""
+        if self.descriptor is None:
+            return "codes"
+        return self.sources.get(tag, "descriptor")
+
+    def _inputs(self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None,
+                appearance: np.ndarray | None = None, wanted: Sequence[str] = ("codes", "descriptor")
+                ) -> dict[str, np.ndarray]:
+        """The input matrices ``{"codes": ..., "descriptor": ...}`` this model can use (of ``wanted``)."""
+        if self.use_size and size is None:
+            raise LibraryError("this tag model uses asset sizes; pass the sizes (metres) with the codes")
+        out = {}
+        if "codes" in wanted or self.descriptor is None:
+            out["codes"] = features(shape, texture, size if self.use_size else None)
+        if self.descriptor is not None and "descriptor" in wanted:
+            out["descriptor"] = self._x(shape, texture, size, appearance)
+        return out
 
     def _x(self, shape: np.ndarray, texture: np.ndarray, size: np.ndarray | None,
            appearance: np.ndarray | None = None) -> np.ndarray:
@@ -220,11 +248,13 @@ class TagModel:
                                f"{len(partial_flags)} partial flags")
         if all(s is None for s in tag_sets) and not any(rejected_sets):
             raise NoTagsError()
-        x_all = self._x(shape, texture, size, appearance)
+        x_all = self._inputs(shape, texture, size, appearance)
         all_tags = sorted(set().union(*(s for s in tag_sets if s is not None), *rejected_sets))
         if not all_tags:
             raise LibraryError("the tagged assets have no tags to learn")
         self.classifiers, self.report, self.thresholds = {}, {}, {}
+        if cross_validate:
+            self.sources = {}  # chosen anew; without cross-validation the given choices stay
         self.exclusive_groups = merge_groups(self.declared_groups, learn_exclusive_groups(tag_sets, partial_flags))
         for tag in all_tags:
             self._fit_tag(tag, x_all, tag_sets, rejected_sets, partial_flags, min_examples, cross_validate)
@@ -252,22 +282,50 @@ class TagModel:
         if len(rejected_sets) != n or len(partial_flags) != n:
             raise LibraryError(f"tag labels of {n} assets, but {len(rejected_sets)} rejection sets and "
                                f"{len(partial_flags)} partial flags")
-        x_all = self._x(shape, texture, size, appearance)
+        x_all = self._inputs(shape, texture, size, appearance)
         self.exclusive_groups = merge_groups(self.declared_groups, learn_exclusive_groups(tag_sets, partial_flags))
         for tag in tags:
             self.classifiers.pop(tag, None)
+            self.sources.pop(tag, None)
             self.thresholds.pop(tag, None)
             self._fit_tag(tag, x_all, tag_sets, rejected_sets, partial_flags, min_examples, True)
         return {t: self.report[t] for t in tags}
 
-    def _fit_tag(self, tag: str, x_all: np.ndarray, tag_sets: Sequence[set[str] | None],
+    def _fit_tag(self, tag: str, x_all: dict[str, np.ndarray], tag_sets: Sequence[set[str] | None],
                  rejected_sets: Sequence[set[str]], partial_flags: Sequence[bool], min_examples: int,
                  cross_validate: bool) -> None:
-        """Train one tag's classifier into ``classifiers``/``thresholds``/``report`` (or report it skipped)."""
+        """Train one tag's classifier into ``classifiers``/``thresholds``/``report`` (or report it skipped); with a
+        descriptor and cross-validation, on the descriptor and on the codes, keeping the better out of fold."""
+        if self.descriptor is None:
+            self._fit_tag_on(tag, "codes", x_all["codes"], tag_sets, rejected_sets, partial_flags, min_examples,
+                             cross_validate)
+            return
+        if not cross_validate or not self.per_tag_inputs:
+            src = self.source(tag)
+            self._fit_tag_on(tag, src, x_all[src], tag_sets, rejected_sets, partial_flags, min_examples, False)
+            return
+        fitted = {}
+        for src in ("descriptor", "codes"):
+            self._fit_tag_on(tag, src, x_all[src], tag_sets, rejected_sets, partial_flags, min_examples, True)
+            fitted[src] = (self.classifiers.pop(tag, None), self.thresholds.pop(tag, None), self.report.pop(tag))
+        if fitted["descriptor"][0] is None:  # skipped: too few examples (the same for both)
+            self.report[tag] = fitted["descriptor"][2]
+            return
+        ap = {src: float(f[2]["average_precision"]) for src, f in fitted.items()}
+        best = "codes" if ap["codes"] > ap["descriptor"] else "descriptor"
+        self.classifiers[tag], self.thresholds[tag], self.report[tag] = fitted[best]
+        self.report[tag]["average_precision_other"] = ap["codes" if best == "descriptor" else "descriptor"]
+        self.sources[tag] = best
+
+    def _fit_tag_on(self, tag: str, src: str, x_all: np.ndarray, tag_sets: Sequence[set[str] | None],
+                    rejected_sets: Sequence[set[str]], partial_flags: Sequence[bool], min_examples: int,
+                    cross_validate: bool) -> None:
+        """Train one tag's classifier on the inputs ``src`` ("codes" | "descriptor")."""
         rows, y = tag_labels(tag, tag_sets, rejected_sets, partial_flags)
         x = x_all[rows]
         pos, neg = int(y.sum()), int(len(y) - y.sum())
-        entry: dict[str, Any] = {"positives": pos, "negatives": neg, "cross_validated": cross_validate}
+        entry: dict[str, Any] = {"positives": pos, "negatives": neg, "cross_validated": cross_validate,
+                                 "features": src}
         if min(pos, neg) < min_examples:
             entry.update(status="skipped", reason=f"needs at least {min_examples} assets with and without "
                                                   f"the tag ({pos} with, {neg} without)")
@@ -276,7 +334,7 @@ class TagModel:
         # One BLAS thread: these problems are tiny and multi-threaded BLAS thrashes on a busy CPU (10x slower).
         with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model = self._make(min(pos, neg))
+            model = self._make(min(pos, neg), standardise=src == "codes")
             if cross_validate:
                 # Honest quality: out-of-fold probabilities of the same recipe.
                 folds = StratifiedKFold(n_splits=min(5, pos, neg), shuffle=True, random_state=self.seed)
@@ -329,8 +387,8 @@ class TagModel:
         probable; a group member the asset already has blocks the others)."""
         return decide(predicted, existing or set(), self.thresholds, self.exclusive_groups)
 
-    def _make(self, minority: int) -> Any:
-        base = _base(self.seed, standardise=self.descriptor is None)
+    def _make(self, minority: int, standardise: bool = True) -> Any:
+        base = _base(self.seed, standardise=standardise)
         if minority >= CALIBRATE_EXAMPLES:
             return CalibratedClassifierCV(base, method="sigmoid", cv=3)
         return base
@@ -344,11 +402,11 @@ class TagModel:
         """Probability of every trained tag (or of the trained ones of ``tags``) for each code: ``[{tag: p}]``."""
         if not self.classifiers:
             raise LibraryError("the tag model has no trained tags; train it first (asset2vec tags train)")
-        x = self._x(shape, texture, size, appearance)
         wanted = self.classifiers if tags is None else {t: self.classifiers[t] for t in tags if t in self.classifiers}
+        x = self._inputs(shape, texture, size, appearance, wanted={self.source(t) for t in wanted} or {"codes"})
         with threadpool_limits(1):
-            probs = {t: np.clip(m.predict_proba(x)[:, 1], 0.0, 1.0) for t, m in wanted.items()}
-        return [{t: float(p[i]) for t, p in probs.items()} for i in range(len(x))]
+            probs = {t: np.clip(m.predict_proba(x[self.source(t)])[:, 1], 0.0, 1.0) for t, m in wanted.items()}
+        return [{t: float(p[i]) for t, p in probs.items()} for i in range(len(shape))]
 
     @staticmethod
     def proposals(probs: dict[str, float], artist_tags: set[str] | None, threshold: float = DEFAULT_THRESHOLD
@@ -362,7 +420,8 @@ class TagModel:
         meta = {"model_id": self.model_id, "use_size": self.use_size, "seed": self.seed, "report": self.report,
                 "descriptor": self.descriptor, "target_precision": self.target_precision,
                 "thresholds": {t: self.thresholds.get(t) for t in sorted(self.classifiers)},
-                "exclusive_groups": self.exclusive_groups, "declared_groups": self.declared_groups}
+                "exclusive_groups": self.exclusive_groups, "declared_groups": self.declared_groups,
+                "sources": {t: self.source(t) for t in sorted(self.classifiers)}}
         return tag_store.save(path, meta, self.classifiers)
 
     @classmethod
@@ -383,6 +442,7 @@ class TagModel:
             return cls(model_id, bool(meta["use_size"]), int(meta["seed"]), dict(classifiers), dict(meta["report"]),
                        meta.get("descriptor"), float(meta.get("target_precision", DEFAULT_TARGET_PRECISION)),
                        {t: th.get(t) for t in classifiers}, merge_groups(meta.get("exclusive_groups") or []),
-                       merge_groups(meta.get("declared_groups") or []))
+                       merge_groups(meta.get("declared_groups") or []),
+                       {str(t): str(v) for t, v in dict(meta.get("sources") or {}).items()})
         except (KeyError, TypeError, ValueError) as e:
             raise LibraryError(f"{path}: a damaged tag model ({type(e).__name__}); {tag_store.RETRAIN_HINT}") from None

@@ -26,7 +26,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -35,33 +35,19 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import Asset2VecError, Cancelled
 from backend.numbers import finite_or_none
 from shared.api import SPACES, THUMBNAIL_VIEW
 
 from .home import LibraryHome, catalogue_fields, read_model_file, write_model_file
+from .progress import STAGES, PipelineCancelled, PipelineError, ProgressFn, StageProgress
 from .pruning import mark_library_root, prune_library
 
-STAGES = ("capture", "train", "embed", "tags", "neighbours", "activate")
-#: Share of the whole run each stage takes (for one overall progress fraction).
-_WEIGHTS = {"capture": 0.25, "train": 0.55, "embed": 0.1, "tags": 0.03, "neighbours": 0.02, "activate": 0.05}
 #: Stored suggestions per asset and space.
 NEIGHBOURS_K = 10
 #: A file that was being captured when the process died this many times is skipped.
 MAX_CAPTURE_ATTEMPTS = 2
 #: The instant encoder trains for this share of the decoder's training time, within these bounds (seconds).
 ENCODER_SHARE, ENCODER_MIN_S, ENCODER_MAX_S = 0.25, 5.0, 60.0
-
-ProgressFn = Callable[[dict[str, Any]], None]
-
-
-class PipelineError(Asset2VecError):
-    """The pipeline cannot go on; the message says what to do."""
-
-
-class PipelineCancelled(PipelineError, Cancelled):
-    """Stopped on request; everything done so far is kept and a new run continues from there."""
-
 
 @dataclass
 class IndexOptions:
@@ -108,50 +94,19 @@ class IndexSummary:
     pruned: list[str] = field(default_factory=list)  # assets whose .blend is gone or no longer has them
     moved: dict[str, str] = field(default_factory=dict)  # old name -> new name (same content, moved or renamed)
     inverted: int = 0
+    from_encoder: int = 0  # of the inverted: started from the instant encoder's code (a short refinement)
     heldout_psnr: float | None = None
     encoder: dict[str, Any] | None = None  # the new model's instant encoder: steps, seconds, nearest_own (or error)
+    training_plan: dict[str, Any] | None = None  # projected before training: steps, seconds, peak memory
     tags: list[str] = field(default_factory=list)
     tags_help: str | None = None
     retrain_advice: str | None = None
     explore: str | None = None
+    catalogue: dict[str, Any] | None = None  # its size: db_bytes, bytes_per_asset, parts_per_asset
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _Progress:
-    """Stage-aware progress events with an ETA per stage and one overall fraction."""
-
-    def __init__(self, stages: list[str], emit: ProgressFn | None, cancel: threading.Event | None) -> None:
-        self.stages, self.emit, self.cancel = stages, emit, cancel
-        total = sum(_WEIGHTS[s] for s in stages)
-        self.weights = {s: _WEIGHTS[s] / total for s in stages}
-        self.stage, self.t0, self.base = "", time.monotonic(), 0.0
-
-    def start(self, stage: str, message: str = "") -> None:
-        if self.stage:
-            self.base += self.weights[self.stage]
-        self.stage, self.t0 = stage, time.monotonic()
-        self.update(0, 0, message or f"{stage} ...")
-
-    def update(self, done: float, total: float, message: str = "", eta_s: float | None = None) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise PipelineCancelled(f"index stopped during {self.stage}; run it again to continue")
-        frac = min(done / total, 1.0) if total else 0.0
-        if eta_s is None and done and total:
-            eta_s = (time.monotonic() - self.t0) / done * (total - done)
-        if self.emit is not None:
-            self.emit({
-                "stage": self.stage,
-                "stage_index": self.stages.index(self.stage) + 1,
-                "stages": len(self.stages),
-                "done": done,
-                "total": total,
-                "fraction": round(self.base + self.weights[self.stage] * frac, 4),
-                "eta_s": None if eta_s is None else round(eta_s, 1),
-                "message": message,
-            })
 
 
 def index_library(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: IndexOptions) -> IndexSummary:
@@ -199,7 +154,7 @@ def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: Index
         summary.previous_model = active
     train_needed = opts.retrain or active is None or bool(active_info.get("generic"))
     stages = [s for s in STAGES if (s != "capture" or src is not None) and (s != "train" or train_needed)]
-    progress = _Progress(stages, opts.on_progress, opts.cancel)
+    progress = StageProgress(stages, opts.on_progress, opts.cancel)
 
     if src is not None:
         t0 = time.monotonic()
@@ -234,9 +189,12 @@ def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: Index
         _embed(run, cat, home, opts, progress, summary)
         summary.seconds["embed"] = round(time.monotonic() - t0, 1)
 
+        progress.start("features", "pretrained appearance features of new assets")
+        _appearance_features(cat, home, summary, progress, opts.ray_address)
+
         t0 = time.monotonic()
         progress.start("tags", "learning tags from the artists' tags")
-        _tags(run, cat, home, summary, opts.target_precision)
+        _tags(run, cat, home, summary, opts.target_precision, progress=progress)
         summary.seconds["tags"] = round(time.monotonic() - t0, 1)
 
         t0 = time.monotonic()
@@ -255,6 +213,7 @@ def _index(folder: str | os.PathLike[str] | None, home: LibraryHome, opts: Index
         if opts.explore and summary.activated:
             summary.explore = _explore(run, cat, home, progress)
         summary.assets = len(cat.codes(model_id))
+        summary.catalogue = {k: v for k, v in cat.size_report().items() if k in ("db_bytes", "bytes_per_asset", "parts_per_asset")}
         summary.seconds["activate"] = round(time.monotonic() - t0, 1)
     state = {k: v for k, v in home.read_state().items() if k not in ("built", "built_names")}
     home.write_state({**state, "finished": _now(), "model_id": model_id})
@@ -273,7 +232,7 @@ def _now() -> str:
 
 # -- stages ---------------------------------------------------------------------------------------
 
-def _capture(src: Path, home: LibraryHome, opts: IndexOptions, progress: _Progress,
+def _capture(src: Path, home: LibraryHome, opts: IndexOptions, progress: StageProgress,
              summary: IndexSummary) -> dict[str, Any]:
     """Capture ``src`` into the home's bundles (on Ray with ``opts.ray_address``); fill the summary's counts."""
     if opts.ray_address is not None:
@@ -300,7 +259,7 @@ def _capture(src: Path, home: LibraryHome, opts: IndexOptions, progress: _Progre
     return result
 
 
-def _capture_in_worker(src: Path, home: LibraryHome, opts: IndexOptions, progress: _Progress) -> dict[str, Any]:
+def _capture_in_worker(src: Path, home: LibraryHome, opts: IndexOptions, progress: StageProgress) -> dict[str, Any]:
     """Capture ``src`` into the home's bundles in a headless Blender worker process.
 
     bpy never runs in this process: a backend builds models from a worker thread, and bpy only runs on
@@ -365,8 +324,9 @@ def _bundle_names(home: LibraryHome) -> list[str]:
     return sorted(b.asset.name for b in read_bundles(find_bundles(home.bundles)))
 
 
-def _train(home: LibraryHome, opts: IndexOptions, progress: _Progress, summary: IndexSummary) -> str:
+def _train(home: LibraryHome, opts: IndexOptions, progress: StageProgress, summary: IndexSummary) -> str:
     from backend.model.errors import ModelError
+    from backend.training.plan import plan_training
     from backend.training.trainer import TrainingStopped, train
 
     staging = home.training
@@ -388,6 +348,11 @@ def _train(home: LibraryHome, opts: IndexOptions, progress: _Progress, summary: 
             progress.update(step, total, f"training step {step}/{total}", eta_s=(total - step) * sec_per_step)
 
         overrides = {"checkpoint_every": opts.checkpoint_every} if opts.checkpoint_every else None
+        if not (staging / "checkpoint.pt").is_file():  # a new run (a resumed one keeps its checkpoint's steps)
+            plan = plan_training(len(names), preset=opts.preset, device=opts.device, steps=opts.steps,
+                                 overrides=overrides)
+            summary.training_plan = plan.to_json()
+            progress.update(0, plan.steps, plan.summary(), eta_s=plan.expected_seconds, plan=summary.training_plan)
         try:
             train(home.bundles, staging, preset=opts.preset, resume=True, steps=opts.steps, minutes=opts.minutes,
                   device=opts.device, show_progress=False, on_step=on_step, overrides=overrides)
@@ -412,7 +377,7 @@ def _train(home: LibraryHome, opts: IndexOptions, progress: _Progress, summary: 
     return model_id
 
 
-def _train_encoder(run_dir: Path, model_id: str, home: LibraryHome, opts: IndexOptions, progress: _Progress,
+def _train_encoder(run_dir: Path, model_id: str, home: LibraryHome, opts: IndexOptions, progress: StageProgress,
                    metrics: dict[str, Any]) -> dict[str, Any]:
     """Train the new model's instant encoder in its run folder (kept when already there, e.g. after a kill).
 
@@ -446,7 +411,7 @@ def _train_encoder(run_dir: Path, model_id: str, home: LibraryHome, opts: IndexO
             "nearest_own": round(done.nearest_own, 3)}
 
 
-def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: _Progress,
+def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: StageProgress,
            summary: IndexSummary) -> None:
     from backend.library.catalogue import import_run
     from backend.training.data import find_bundles, read_bundles
@@ -474,8 +439,9 @@ def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: 
     for start in range(0, len(todo), opts.batch):
         batch = todo[start : start + opts.batch]
         progress.update(start, len(todo), f"fitting codes of new assets {start + 1}-{start + len(batch)} of {len(todo)}")
+        init, steps = _first_pass(run, batch, opts.invert_steps)
         try:
-            results = run.invert(batch, steps=opts.invert_steps, cancel=opts.cancel)
+            results = run.invert(batch, steps=steps, cancel=opts.cancel, init=init)
         except Cancelled:
             raise PipelineCancelled("index stopped while fitting codes; run it again to continue") from None
         with cat.transaction():  # one committed batch: a kill loses at most this batch
@@ -486,11 +452,66 @@ def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: 
                 codes[aid] = (np.asarray(r.shape).reshape(-1), np.asarray(r.texture).reshape(-1), float(r.psnr))
             cat.set_codes(run.model_id, codes, source="inversion")
         summary.inverted += len(batch)
+        summary.from_encoder += len(batch) if init is not None else 0
     progress.update(len(todo), len(todo), f"{len(todo)} new asset(s) fitted")
 
 
+def _appearance_features(cat: Any, home: LibraryHome, summary: IndexSummary, progress: StageProgress,
+                         ray_address: str | None = None) -> None:
+    """Store the pretrained appearance feature of every bundle of the home whose views changed (issue 15's
+    descriptor: :mod:`backend.features.library`; ~0.5 CPU-s per new asset, cached next to the bundle and in the
+    catalogue). With ``ray_address`` the missing per-view features are computed by Ray tasks first
+    (:mod:`.ray_features`). An asset whose feature fails is reported in ``summary.failures``; tags and the "both"
+    space then use the codes only (they use the descriptor only when every asset has its feature)."""
+    t0 = time.monotonic()
+    try:
+        from backend.features.library import store_library_features
+        from backend.training.data import find_bundles, read_bundles
+
+        bundles = read_bundles(find_bundles(home.bundles))
+        if ray_address is not None:
+            from .ray_features import features_on_ray
+
+            summary.failures += features_on_ray(bundles, ray_address, progress.update)
+        report = store_library_features(cat, bundles, progress.update)
+    except PipelineCancelled:
+        raise
+    except Exception as e:  # noqa: BLE001 - the features are an improvement: never a reason to fail the index
+        summary.failures.append(f"appearance features: {type(e).__name__}: {e}; tags and similar assets use the "
+                                "codes only")
+        return
+    finally:
+        summary.seconds["features"] = round(time.monotonic() - t0, 1)
+    by_reason: dict[str, list[str]] = {}
+    for name, why in sorted(report.failed.items()):
+        by_reason.setdefault(why, []).append(name)
+    for why, names in by_reason.items():  # one line per reason (a backbone that cannot load fails every asset)
+        who = names[0] if len(names) == 1 else f"{len(names)} assets ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+        summary.failures.append(f"{who}: no appearance feature ({why}); tags and similar assets in 'both' space "
+                                "use the codes only until every asset has one")
+
+
+def _first_pass(run: Any, batch: list[Any], invert_steps: int | None) -> tuple[np.ndarray | None, int | None]:
+    """Where the inversion of new assets starts and how long it runs: the model's instant encoder gives each
+    asset its code in one pass, so a short refinement (:data:`REFINE_SHARE` of the inversion steps, as the
+    service's refinement) finishes it; without an encoder, the full inversion from the mean code.
+    ``--invert-steps`` fixes the steps either way. Returns ``(init [B, 64] or None, steps)``."""
+    from backend.model.errors import ModelError
+    from backend.training.encoder import encode_bundles
+    from backend.training.inversion import REFINE_SHARE
+
+    full = invert_steps or int(run.config.train.inversion_steps)
+    try:
+        shape, texture = encode_bundles(run, batch)
+    except ModelError:  # no (or a stale) encoder: inversion from the mean code
+        return None, full
+    init = np.concatenate([shape, texture], axis=1).astype(np.float32)
+    return init, invert_steps or max(1, round(full * REFINE_SHARE))
+
+
 def _tags(run: Any, cat: Any, home: LibraryHome | None, summary: IndexSummary,
-          target_precision: float | None = None) -> None:
+          target_precision: float | None = None, progress: StageProgress | None = None) -> None:
+    from backend.library.batched import store_predicted_tags
     from backend.library.errors import LibraryError
     from backend.library.review import fit_tag_model
     from backend.library.tags import NO_TAGS_HELP, TAG_MODEL_FILE, NoTagsError, TagModel, few_tags_help
@@ -523,23 +544,28 @@ def _tags(run: Any, cat: Any, home: LibraryHome | None, summary: IndexSummary,
         summary.tags_help = few_tags_help()
         return
     model.save(path)
-    preds = model.predict(table.shape, table.texture, table.size)
-    cat.set_predicted_tags(run.model_id, {int(i): p for i, p in zip(table.ids, preds, strict=True)})
+    store_predicted_tags(cat, model, table)  # in batches: bounded memory at 100,000 assets
     summary.tags = model.tags
+    if progress is not None:
+        progress.update(1, 1, f"{len(model.tags)} tag(s) learnt from "
+                              + ("the descriptor (appearance + codes + size)" if model.descriptor else "the codes"))
 
 
-def _neighbours(cat: Any, model_id: str, progress: _Progress) -> None:
-    from backend.library.similarity import SimilarityIndex
+def _neighbours(cat: Any, model_id: str, progress: StageProgress) -> None:
+    from backend.library.batched import store_neighbours
+    from backend.library.similarity import SimilarityIndex, both_space_args
 
     # Embeds of unsaved files are never a library asset's neighbour (nor get stored suggestions).
     table = cat.codes(model_id, include_unsaved=False)
     k = min(NEIGHBOURS_K, max(len(table) - 1, 1))
     for i, space in enumerate(SPACES):
-        progress.update(i, 3, f"similar assets in {space} space")
-        cat.set_neighbours(model_id, space, SimilarityIndex(table, space).all_neighbours(k))
+        # "both": issue 15's descriptor blocks (appearance + codes + size) when every asset has its feature.
+        extra = both_space_args(cat, table) if space == "both" else {}
+        progress.update(i, 3, f"similar assets in {space} space" + (" (with appearance)" if extra else ""))
+        store_neighbours(cat, model_id, space, SimilarityIndex(table, space, **extra), k)  # in batches
 
 
-def _explore(run: Any, cat: Any, home: LibraryHome, progress: _Progress) -> str | None:
+def _explore(run: Any, cat: Any, home: LibraryHome, progress: StageProgress) -> str | None:
     from backend.library.report import explore_library
 
     table = cat.codes(run.model_id)

@@ -26,6 +26,7 @@ from typing import Any
 from backend.errors import Asset2VecError
 from shared.bundle import TRANSFORMS, BundleError, parse_archive, read_bundle
 from shared.library_files import scan
+from shared.naming import catalogue_name, name_collision
 
 from .home import LibraryHome, store_bundle_files
 
@@ -55,12 +56,33 @@ def known_hashes(home: LibraryHome, size: int) -> dict[str, dict[str, str]]:
     return known
 
 
-def store_archive(data: bytes, bundles_dir: Path, size: int) -> str:
+class NameTaken(BundleError):
+    """An asset of another file of the library has this catalogue name already (this run)."""
+
+
+def store_archive(data: bytes, bundles_dir: Path, size: int, owners: dict[str, str] | None = None) -> str:
     """Validate one returned bundle archive and write it into ``bundles_dir/<safe name>/``, replacing an older
-    copy atomically (as the service stores an upload). Returns the asset's name; raises :class:`BundleError`."""
+    copy atomically (as the service stores an upload). Returns the asset's name; raises :class:`BundleError`.
+
+    ``owners`` (catalogue name -> source .blend, filled here): an asset whose name an asset of another file took
+    first in this run is not stored (:class:`NameTaken`): two asset libraries under the folder, laid out alike.
+    """
     bundle, images = parse_archive(data, expected_size=size)
-    store_bundle_files(bundles_dir, bundle.asset.name, bundle.transforms(), images)
-    return bundle.asset.name
+    name, source = bundle.asset.name, bundle.asset.source_blend or ""
+    if owners is not None:
+        first = owners.setdefault(name, source)
+        if first != source:
+            raise NameTaken(name_collision(name, source, first))
+    store_bundle_files(bundles_dir, name, bundle.transforms(), images)
+    return name
+
+
+def _contested(blends: list[Path], src: Path) -> set[str]:
+    """The files of ``blends`` whose catalogue-name prefix (path under their library root) another file shares."""
+    by_prefix: dict[str, list[str]] = {}
+    for b in blends:
+        by_prefix.setdefault(catalogue_name(str(b), "", default_root=str(src)), []).append(str(b))
+    return {f for files in by_prefix.values() if len(files) > 1 for f in files}
 
 
 def _check_reachable(address: str) -> None:
@@ -109,8 +131,23 @@ def capture_on_ray(src: Path, home: LibraryHome, address: str, *, size: int, sam
                          "known": known.get(str(blend.resolve()), {})})
     record("capture")
     finished = [0]
+    # Files whose assets may share names with another file's (two asset libraries under src laid out alike): their
+    # results are stored after every task, in scan order, so the same file wins a name as in the plain capture.
+    contested = _contested(blends, src)
+    deferred: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    owners: dict[str, str] = {}  # catalogue name -> the .blend whose asset took it first
 
     def on_result(request: dict[str, Any], res: dict[str, Any]) -> None:
+        if request["path"] in contested and res.get("status") == "done":
+            deferred.append((request, res))
+        else:
+            store(request, res)
+        finished[0] += 1
+        assets = result["done"] + result["skipped"]
+        on_progress(finished[0], len(requests),
+                    f"captured {finished[0]}/{len(requests)} files on Ray ({assets} assets)")
+
+    def store(request: dict[str, Any], res: dict[str, Any]) -> None:
         path = request["path"]
         if res.get("crashed"):
             # Ray ran it 1 + max_retries times and every worker died: skipped from now on, like the plain capture.
@@ -124,7 +161,10 @@ def capture_on_ray(src: Path, home: LibraryHome, address: str, *, size: int, sam
             damaged = 0
             for data in res["archives"]:  # one per rendered asset
                 try:
-                    store_archive(data, home.bundles, size)
+                    store_archive(data, home.bundles, size, owners)
+                except NameTaken as e:
+                    damaged += 1
+                    result["failed"].append(str(e))
                 except BundleError as e:
                     damaged += 1
                     result["failed"].append(f"{Path(path).name}: the worker returned a damaged bundle ({e})")
@@ -134,10 +174,6 @@ def capture_on_ray(src: Path, home: LibraryHome, address: str, *, size: int, sam
                 result[key] += list(res[key])
             if attempts.pop(path, None) is not None:
                 record("capture")
-        finished[0] += 1
-        assets = result["done"] + result["skipped"]
-        on_progress(finished[0], len(requests),
-                    f"captured {finished[0]}/{len(requests)} files on Ray ({assets} assets)")
 
     _check_reachable(address)
     try:
@@ -155,6 +191,9 @@ def capture_on_ray(src: Path, home: LibraryHome, address: str, *, size: int, sam
         pool.run(requests, lambda ev: None, on_result, stop)
     finally:
         pool.close()
+    order = {str(b): i for i, b in enumerate(blends)}
+    for request, res in sorted(deferred, key=lambda item: order[item[0]["path"]]):
+        store(request, res)
     if stop.is_set():
         return {**result, "status": "cancelled"}
     record("captured")

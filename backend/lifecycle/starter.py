@@ -11,6 +11,9 @@ starter-model`` (run by ``python build.py demo`` and ``test``) builds it into ``
   stored with the codes when a home installs the model, so its thumbnails are the captured views, never decoder
   renders (a model built before this file existed gets it from the cached captures on the next build, without
   retraining),
+* ``appearance.npz``: each training asset's pretrained appearance feature (:mod:`backend.features.library`),
+  stored in the catalogue when a home installs the model, so its "both" space is issue 15's descriptor from the
+  start (added from the cached captures to a model built before it existed),
 * ``MODEL.json`` (what the library home reads: generic, trained on N assets) and ``MANIFEST.json``: the
   recipe and its digest, the exact commands, the training data and its digest, model id, held-out
   PSNR, software versions, creation time, ``"generic": true``.
@@ -153,6 +156,8 @@ def build_starter(
             say(f"starter model up to date in {out} (recipe {digest[:12]}, model {current.get('model_id')})")
             if not (out / THUMBNAILS_FILE).is_file():  # built before the thumbnails were shipped: add them
                 current = _add_thumbnails(out, bundles, current, say)
+            if not (out / APPEARANCE_FILE).is_file():  # built before the appearance features were shipped
+                current = _add_appearance(out, bundles, current, say)
             return current
     _check_out_folder(out)
 
@@ -401,6 +406,7 @@ def _manifest(stage: Path, recipe: dict[str, Any], digest: str, data_key: str, s
         "train_psnr": round(float(metrics["train_psnr"]), 3),
         "tags": tags,
         "thumbnails": _write_thumbnails(stage, bundles, run.names),
+        "appearance": _write_appearance(stage, bundles, run.names, print),
         "versions": {"asset2vec": a2v, "python": platform.python_version(), "torch": torch.__version__,
                      "numpy": __import__("numpy").__version__, "scikit-learn": sklearn.__version__},
         "created": created,
@@ -434,6 +440,62 @@ def _write_thumbnails(folder: Path, bundles: Path, names: Iterable[str]) -> dict
     return {"file": THUMBNAILS_FILE, "view": THUMBNAIL_VIEW, "assets": count,
             "about": "each asset's captured thumbnail view (PNG), stored with its codes when a home installs "
                      "the model"}
+
+
+APPEARANCE_FILE = "appearance.npz"  # backend.features.library.RUN_APPEARANCE_FILE (named here: no torch import)
+
+
+def _write_appearance(folder: Path, bundles: Path, names: Iterable[str], say: Say) -> dict[str, Any] | None:
+    """Write ``folder/appearance.npz``: each training asset's pretrained appearance feature (issue 15's descriptor),
+    stored in a home's catalogue when it installs the model, so the "both" space and descriptor tags work from the
+    start; what the manifest says about it (None when the backbone cannot run: the model works without)."""
+    from backend.features import FeatureError
+    from backend.features.library import FEATURE, bundle_feature, write_run_appearance
+    from backend.training.data import find_bundles
+    from shared.bundle import BundleError, read_bundle
+
+    wanted, vectors = set(names), {}
+    try:
+        for path in find_bundles(bundles):
+            try:
+                b = read_bundle(path)
+            except (BundleError, OSError):
+                continue
+            if b.asset.name in wanted:
+                vectors[b.asset.name] = bundle_feature(b)[0]
+        count = write_run_appearance(folder / APPEARANCE_FILE, vectors)
+    except (FeatureError, OSError, RuntimeError) as e:
+        say(f"   no appearance features in the starter model ({e}); it works without them")
+        return None
+    return {"file": APPEARANCE_FILE, "feature": FEATURE, "assets": count,
+            "about": "each asset's pretrained multi-view appearance feature (float16), stored with its codes when a "
+                     "home installs the model"}
+
+
+def _add_appearance(out: Path, bundles: Path, manifest: dict[str, Any], say: Say) -> dict[str, Any]:
+    """Add ``appearance.npz`` to a built model from the cached captures (no retraining); the updated manifest."""
+    import numpy as np
+
+    from shared.atomic import atomic_write
+
+    if not bundles.is_dir():
+        say(f"   no appearance features: the captures are not cached in {bundles}")
+        return manifest
+    try:
+        with np.load(out / "codes.npz", allow_pickle=False) as z:
+            names = [str(n) for n in z["names"]]
+        about = _write_appearance(out, bundles, names, say)
+        if about is None:
+            return manifest
+        manifest = {**manifest, "appearance": about}
+        os.chmod(out / APPEARANCE_FILE, 0o644)  # package data: readable by all, like the published files
+        atomic_write(out / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
+        os.chmod(out / MANIFEST_FILE, 0o644)
+    except (OSError, ValueError, KeyError) as e:  # the model works without them: say so, never fail the build
+        say(f"   could not add the appearance features to the starter model in {out} ({e})")
+        return manifest
+    say(f"   added the appearance features of {manifest['appearance']['assets']} assets ({APPEARANCE_FILE})")
+    return manifest
 
 
 def _add_thumbnails(out: Path, bundles: Path, manifest: dict[str, Any], say: Say) -> dict[str, Any]:

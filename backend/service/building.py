@@ -40,8 +40,10 @@ POLL_S = 0.5
 class Builder:
     """Builds models from a library folder (or the home's stored assets) for the served home."""
 
-    def __init__(self, served: ServedModel) -> None:
+    def __init__(self, served: ServedModel, ray_address: str | None = None) -> None:
         self.served = served
+        #: Build on this Ray cluster (IndexOptions.ray_address; ``serve --ray``), else on this machine only.
+        self.ray_address = ray_address
 
     def build(self, folder: str | None, options: api.IndexRequest | api.TrainRequest, progress: ProgressFn,
               cancel: threading.Event) -> api.BuildResult:
@@ -56,7 +58,8 @@ class Builder:
         # Always a new model (retrain), never activated by the pipeline: building from a folder while a library
         # model serves must not fit the folder's assets into the served model behind its back.
         kwargs: dict[str, Any] = {"retrain": True, "activate": False, "device": self.served.device or None,
-                                  "target_precision": self.served.tag_target}  # None: the served tag model's own
+                                  "target_precision": self.served.tag_target,  # None: the served tag model's own
+                                  "ray_address": self.ray_address}
         kwargs.update({k: getattr(options, k) for k in ("steps", "minutes", "size", "samples")
                        if getattr(options, k) is not None})
         source = str(Path(folder).expanduser().resolve()) if folder else None

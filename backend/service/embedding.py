@@ -32,9 +32,6 @@ from .uploads import store_bundle
 
 log = logging.getLogger(__name__)
 
-#: A refinement starts from the encoder's code, so it takes this share of the inversion steps (6 held-out assets
-#: of the starter model: 50 steps from the encoder's code reached 29.2 dB, the full 150 from the mean code 28.9 dB).
-REFINE_SHARE = 1 / 3
 
 RefineFn = Callable[[ProgressFn, threading.Event], "api.EmbedResult | api.RefineDropped"]
 #: ``submit(kind, fn) -> job id``: queues ``fn(progress, cancel)`` as a background job (the service's queue,
@@ -59,9 +56,12 @@ class Embedding:
         thumb = bundle.image_bytes(api.THUMBNAIL_VIEW)
         if served.home is not None:
             store_bundle(bundle, served.home.bundles)
+        feature = None
         while True:
             state = served.state
             shape, texture, psnr, source = self._fit(state, bundle, progress, cancel)
+            if feature is None and served.uses_appearance(state):
+                feature = _appearance(bundle, progress)
             if cancel.is_set():
                 raise JobCancelled()
             progress(0.92, "storing the code and finding similar assets")
@@ -72,6 +72,8 @@ class Embedding:
                     aid = served.catalogue.upsert_asset(info, thumbnail=thumb)
                     served.catalogue.set_artist_tags(aid, info.tags)  # the bundle's tags replace the stored ones
                     served.catalogue.set_codes(state.model_id, {aid: (shape, texture, psnr)}, source=source)
+                    if feature is not None:
+                        served.catalogue.set_appearance(feature[0], {aid: feature[1:]})
                 served.invalidate(state)
             break
 
@@ -171,6 +173,8 @@ class Embedding:
         """Inversion steps of a refinement: ``refine_steps``, else a share of the embed's (it starts close)."""
         if self.refine_steps:
             return self.refine_steps
+        from backend.training.inversion import REFINE_SHARE
+
         full = self.invert_steps or getattr(getattr(getattr(run, "config", None), "train", None), "inversion_steps",
                                             None)
         return max(1, round(full * REFINE_SHARE)) if full else None
@@ -232,6 +236,20 @@ class Embedding:
             retrain_advice=served.retrain_advice(state),
             thumbnail_url=api.thumbnail_url(info.name),
         )
+
+
+def _appearance(bundle: Bundle, progress: ProgressFn) -> tuple[str, np.ndarray, str] | None:
+    """``(feature name, vector, views digest)`` of an upload (issue 15's descriptor: its tags and "both" neighbours),
+    or None when it cannot be computed (logged; the answer then has no tag predictions from a descriptor model)."""
+    from backend.features.library import FEATURE, bundle_feature
+
+    progress(0.9, f"appearance feature of {bundle.asset.name!r}")  # after the fit (<= 0.9), before storing
+    try:
+        vector, digest = bundle_feature(bundle, use_cache=False)
+    except Exception as e:  # noqa: BLE001 - the code is what an embed must answer; the feature is a plus
+        log.warning("no appearance feature for %s: %s", bundle.asset.name, e)
+        return None
+    return FEATURE, vector, digest
 
 
 def _dropped(name: str, model_id: str, why: str) -> api.RefineDropped:

@@ -79,10 +79,15 @@ class Engine:
 
     @classmethod
     def open_home(cls, home: Any, invert_steps: int | None = None, device: str | None = None, instant: bool = True,
-                  refine_steps: int | None = None, tag_target: float | None = None) -> Engine:
-        """Serve a library home's active model; a home without any model gets the generic starter model."""
-        return cls._of(open_home(home, device=device, instant=instant, invert_steps=invert_steps,
-                                 tag_target=tag_target), refine_steps)
+                  refine_steps: int | None = None, tag_target: float | None = None,
+                  ray_address: str | None = None) -> Engine:
+        """Serve a library home's active model; a home without any model gets the generic starter model.
+        ``ray_address``: models are built with their capture and appearance features on that Ray cluster
+        (``"local"``: a Ray instance started here), as ``asset2vec index --ray``."""
+        engine = cls._of(open_home(home, device=device, instant=instant, invert_steps=invert_steps,
+                                   tag_target=tag_target), refine_steps)
+        engine.builder.ray_address = ray_address
+        return engine
 
     def close(self) -> None:
         """Close the catalogue (called on server shutdown)."""

@@ -19,7 +19,7 @@ import numpy as np
 from backend.library.catalogue import Catalogue, CodeTable, import_run
 from backend.library.errors import CatalogueBusy, LibraryError
 from backend.library.similarity import Neighbour as Found
-from backend.library.similarity import SimilarityIndex
+from backend.library.similarity import SimilarityIndex, both_space_args
 from backend.library.tags import TAG_MODEL_FILE, TagModel, tag_status
 from backend.numbers import finite_or_none
 from shared import api
@@ -51,6 +51,9 @@ class ServedState:
     tag_model_path: Path | None
     tag_model: TagModel | None = None
     indexes: dict[str, SimilarityIndex] = field(default_factory=dict)
+    #: Whether this model's answers use the appearance feature (a descriptor tag model, or every asset has one:
+    #: the "both" space uses it); None: not known yet (:meth:`ServedModel.uses_appearance`).
+    appearance: bool | None = None
 
 
 class ServedModel:
@@ -76,6 +79,7 @@ class ServedModel:
         self._encoder_warned: set[str] = set()
         self._ensure_catalogue()
         self._state.tag_model = load_or_train_tags(catalogue, self._state, tag_target)
+        self.warm_appearance(self._state)
 
     @property
     def state(self) -> ServedState:
@@ -93,6 +97,7 @@ class ServedModel:
             log.info("importing %d training assets of model %s into the catalogue", len(state.run.names),
                      state.model_id)
             import_run(self.catalogue, state.run)
+        _import_appearance(self.catalogue, state.run)
 
     # -- codes and indexes ----------------------------------------------------------------------
 
@@ -108,13 +113,46 @@ class ServedModel:
         with self._index_lock:
             index = state.indexes.get(space)
             if index is None:
-                index = state.indexes[space] = SimilarityIndex(self.codes(state), space)
+                table = self.codes(state)
+                # "both": issue 15's descriptor blocks (appearance + codes + size) when every asset has its feature.
+                extra = both_space_args(self.catalogue, table) if space == "both" else {}
+                index = state.indexes[space] = SimilarityIndex(table, space, **extra)
             return index
 
+    def uses_appearance(self, state: ServedState | None = None) -> bool:
+        """Whether an embed into ``state``'s model needs the upload's appearance feature: its tag model learnt from
+        the descriptor, or every asset of the model has a stored feature (its "both" space uses them)."""
+        state = state or self._state
+        if state.appearance is None:
+            if state.tag_model is not None and state.tag_model.descriptor is not None:
+                state.appearance = True
+            elif self.catalogue.count("appearance") == 0:
+                state.appearance = False
+            else:
+                from backend.features.library import FEATURE
+
+                have, total = self.catalogue.appearance_coverage(state.model_id, FEATURE)
+                state.appearance = total > 0 and have == total
+        return state.appearance
+
+    def warm_appearance(self, state: ServedState | None = None) -> None:
+        """Load the appearance backbone now (about a second) when the served model uses it, so the first embed does
+        not wait for it; a backbone that cannot load is logged (embeds then answer without the feature)."""
+        if not self.uses_appearance(state):
+            return
+        from backend.features import FeatureError, load_backbone
+        from backend.features.multiview import DEFAULT_SPEC
+
+        try:
+            load_backbone(DEFAULT_SPEC.backbone, DEFAULT_SPEC.input_size)
+        except FeatureError as e:
+            log.warning("embeds answer without the appearance feature: %s", e)
+
     def invalidate(self, state: ServedState | None = None) -> None:
-        """Forget the similarity indexes (a code was stored)."""
+        """Forget the similarity indexes and whether the model uses the appearance feature (a code was stored)."""
         with self._index_lock:
             (state or self._state).indexes.clear()
+            (state or self._state).appearance = None
 
     def encoder(self, state: ServedState) -> Any | None:
         """The served model's instant encoder (``backend.training.encoder.Encoder``), or None: turned off
@@ -240,6 +278,7 @@ class ServedModel:
         info = read_model_file(run_dir)
         if not any(m["model_id"] == model_id and m["codes"] for m in self.catalogue.models()):
             import_run(self.catalogue, run, activate=False)
+        _import_appearance(self.catalogue, run)
         unmovable: set[str] = set()
         while True:
             with self.swap_lock:
@@ -251,6 +290,7 @@ class ServedModel:
                     self._state = state  # the switch: one reference, read once per query
                     break
             unmovable |= self._fit_missing(run, missing, progress, cancel)
+        self.warm_appearance(state)  # outside the swap lock: queries never wait for the backbone
         log.info("now serving model %s", model_id)
         return self.info()
 
@@ -329,6 +369,7 @@ def open_home(home: Any, device: str | None = None, instant: bool = True,
         info = read_model_file(run.run_dir)
         if not any(m["model_id"] == model_id and m["codes"] for m in catalogue.models()):
             import_run(catalogue, run)
+        _import_appearance(catalogue, run)
         catalogue.register_model(model_id, run.preset, active=True, info=catalogue_fields(info))
         return ServedModel(run, catalogue, run.run_dir / TAG_MODEL_FILE, device=device,
                            generic=bool(info.get("generic")), home=home, instant=instant, invert_steps=invert_steps,
@@ -336,6 +377,21 @@ def open_home(home: Any, device: str | None = None, instant: bool = True,
     except BaseException:
         catalogue.close()
         raise
+
+
+def _import_appearance(catalogue: Catalogue, run: Any) -> None:
+    """Store the appearance features a run ships (the starter model's ``appearance.npz``) for its assets."""
+    if not (Path(getattr(run, "run_dir", "") or ".") / "appearance.npz").is_file():  # no torch import without it
+        return
+    from backend.features.library import import_run_appearance
+
+    try:
+        n = import_run_appearance(catalogue, run)
+    except (LibraryError, OSError) as e:
+        log.warning("the model's shipped appearance features are not used: %s", e)
+        return
+    if n:
+        log.info("stored the shipped appearance features of %d assets of model %s", n, run.model_id)
 
 
 def _default_device() -> str:

@@ -15,7 +15,13 @@ import numpy as np
 
 from backend.library.catalogue import Catalogue
 from backend.library.errors import CatalogueBusy, LibraryError
-from backend.library.review import answer_and_retrain, ensure_predictions, fit_tag_model, review_queue
+from backend.library.review import (
+    answer_and_retrain,
+    ensure_predictions,
+    fit_tag_model,
+    predict_table,
+    review_queue,
+)
 from backend.library.tags import TagModel, tag_status
 from shared import api
 from shared.bundle import AssetInfo
@@ -73,11 +79,25 @@ def predict(catalogue: Catalogue, state: ServedState, aid: int, info: AssetInfo,
     ``proposed``: the tags to write, computed once here (the add-on writes them back as they are): each at or
     over its tag's calibrated write threshold, at most one per exclusive group, not yet a tag of the asset
     (:meth:`TagModel.decide`; the asset's tags are the catalogue's artist tags, review acceptances included)."""
-    if state.tag_model is None:
+    model = state.tag_model
+    if model is None:
         return {}, {}
     size = np.asarray(info.size, np.float32).reshape(1, 3)
-    predicted = state.tag_model.predict(shape[None], texture[None], size)[0]
-    proposed = state.tag_model.decide(predicted, _artist_tags(catalogue, aid, info)).write
+    appearance = None
+    if model.descriptor is not None:  # the upload's feature was stored with its code (Embedding.embed)
+        from backend.features.library import descriptor_feature
+
+        vectors, has = catalogue.appearance(descriptor_feature(model.descriptor), [aid])
+        if not has.all():
+            log.warning("no tag prediction for %s: its appearance feature could not be computed", info.name)
+            return {}, {}
+        appearance = vectors
+    try:
+        predicted = model.predict(shape[None], texture[None], size, appearance=appearance)[0]
+    except LibraryError as e:  # e.g. a descriptor of another feature version: the tags need training again
+        log.warning("no tag prediction for %s: %s", info.name, e)
+        return {}, {}
+    proposed = model.decide(predicted, _artist_tags(catalogue, aid, info)).write
     catalogue.set_predicted_tags(state.model_id, {aid: predicted})
     return predicted, proposed
 
@@ -126,10 +146,10 @@ class Tagging:
             if cancel.is_set():
                 raise JobCancelled()
             progress(0.8, "predicting tags for the catalogue")
-            table = catalogue.codes(state.model_id)
-            preds = model.predict(table.shape, table.texture, table.size)
+            table, preds = predict_table(catalogue, model, catalogue.codes(state.model_id))
             catalogue.set_predicted_tags(state.model_id, {int(i): p for i, p in zip(table.ids, preds, strict=True)})
             state.tag_model = model
+            state.appearance = None
         trained = [t for t, r in report.items() if r.get("status") == "trained"]
         return api.TrainResult(what="tags", model_id=state.model_id, trained=trained, assets=len(table), report=report)
 
@@ -176,6 +196,7 @@ class Tagging:
                 if state.tag_model_path is not None:
                     model.save(state.tag_model_path)
                 state.tag_model = model
+                state.appearance = None
         queue = self.review_queue(limit)
         return api.ReviewResult(
             name=summary["name"], tag=summary["tag"], accepted=summary["accepted"], model_id=state.model_id,

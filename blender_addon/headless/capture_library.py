@@ -90,6 +90,7 @@ def capture_library(
     single = len(blends) == 1 and files is None
     summary = CaptureSummary()
     count = total = 0
+    first_file: dict[str, Path] = {}  # catalogue name -> the file it was first found in (this run)
     for blend in blends:
         if str(blend) in skip_files:
             summary.failed.append(f"{blend}: skipped, Blender crashed on it before")
@@ -116,6 +117,12 @@ def capture_library(
             # the root only when no marked root is above the file). In a folder the bundle folder is named after
             # it (as a backend storing uploads names it), so two files called alike never collide.
             name = naming.catalogue_name(str(blend), target.name, default_root=root)
+            if first_file.setdefault(name, blend) != blend:
+                summary.failed.append(naming.name_collision(name, blend, first_file[name]))
+                count += 1
+                if on_asset is not None:
+                    on_asset(count, total)
+                continue
             summary.names.append(name)
             folder = out / (naming.safe_folder_name(name) if src.is_dir() else naming.safe_folder_name(target.name))
             try:

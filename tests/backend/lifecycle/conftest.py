@@ -81,6 +81,7 @@ def indexed(library: Path, sample_library: Path, tmp_path_factory: pytest.TempPa
     code, events = run_index(args, lambda ev, h: ev["stage"] == "train" and (h.training / "checkpoint.pt").is_file()
                              and ev["done"] >= 20, home)
     assert code == -signal.SIGKILL
+    plans = [e["plan"] for e in events if e.get("plan")]  # projected before the new run's training started
     capture = [e for e in events if e.get("stage") == "capture" and e["total"]]
     assert capture[-1]["done"] == 18
     assert (home.training / "checkpoint.pt").is_file() and not home.model_ids()
@@ -106,6 +107,6 @@ def indexed(library: Path, sample_library: Path, tmp_path_factory: pytest.TempPa
     final = events[-1]
     assert final["model_id"] == model_id and not final["trained"]
     assert final["inverted"] == 36 - len(after_kill)
-    return {"home": home, "model_id": model_id, "summary": final, "first": summary}
+    return {"home": home, "model_id": model_id, "summary": final, "first": summary, "plans": plans}
 
 

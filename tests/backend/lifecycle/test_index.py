@@ -32,8 +32,18 @@ def test_index_survives_kills_and_fills_the_catalogue(indexed: dict[str, Any]) -
         tags = cat.tags_of(table.names[0], model_id)
         assert tags["probabilities"] and set(tags["predicted"]).isdisjoint(tags["artist"])
         assert cat.thumbnail(table.names[-1])  # the stored view, for the panel
-    # The lamps are what the model trained on; the tables came later, by inversion.
+    # The lamps are what the model trained on; the tables came later, by inversion started from the instant
+    # encoder's code (the model has one).
     assert indexed["first"]["assets"] == 18 and indexed["summary"]["assets"] == 36
+    assert indexed["summary"]["from_encoder"] == indexed["summary"]["inverted"] > 0
+    # The training's plan came before its first step (a resumed run keeps its checkpoint's steps: no new plan).
+    (plan,) = indexed["plans"]
+    assert plan["steps"] == 40 and plan["steps_rule"] == "explicit" and plan["expected_seconds"] > 0
+    assert indexed["first"]["training_plan"] is None
+    # The catalogue's size is reported: thumbnails and codes are part of every asset's share.
+    size = indexed["summary"]["catalogue"]
+    assert size["db_bytes"] > size["bytes_per_asset"] * 36 * 0.9 > 0
+    assert size["parts_per_asset"]["thumbnails"] > 0 and size["parts_per_asset"]["codes"] > 0
 
 
 def test_models_cli_lists_uses_and_restores(indexed: dict[str, Any], capsys: pytest.CaptureFixture[str],

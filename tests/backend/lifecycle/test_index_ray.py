@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from backend.bulk.workers import KILL_ONCE_ENV
+from backend.features.multiview import DEFAULT_SPEC, _read_cache, cache_path, compute_view_features, views_digest
 from backend.library.catalogue import Catalogue
 from backend.lifecycle.home import LibraryHome
 from backend.lifecycle.index import (
@@ -28,8 +29,8 @@ from backend.lifecycle.index import (
     IndexSummary,
     PipelineError,
     _capture,
-    _Progress,
 )
+from backend.lifecycle.progress import StageProgress
 from backend.lifecycle.ray_capture import LOCAL_RAY
 from shared.bundle import read_bundle
 from tests.backend.lifecycle.conftest import FAST
@@ -49,7 +50,7 @@ def _capture_into(src: Path, home: LibraryHome, **kw: Any) -> tuple[dict[str, An
     home.create()
     summary = IndexSummary(home=str(home.root))
     t0 = time.monotonic()
-    result = _capture(src, home, IndexOptions(size=32, samples=2, **kw), _Progress(["capture"], None, None), summary)
+    result = _capture(src, home, IndexOptions(size=32, samples=2, **kw), StageProgress(["capture"], None, None), summary)
     return result, summary, time.monotonic() - t0
 
 
@@ -124,6 +125,38 @@ def test_index_with_ray_end_to_end(library, plain, tmp_path, run_index):
     expected = {t["asset"]["name"] for t in _bundles(plain[0]).values()}
     with Catalogue(home.catalogue) as cat:
         assert set(cat.codes(summary["model_id"]).names) == expected
+        assert cat.count("appearance") == len(expected)
+    # The appearance features were computed by Ray tasks (the head only read them from the bundles' caches) and
+    # are what this machine computes.
+    assert any(e.get("stage") == "features" and "on Ray" in e.get("message", "") for e in events)
+    bundle = read_bundle(next(home.bundles.glob("*/transforms.json")).parent)
+    cached = _read_cache(cache_path(bundle, DEFAULT_SPEC), views_digest(bundle))
+    assert cached is not None
+    here = compute_view_features(bundle, DEFAULT_SPEC)
+    for layer, values in here.items():
+        assert np.abs(cached[layer] - values).max() < 0.02 * max(float(np.abs(values).max()), 1.0), layer
+
+
+def test_a_backend_started_with_ray_builds_models_on_ray(library, tmp_path):
+    """`asset2vec serve --ray` (the add-on's Build Model): the service's build job captures and computes the
+    appearance features on Ray. Before the module's Ray starts, like the test above."""
+    import threading
+
+    from backend.service.engine import Engine
+    from shared import api
+
+    engine = Engine.open_home(LibraryHome.at(tmp_path / "home"), ray_address=LOCAL_RAY)
+    messages: list[str] = []
+    try:
+        result = engine.builder.build(str(library[0]), api.IndexRequest(folder=str(library[0]), steps=20, size=32,
+                                                                         samples=4),
+                                      lambda fraction, message: messages.append(message), threading.Event())
+        assert result.captured == 4 and not result.failures, result
+        assert engine.model_id == result.model_id
+    finally:
+        engine.close()
+    assert any("capture" in m and "on Ray" in m for m in messages), messages
+    assert any("features" in m and "on Ray" in m for m in messages), messages
 
 
 def test_ray_capture_gives_the_same_bundles_as_the_plain_capture(plain, on_ray):
@@ -169,6 +202,31 @@ def test_a_file_remembered_as_crashing_is_skipped_on_ray(library, ray_cluster, t
     assert summary.capture_up_to_date == 0 and summary.captured == sum(len(a) for f, a in files.items()
                                                                           if f != "prop_01.blend")
     assert bad not in result["opened"]
+
+
+def test_two_asset_libraries_laid_out_alike_never_overwrite_each_other(library, ray_cluster, tmp_path):
+    """Names are relative to each asset library's catalog file: two libraries with the same file under one indexed
+    folder give their assets the same names. The first file in scan order keeps each name, plain and on Ray alike;
+    the other's assets are reported, never written over the first's bundles."""
+    import shutil
+
+    lib, files = library
+    studio = tmp_path / "studio"
+    for part in ("a_props", "b_props"):
+        (studio / part).mkdir(parents=True)
+        (studio / part / "blender_assets.cats.txt").write_text("VERSION 1\n")
+        shutil.copy2(lib / "prop_01.blend", studio / part / "prop_01.blend")
+    shutil.copy2(lib / "prop_02.blend", studio / "b_props" / "prop_02.blend")  # no twin: captured
+    expected = {f"prop_01/{a}" for a in files["prop_01.blend"]} | {f"prop_02/{a}" for a in files["prop_02.blend"]}
+    for address in (None, LOCAL_RAY):
+        home = LibraryHome.at(tmp_path / f"home-{address}")
+        _, summary, _ = _capture_into(studio, home, ray_address=address)
+        stored = {t["asset"]["name"]: t["asset"]["source_blend"] for t in _bundles(home).values()}
+        assert set(stored) == expected, address
+        assert all("/a_props/" in src for name, src in stored.items() if name.startswith("prop_01/")), stored
+        assert len(summary.failures) == len(files["prop_01.blend"]), summary.failures
+        assert all("b_props/prop_01.blend: not captured" in f and "like an asset of" in f
+                   for f in summary.failures), summary.failures
 
 
 def test_an_unreachable_cluster_is_a_clear_error_at_once(library, tmp_path):

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from backend.cli import main
+from backend.features.library import both_space
 from backend.library.catalogue import Catalogue
 from backend.library.similarity import SimilarityIndex
 from backend.lifecycle.home import LibraryHome
@@ -35,8 +36,9 @@ def home_copy(indexed: dict[str, Any], dest: Path) -> LibraryHome:
 
 
 def expected_neighbours(home: LibraryHome, model_id: str, name: str, k: int) -> list[str]:
-    with Catalogue(home.catalogue) as cat:
-        index = SimilarityIndex(cat.codes(model_id), "both")
+    with Catalogue(home.catalogue) as cat:  # "both" on the descriptor, as served, when every asset has its feature
+        table = cat.codes(model_id)
+        index = SimilarityIndex(table, "both", **both_space(cat, table))
     return [n.name for n in index.similar(name, k, exclude_self=True)]
 
 
