@@ -29,6 +29,16 @@ For each size N (each in its own process, so the peak memory is that size's) a c
 * **peak RSS** of the size's process (``ru_maxrss``) after each stage.
 
 Writes ``--out`` with the machine info (``bench.machine``).
+
+``--both-only`` measures only the product's "both" space at each size (its own ``--out``, default
+``bench/results/both_space_scale.json``): a synthetic 2,560-number appearance feature per asset (60 clusters, a
+decaying spectrum, non-negative like pooled CNN activations) next to the codes and sizes, the index built with
+:func:`backend.features.library.both_space`'s weights, the appearance block whole (``appearance_dims=0``, 2,627
+numbers a row, before) and as its first 256 principal directions (323 numbers, after): index build seconds (the
+PCA fit included; the faster of two builds) and the index's memory, all-neighbours (k = 10, :meth:`SimilarityIndex.neighbour_arrays`) on every row up to
+``--both-full`` rows, above that timed on ``--both-rows`` evenly spread rows and extrapolated to N, one
+``similar_to_code`` query with an upload's feature, and the share of the whole-feature neighbours the PCA space
+finds (recall@10, on the timed rows).
 """
 
 from __future__ import annotations
@@ -279,6 +289,87 @@ def run_size(n: int, work: Path, thumbs_dir: Path | None, rowwise_rows: int, old
     return res
 
 
+def synthetic_appearance(n: int, labels: np.ndarray, dim: int = 2560, seed: int = 0) -> np.ndarray:
+    """Appearance-like features ``[n, dim]`` float32: a cluster centre per label plus per-asset variation on a
+    decaying spectrum of directions, made non-negative (pooled activations)."""
+    rng = np.random.default_rng(seed)
+    rank = 400
+    basis = rng.normal(size=(rank, dim)).astype(np.float32) / np.sqrt(dim)
+    spectrum = (1.0 / np.arange(1, rank + 1) ** 0.7).astype(np.float32)
+    centres = rng.normal(size=(int(labels.max()) + 1, rank)).astype(np.float32) * spectrum * 3.0
+    out = np.empty((n, dim), np.float32)
+    for s in range(0, n, 10_000):  # bounded temporary memory
+        lab = labels[s:s + 10_000]
+        z = centres[lab] + rng.normal(size=(len(lab), rank)).astype(np.float32) * spectrum
+        x = z @ basis * 10.0 + 0.05 * rng.normal(size=(len(lab), dim)).astype(np.float32)
+        out[s:s + len(lab)] = np.maximum(x + 0.5, 0.0)
+    return out
+
+
+def both_space_scale(n: int, query_rows: int, full_rows: int, dims: int = 256) -> dict[str, Any]:
+    """The "both" space's index build and all-neighbours at ``n`` assets, whole appearance block vs PCA-``dims``."""
+    from backend.features.descriptor import DEFAULT_WEIGHTS
+    from backend.library import space_blocks as B
+    from backend.library.code_table import CodeTable
+    from backend.library.similarity import SimilarityIndex
+
+    lib = synthetic_library(n)
+    labels = np.random.default_rng(0).integers(0, 60, size=n)  # the codes' clusters (same seed and draw)
+    appearance = synthetic_appearance(n, labels)
+    table = CodeTable("bench", np.arange(1, n + 1, dtype=np.int64), lib["names"], lib["codes"][:, :32].copy(),
+                      lib["codes"][:, 32:].copy(), lib["size"], lib["families"], lib["categories"])
+    w = DEFAULT_WEIGHTS
+    kwargs = {"appearance": appearance, "appearance_weight": w["appearance"], "shape_weight": w["shape"],
+              "texture_weight": w["texture"], "size_weight": w["size"]}
+    rows = np.arange(n) if n <= full_rows else np.linspace(0, n - 1, min(query_rows, n)).astype(np.int64)
+    # the library's own tags for the tag-metric variant: a fifth of the assets tagged with their cluster's 2 tags
+    tags = [{f"t{labels[i] % 12}", f"u{labels[i] % 5}"} if i % 5 == 0 else None for i in range(n)]
+    res: dict[str, Any] = {"assets": n, "k": K, "timed_rows": len(rows), "extrapolated": len(rows) < n,
+                           "appearance_dim": appearance.shape[1], "variants": {}}
+    found = {}
+    for name, d, extra in (("full", 0, {}), (f"pca_{dims}", dims, {}),
+                           (f"pca_{dims} + tag metric", dims, {"tags": tags, "tag_weight": w["tags"]})):
+        builds = []
+        for _ in range(2):  # the first build of a process also pays for touching fresh memory: the faster of two
+            index = None
+            B._BASES.clear()  # a fresh fit of the basis (as ``asset2vec index`` in a new process)
+            t0 = time.perf_counter()
+            index = SimilarityIndex(table, "both", appearance_dims=d, **kwargs, **extra)
+            builds.append(time.perf_counter() - t0)
+        # the service after an Embed: the same library plus one asset, the basis of the library it grew from reused
+        index = None
+        B._BASES.clear()
+        before = table.subset(np.arange(n - 1))
+        SimilarityIndex(before, "both", appearance_dims=d, **{**kwargs, "appearance": appearance[:n - 1]},
+                        **({"tags": tags[:n - 1], "tag_weight": w["tags"]} if extra else {}))
+        t0 = time.perf_counter()
+        index = SimilarityIndex(table, "both", appearance_dims=d, **kwargs, **extra)
+        t1 = time.perf_counter()
+        rebuild = t1 - t0
+        nb, _ = index.neighbour_arrays(K, rows=rows)
+        t2 = time.perf_counter()
+        index.similar_to_code(table.shape[0], table.texture[0], table.size[0], K, appearance=appearance[0])
+        t3 = time.perf_counter()
+        found[name] = nb
+        res["variants"][name] = {
+            "width": int(index.features.shape[1]), "build_s": round(min(builds), 2),
+            "build_s_each": [round(b, 2) for b in builds], "rebuild_after_embed_s": round(rebuild, 2),
+            "index_mb": round((index.features.nbytes + index.index.x.nbytes) / 2**20),
+            "neighbours_measured_s": round(t2 - t1, 2),
+            "all_neighbours_s": round((t2 - t1) * n / len(rows), 1), "one_query_s": round(t3 - t2, 4)}
+        print(f"[{n}] both {name}: {res['variants'][name]}", flush=True)
+        del index
+    full, pca = found["full"], found[f"pca_{dims}"]
+    res["recall_at_10_vs_full"] = round(float(np.mean([len(set(a) & set(b)) / K for a, b in zip(full, pca,
+                                                                                                 strict=True)])), 4)
+    res["speedup_all_neighbours"] = round(res["variants"]["full"]["all_neighbours_s"]
+                                          / max(res["variants"][f"pca_{dims}"]["all_neighbours_s"], 1e-9), 1)
+    res["peak_rss_mb"] = peak_rss_mb()
+    print(f"[{n}] recall@10 of PCA vs full {res['recall_at_10_vs_full']}, speedup {res['speedup_all_neighbours']}x",
+          flush=True)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="folder for the synthetic catalogues (kept)")
@@ -291,14 +382,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--old-explore-max", type=int, default=10_000,
                     help="largest size at which the page as it was before (HEAD) is built too")
     ap.add_argument("--explore-cap", type=int, default=2000)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "catalogue_scale.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default bench/results/catalogue_scale.json (with --both-only: both_space_scale.json)")
+    ap.add_argument("--both-only", action="store_true", help='only the "both" space, whole vs PCA appearance')
+    ap.add_argument("--both-rows", type=int, default=2000, help="rows all-neighbours is timed on above --both-full")
+    ap.add_argument("--both-full", type=int, default=10_000, help="up to this many assets all rows are timed")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.both_only:
+        out_path = args.out or ROOT / "bench" / "results" / "both_space_scale.json"
+        if args.child is not None:
+            args.child.write_text(json.dumps(both_space_scale(args.sizes[0], args.both_rows, args.both_full), indent=1))
+            return 0
+        sizes = []
+        for n in args.sizes:
+            child = args.work / f"both_{n}.json"
+            args.work.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, "-m", "bench.catalogue_scale", "--work", str(args.work), "--both-only",
+                            "--sizes", str(n), "--both-rows", str(args.both_rows), "--both-full",
+                            str(args.both_full), "--child", str(child)],
+                           check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            sizes.append(json.loads(child.read_text()))
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_text(json.dumps({"benchmark": "both_space_scale", "machine": machine_info(), "sizes": sizes,
+                                            "notes": ["the machine is shared: other work was running (see "
+                                                      "load_average_at_start)"]}, indent=1) + "\n")
+            print(f"wrote {out_path}", flush=True)
+        return 0
     if args.child is not None:  # one size in this process: its peak memory is its own
         res = run_size(args.sizes[0], args.work, args.thumbnails, args.rowwise_rows, args.old_explore_max,
                        args.explore_cap, args.rowwise_full)
         args.child.write_text(json.dumps(res, indent=1))
         return 0
+    args.out = args.out or ROOT / "bench" / "results" / "catalogue_scale.json"
     info = machine_info()
     sizes = []
     for n in args.sizes:

@@ -18,7 +18,9 @@ shared by 2+ assets:
   pixels + size, silhouettes + size, the pretrained multi-view CNN (``backend.features``: EfficientNet-Lite1,
   160 px, head average-pooled, mean over views) + size, and the product's descriptor
   (``backend.features.descriptor``);
-* with ``--encoder-minutes > 0``: the instant encoder's codes, out of fold (5 encoders, each trained on
+* the product's default instant encoder (ridge from the backbone's per-view activations to the codes):
+  out-of-fold codes nearest their own;
+* with ``--encoder-minutes > 0``: the CNN instant encoder's codes, out of fold (5 encoders, each trained on
   4/5 of the assets and applied to the rest), scored the same way; and PSNR of renders of
   ``--psnr-assets`` out-of-fold assets from encoder codes, trained codes, inverted codes (mean start)
   and inverted codes started from the encoder (refine);
@@ -301,6 +303,22 @@ def evaluate_library(label: str, run_dir: Path | None, bundles_dir: Path, gt: Pa
                  "silhouettes_pca64_size": (b([sl, ls], [1.0, SIZE_WEIGHT]), True)}
     sets, embeds = pretrained_sets(per_view, size, shape, texture, tags)
     feats.update(sets)
+    if run is not None:  # the product's default instant encoder: ridge from the per-view activations to the codes
+        from backend.training.encoder import (
+            CHECK_FOLDS,
+            CHECK_MAX_ASSETS,
+            FEATURE_RIDGE,
+            encoder_input,
+            feature_encoder_check,
+            input_name,
+        )
+
+        inputs = np.stack([encoder_input(p) for p in per_view])
+        oof = feature_encoder_check(inputs, np.concatenate([shape, texture], axis=1))
+        res["feature_encoder"] = {"nearest_own_code_oof": oof, "folds": CHECK_FOLDS, "ridge": FEATURE_RIDGE,
+                                  "input": input_name(), "max_assets": CHECK_MAX_ASSETS}
+        print(f"  feature encoder: out-of-fold codes nearest their own {oof if oof is None else round(oof, 3)}",
+              flush=True)
     if run is not None and encoder_minutes > 0:
         codes = np.concatenate([shape, texture], axis=1)
         pred, info = encoder_oof(run, bundles, codes, encoder_minutes, psnr_assets)
@@ -408,9 +426,14 @@ def markdown(result: dict[str, Any]) -> str:
             for a, p in d["probes"].items():
                 lines.append(f"| {a} | {p['n']} | {p['classes']} | {p['shape_half']:.3f} | {p['texture_half']:.3f} | "
                              f"{p['chance']:.3f} |")
+        fe = lib.get("feature_encoder") or {}
+        if fe.get("nearest_own_code_oof") is not None:
+            lines += ["", f"Feature encoder (the product's default: ridge {fe['ridge']:g} from the backbone's per-view "
+                      f"activations to the codes): {fe['folds']}-fold out-of-fold codes nearest their own trained code: "
+                      f"{fe['nearest_own_code_oof']:.2f}."]
         if "encoder" in lib:
             e = lib["encoder"]
-            lines += ["", f"Instant encoder: {e['folds']} folds x {e['minutes_per_fold']} min "
+            lines += ["", f"Instant encoder (CNN on the views): {e['folds']} folds x {e['minutes_per_fold']} min "
                       f"({int(np.mean(e['steps']))} steps each); out-of-fold codes nearest their own trained code: "
                       f"{e['nearest_own_code_oof']:.2f}; encode one asset (views decoded): "
                       f"{1000 * e.get('encode_one_asset_seconds', float('nan')):.0f} ms."]

@@ -129,6 +129,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--steps", type=int, default=None, help="fitting steps (default: the preset's inversion steps)")
     p.add_argument("--space", choices=api.SPACES, default="both", help="space to search in")
+    p.add_argument("--method", choices=("auto", "feature", "decoder"), default="auto",
+                   help="feature: the pretrained appearance feature (needs `asset2vec index`); decoder: fit a code; "
+                        "auto (default): the feature when every asset has one and the space is both")
     p.set_defaults(func=cmd_query_image)
 
 
@@ -601,8 +604,12 @@ def cmd_query_image(args: argparse.Namespace) -> int:
     run, cat, table = _open(args)
     with cat, _errors():
         result = query_image(run, table, args.image, k=args.k, steps=args.steps, space=args.space,
-                             progress=lambda f, msg: _say(args, f"{msg} ({100 * f:.0f}%)"))
-    text = (f"best pose: rig view {result['view']} ({result['psnr']:.1f} dB)\n"
+                             progress=lambda f, msg: _say(args, f"{msg} ({100 * f:.0f}%)"), method=args.method,
+                             catalogue=cat)
+    head = ("answered by the appearance feature" if result["method"] == "feature" else
+            f"answered by a decoder fit{' (' + result['fallback'] + ')' if result.get('fallback') else ''}; "
+            f"best pose: rig view {result['view']} ({result['psnr']:.1f} dB)")
+    text = (head + "\n"
             + "\n".join(f"{n.rank + 1:3d}. {n.name:32s} {n.distance:8.3f}" for n in result["neighbours"]))
     data = {**result, "neighbours": [asdict(n) for n in result["neighbours"]]}
     _emit(args, data, text)

@@ -34,11 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _device_args(p)
     p.set_defaults(func=cmd_embed)
 
-    p = sub.add_parser("train-encoder", help="train the run's instant encoder (18 views -> code in milliseconds)")
+    p = sub.add_parser("train-encoder", help="train the run's instant encoder (18 views -> code without inversion)")
     p.add_argument("bundles", type=Path, help="the bundle folder the run was trained on")
     p.add_argument("--run", type=Path, required=True, help="trained run folder (encoder.pt is written into it)")
-    p.add_argument("--minutes", type=float, default=2.0, help="training time (default 2)")
-    p.add_argument("--steps", type=int, default=None, help="stop after this many steps instead")
+    p.add_argument("--kind", choices=("auto", "feature", "views"), default="auto",
+                   help="feature: ridge on the pretrained backbone's per-view activations (seconds; the default when "
+                        "the backbone runs); "
+                        "views: the CNN on the views, trained for --minutes/--steps")
+    p.add_argument("--minutes", type=float, default=2.0, help="CNN training time (default 2)")
+    p.add_argument("--steps", type=int, default=None, help="stop the CNN after this many steps instead")
     _device_args(p)
     p.set_defaults(func=cmd_train_encoder)
 
@@ -169,11 +173,16 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     from backend.training.encoder import train_encoder
 
     try:
-        summary = train_encoder(args.run, args.bundles, minutes=args.minutes, steps=args.steps)
+        summary = train_encoder(args.run, args.bundles, minutes=args.minutes, steps=args.steps, kind=args.kind)
     except _errors() as e:
         raise CommandError(str(e)) from None
-    print(f"encoder trained for {summary.steps} steps in {summary.seconds:.0f} s (loss {summary.loss:.4f}); "
-          f"{summary.nearest_own:.0%} of training assets' codes land nearest their own -> {summary.path}")
+    if summary.kind == "feature":
+        oof = "" if summary.nearest_own_oof is None else f", {summary.nearest_own_oof:.0%} out of fold"
+        print(f"feature encoder fitted in {summary.seconds:.1f} s (loss {summary.loss:.4f}); "
+              f"{summary.nearest_own:.0%} of training assets' codes land nearest their own{oof} -> {summary.path}")
+    else:
+        print(f"encoder trained for {summary.steps} steps in {summary.seconds:.0f} s (loss {summary.loss:.4f}); "
+              f"{summary.nearest_own:.0%} of training assets' codes land nearest their own -> {summary.path}")
     return 0
 
 

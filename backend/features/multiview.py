@@ -68,8 +68,15 @@ def views_on_white(bundle: Bundle, input_size: int, views: str = "colour") -> to
     ``input_size``, normalised to [-1, 1]."""
     if views not in VIEW_MODES:
         raise FeatureError(f"unknown view mode {views!r}; use one of {', '.join(VIEW_MODES)}")
-    a = straight_rgba(bundle, FeatureError).permute(0, 3, 1, 2)  # [V, 4, H, W] straight alpha
-    rgb = a[:, :3] if views == "colour" else torch.zeros_like(a[:, :3])
+    return images_on_white(straight_rgba(bundle, FeatureError), input_size, silhouette=views == "silhouette")
+
+
+def images_on_white(rgba: torch.Tensor, input_size: int, silhouette: bool = False) -> torch.Tensor:
+    """Straight-alpha images ``[V, H, W, 4]`` in [0, 1] -> the backbone's input ``[V, 3, S, S]``: composited on white
+    (``silhouette``: black where the object is), resized bilinearly to ``input_size``, normalised to [-1, 1]. Every
+    picture the backbone sees goes through here (captured views, the image query's picture)."""
+    a = rgba.permute(0, 3, 1, 2)  # [V, 4, H, W]
+    rgb = torch.zeros_like(a[:, :3]) if silhouette else a[:, :3]
     x = rgb * a[:, 3:] + (1 - a[:, 3:])
     if x.shape[-1] != input_size:
         x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False,

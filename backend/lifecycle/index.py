@@ -22,11 +22,13 @@ The catalogue is shared with a running backend; until step 6 nothing it serves c
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +43,8 @@ from shared.api import SPACES, THUMBNAIL_VIEW
 from .home import LibraryHome, catalogue_fields, read_model_file, write_model_file
 from .progress import STAGES, PipelineCancelled, PipelineError, ProgressFn, StageProgress
 from .pruning import mark_library_root, prune_library
+
+log = logging.getLogger(__name__)
 
 #: Stored suggestions per asset and space.
 NEIGHBOURS_K = 10
@@ -400,15 +404,21 @@ def _train_encoder(run_dir: Path, model_id: str, home: LibraryHome, opts: IndexO
 
     def on_step(fraction: float, loss: float) -> None:
         left = (time.monotonic() - t0) / fraction * (1 - fraction) if fraction > 0 else budget
-        progress.update(total, total, f"training the instant encoder: {fraction:.0%} (loss {loss:.3f})", eta_s=left)
+        what = "appearance features" if math.isnan(loss) else f"loss {loss:.3f}"  # NaN: the feature kind's step
+        progress.update(total, total, f"training the instant encoder: {fraction:.0%} ({what})", eta_s=left)
 
     progress.update(total, total, "training the instant encoder", eta_s=budget)
+    if opts.ray_address is not None:  # the feature encoder reads the views' features: compute them on the cluster
+        _features_on_ray_first(home, opts.ray_address, lambda d, n, m: progress.update(total, total, m))
     try:
         done = train_encoder(run_dir, home.bundles, minutes=budget / 60, show_progress=False, on_step=on_step)
     except ModelError as e:
         return {"error": f"no instant encoder (embedding works by inversion): {e}"}
-    return {"steps": done.steps, "seconds": round(done.seconds, 1), "loss": round(done.loss, 4),
-            "nearest_own": round(done.nearest_own, 3)}
+    out = {"kind": done.kind, "steps": done.steps, "seconds": round(done.seconds, 1), "loss": round(done.loss, 4),
+           "nearest_own": round(done.nearest_own, 3)}
+    if done.nearest_own_oof is not None:
+        out["nearest_own_oof"] = round(done.nearest_own_oof, 3)
+    return out
 
 
 def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: StageProgress,
@@ -454,6 +464,19 @@ def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: 
         summary.inverted += len(batch)
         summary.from_encoder += len(batch) if init is not None else 0
     progress.update(len(todo), len(todo), f"{len(todo)} new asset(s) fitted")
+
+
+def _features_on_ray_first(home: LibraryHome, address: str, on_progress: Callable[[int, int, str], None]) -> None:
+    """Fill the bundles' feature caches on Ray before the encoder reads them. Failures are left to the feature
+    stage, which reports them (and computes what is missing on the head)."""
+    try:
+        from backend.training.data import find_bundles, read_bundles
+
+        from .ray_features import features_on_ray
+
+        features_on_ray(read_bundles(find_bundles(home.bundles)), address, on_progress)
+    except Exception as e:  # noqa: BLE001 - the encoder then computes the features on the head
+        log.warning("appearance features on Ray before the encoder: %s", e)
 
 
 def _appearance_features(cat: Any, home: LibraryHome, summary: IndexSummary, progress: StageProgress,

@@ -6,7 +6,9 @@ starter-model`` (run by ``python build.py demo`` and ``test``) builds it into ``
 
 * the run folder: ``checkpoint.pt``, ``codes.npz``, ``config.json``, ``metrics.json``,
 * ``tags.joblib``: tag classifiers learnt from the sample library's artist tags (as ``asset2vec tags
-  train`` writes them, for the run's model id),
+  train`` writes them, for the run's model id), on issue 15's descriptor (appearance + codes + size, the per-tag
+  choice of :func:`backend.library.review.fit_tag_model`) when ``appearance.npz`` could be written (a model built
+  before gets them refitted from its shipped features on the next build, without retraining),
 * ``thumbnails.npz``: each training asset's captured thumbnail view (:mod:`backend.library.run_thumbnails`),
   stored with the codes when a home installs the model, so its thumbnails are the captured views, never decoder
   renders (a model built before this file existed gets it from the cached captures on the next build, without
@@ -32,6 +34,7 @@ import os
 import platform
 import shlex
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -158,7 +161,7 @@ def build_starter(
                 current = _add_thumbnails(out, bundles, current, say)
             if not (out / APPEARANCE_FILE).is_file():  # built before the appearance features were shipped
                 current = _add_appearance(out, bundles, current, say)
-            return current
+            return _refit_codes_only_tags(out, cache, current, say)
     _check_out_folder(out)
 
     stage = cache / f"run-{digest[:12]}-{data_key}"
@@ -209,7 +212,8 @@ def build_starter(
     metrics = _train(bundles, stage, tr)
     _done(say, t0, f"step {metrics['step']}, held-out PSNR {metrics['heldout_psnr']:.2f} dB")
 
-    t0 = _step(say, "4. Tag classifiers from the training assets' artist tags")
+    t0 = _step(say, "4. Tag classifiers from the training assets' artist tags (and appearance features)")
+    appearance = _write_appearance(stage, bundles, _run_names(stage), say)
     tg = recipe.get("tags", {})
     argv = ["tags", "train", "--run", str(stage), "--min-examples", str(tg.get("min_examples", 3))]
     argv += [] if tg.get("use_size", True) else ["--no-size"]
@@ -227,7 +231,7 @@ def build_starter(
 
     t0 = _step(say, f"6. Thumbnails, manifest, then publish -> {out}")
     manifest = _manifest(stage, recipe, digest, data_key, sources, command, commands, metrics, tags, cache,
-                         time.perf_counter() - t_start, bundles)
+                         time.perf_counter() - t_start, bundles, appearance)
     _publish(stage, out)
     for other in cache.glob("run-*"):  # runs of earlier recipes: never used again
         if other != stage:
@@ -322,35 +326,86 @@ def _train_starter_encoder(stage: Path, bundles: Path, model_id: str, enc: dict[
         pass
     try:
         done = train_encoder(stage, bundles, minutes=60.0, steps=int(enc["steps"]), seed=int(enc["seed"]),
-                             show_progress=False)
+                             show_progress=False, kind="views")  # the recipe's CNN, by steps
     except ModelError as e:
         raise StarterError(f"training the starter's encoder failed: {e}") from None
     return f"{done.steps} steps in {done.seconds:.0f} s"
 
 
+def _run_names(run_dir: Path) -> list[str]:
+    """The asset names of a run folder's codes (``codes.npz``), in the run's order."""
+    import numpy as np
+
+    with np.load(run_dir / "codes.npz", allow_pickle=False) as z:
+        return [str(n) for n in z["names"]]
+
+
 def _train_tags(stage: Path, model_id: str, min_examples: int, use_size: bool) -> list[str]:
-    """Train the tag model as ``asset2vec tags train`` does unless ``stage/tags.joblib`` is already this model's."""
-    from backend.library.catalogue import Catalogue, import_run
-    from backend.library.review import fit_tag_model
+    """Train the tag model as ``asset2vec tags train`` does unless ``stage/tags.joblib`` is already this model's
+    (and on the descriptor, when the stage ships appearance features)."""
     from backend.library.tags import TagModel
-    from backend.training.run import load_run
 
     path = stage / "tags.joblib"
     try:
         model = TagModel.load(path, expect_model=model_id)
+        if model.descriptor is None and (stage / APPEARANCE_FILE).is_file():
+            raise LibraryError("codes-only tag model; the features are there now")
     except (LibraryError, OSError):
         path.unlink(missing_ok=True)
         for f in stage.glob("catalogue.sqlite*"):  # a catalogue left by an earlier attempt: start clean
             f.unlink()
-        run = load_run(stage)
-        with Catalogue(stage / "catalogue.sqlite", expect_model=run.model_id) as cat:
-            table = import_run(cat, run)  # the run's training codes and artist tags
-            model, _ = fit_tag_model(cat, run.model_id, table, use_size=use_size, min_examples=min_examples)
+        model = _fit_starter_tags(stage, stage / "catalogue.sqlite", min_examples, use_size)
         if model.classifiers:
             model.save(path)
     if not model.classifiers:
         raise StarterError("the starter tag model learnt no tag (too few tagged assets in the recipe's data)")
     return sorted(model.classifiers)
+
+
+def _fit_starter_tags(run_dir: Path, catalogue: Path, min_examples: int, use_size: bool) -> Any:
+    """The tag model of the run in ``run_dir``, fitted through a build catalogue at ``catalogue`` holding the run's
+    training codes, artist tags and (when ``run_dir`` ships them) appearance features."""
+    from backend.features.library import import_run_appearance
+    from backend.library.catalogue import Catalogue, import_run
+    from backend.library.review import fit_tag_model
+    from backend.training.run import load_run
+
+    run = load_run(run_dir, "cpu")
+    with Catalogue(catalogue, expect_model=run.model_id) as cat:
+        table = import_run(cat, run)  # the run's training codes and artist tags
+        import_run_appearance(cat, run)  # with every asset's feature, the model learns on the descriptor
+        model, _ = fit_tag_model(cat, run.model_id, table, use_size=use_size, min_examples=min_examples)
+    return model
+
+
+def _refit_codes_only_tags(out: Path, cache: Path, manifest: dict[str, Any], say: Say) -> dict[str, Any]:
+    """A model built before its tags learnt on the descriptor: refit ``out/tags.joblib`` from the shipped features
+    (no retraining); the updated manifest. Never fails the build: the codes-only tags keep working."""
+    from backend.library.tags import TagModel
+    path = out / "tags.joblib"
+    if not (out / APPEARANCE_FILE).is_file():
+        return manifest
+    try:
+        if TagModel.load(path).descriptor is not None:
+            return manifest
+        tg = manifest.get("recipe", {}).get("tags", {})
+        work = Path(tempfile.mkdtemp(prefix="starter-tags-", dir=cache if cache.is_dir() else None))
+        try:
+            model = _fit_starter_tags(out, work / "catalogue.sqlite", int(tg.get("min_examples", 3)),
+                                      bool(tg.get("use_size", True)))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if not model.classifiers or model.descriptor is None:
+            return manifest
+        model.save(path)
+        os.chmod(path, 0o644)
+        manifest = {**manifest, "tags": sorted(model.classifiers)}
+        _republish_manifest(out, manifest)
+    except (LibraryError, OSError, ValueError, KeyError) as e:
+        say(f"   kept the codes-only tag model in {out} (could not refit it on the descriptor: {e})")
+        return manifest
+    say(f"   refitted the tag model on the descriptor ({len(model.classifiers)} tags)")
+    return manifest
 
 
 def _json_or_none(path: Path) -> dict[str, Any] | None:
@@ -362,7 +417,7 @@ def _json_or_none(path: Path) -> dict[str, Any] | None:
 
 def _manifest(stage: Path, recipe: dict[str, Any], digest: str, data_key: str, sources: list[dict[str, Any]],
               command: str, commands: list[str], metrics: dict[str, Any], tags: list[str], cache: Path,
-              seconds: float, bundles: Path) -> dict[str, Any]:
+              seconds: float, bundles: Path, appearance: dict[str, Any] | None) -> dict[str, Any]:
     """Write ``thumbnails.npz``, ``MANIFEST.json`` and ``MODEL.json`` into ``stage``; returns the manifest."""
     import sklearn
     import torch
@@ -406,7 +461,7 @@ def _manifest(stage: Path, recipe: dict[str, Any], digest: str, data_key: str, s
         "train_psnr": round(float(metrics["train_psnr"]), 3),
         "tags": tags,
         "thumbnails": _write_thumbnails(stage, bundles, run.names),
-        "appearance": _write_appearance(stage, bundles, run.names, print),
+        "appearance": appearance,
         "versions": {"asset2vec": a2v, "python": platform.python_version(), "torch": torch.__version__,
                      "numpy": __import__("numpy").__version__, "scikit-learn": sklearn.__version__},
         "created": created,
@@ -474,23 +529,16 @@ def _write_appearance(folder: Path, bundles: Path, names: Iterable[str], say: Sa
 
 def _add_appearance(out: Path, bundles: Path, manifest: dict[str, Any], say: Say) -> dict[str, Any]:
     """Add ``appearance.npz`` to a built model from the cached captures (no retraining); the updated manifest."""
-    import numpy as np
-
-    from shared.atomic import atomic_write
-
     if not bundles.is_dir():
         say(f"   no appearance features: the captures are not cached in {bundles}")
         return manifest
     try:
-        with np.load(out / "codes.npz", allow_pickle=False) as z:
-            names = [str(n) for n in z["names"]]
-        about = _write_appearance(out, bundles, names, say)
+        about = _write_appearance(out, bundles, _run_names(out), say)
         if about is None:
             return manifest
         manifest = {**manifest, "appearance": about}
         os.chmod(out / APPEARANCE_FILE, 0o644)  # package data: readable by all, like the published files
-        atomic_write(out / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
-        os.chmod(out / MANIFEST_FILE, 0o644)
+        _republish_manifest(out, manifest)
     except (OSError, ValueError, KeyError) as e:  # the model works without them: say so, never fail the build
         say(f"   could not add the appearance features to the starter model in {out} ({e})")
         return manifest
@@ -500,27 +548,28 @@ def _add_appearance(out: Path, bundles: Path, manifest: dict[str, Any], say: Say
 
 def _add_thumbnails(out: Path, bundles: Path, manifest: dict[str, Any], say: Say) -> dict[str, Any]:
     """Add ``thumbnails.npz`` to a built model from the cached captures (no retraining); the updated manifest."""
-    import numpy as np
-
-    from shared.atomic import atomic_write
-
     if not bundles.is_dir():
         say(f"   no thumbnails: the captures are not cached in {bundles} (thumbnails are rendered by the decoder; "
             f"`asset2vec starter-model --force` rebuilds with them)")
         return manifest
     try:
-        with np.load(out / "codes.npz", allow_pickle=False) as z:
-            names = [str(n) for n in z["names"]]
-        manifest = {**manifest, "thumbnails": _write_thumbnails(out, bundles, names)}
+        manifest = {**manifest, "thumbnails": _write_thumbnails(out, bundles, _run_names(out))}
         os.chmod(out / THUMBNAILS_FILE, 0o644)  # package data: readable by all, like the published files
-        atomic_write(out / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
-        os.chmod(out / MANIFEST_FILE, 0o644)
+        _republish_manifest(out, manifest)
     except (OSError, ValueError, KeyError) as e:  # the model works without them: say so, never fail the build
         say(f"   could not add the thumbnails to the starter model in {out} ({e}): thumbnails are rendered by the "
             f"decoder")
         return manifest
     say(f"   added the captured thumbnails of {manifest['thumbnails']['assets']} assets ({THUMBNAILS_FILE})")
     return manifest
+
+
+def _republish_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Rewrite a published model's ``MANIFEST.json`` after a file was added or refitted in place."""
+    from shared.atomic import atomic_write
+
+    atomic_write(out / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
+    os.chmod(out / MANIFEST_FILE, 0o644)  # package data: readable by all, like the published files
 
 
 def _shipped(stage: Path) -> list[Path]:

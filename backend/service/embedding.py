@@ -56,12 +56,20 @@ class Embedding:
         thumb = bundle.image_bytes(api.THUMBNAIL_VIEW)
         if served.home is not None:
             store_bundle(bundle, served.home.bundles)
-        feature = None
+        activations: list[tuple[dict[str, np.ndarray], str] | None] = []  # the upload's, computed at most once
+
+        def views_activations() -> tuple[dict[str, np.ndarray], str] | None:
+            if not activations:
+                activations.append(_activations(bundle, progress))
+            return activations[0]
+
         while True:
             state = served.state
-            shape, texture, psnr, source = self._fit(state, bundle, progress, cancel)
-            if feature is None and served.uses_appearance(state):
-                feature = _appearance(bundle, progress)
+            shape, texture, psnr, source = self._fit(state, bundle, progress, cancel, views_activations)
+            # The feature is stored whenever the activations were computed (the feature encoder reads them too) and
+            # computed for the models that use it.
+            got = views_activations() if served.uses_appearance(state) else (activations[0] if activations else None)
+            feature = None if got is None else _appearance(got)
             if cancel.is_set():
                 raise JobCancelled()
             progress(0.92, "storing the code and finding similar assets")
@@ -97,18 +105,20 @@ class Embedding:
         progress(1.0, "done")
         return result
 
-    def _fit(self, state: ServedState, bundle: Bundle, progress: ProgressFn, cancel: threading.Event
+    def _fit(self, state: ServedState, bundle: Bundle, progress: ProgressFn, cancel: threading.Event,
+             views_activations: Callable[[], tuple[dict[str, np.ndarray], str] | None]
              ) -> tuple[np.ndarray, np.ndarray, float | None, str]:
         """``(shape, texture, psnr, code_source)`` of the bundle under ``state``'s model: the instant encoder's
-        code when it has one (and it can read the views), else inversion."""
+        code when it has one (and it can read the views, or ``views_activations()`` gives the pretrained
+        activations it reads), else inversion."""
         name = bundle.asset.name
         encoder = self.served.encoder(state) if len(bundle.frames) == rig.NUM_VIEWS else None
         if encoder is not None:
             progress(0.1, f"encoding {name!r} (instant encoder)")
             try:
-                shape, texture = _encode(encoder, bundle)
+                shape, texture = _encode(encoder, bundle, views_activations)
                 return shape, texture, None, "encoder"
-            except (ValueError, RuntimeError) as e:  # e.g. views it cannot read: inversion still can
+            except (ValueError, RuntimeError) as e:  # e.g. views it cannot read (a ModelError): inversion still can
                 log.warning("instant encoder failed on %s, fitting by inversion: %s", name, e)
         progress(0.02, f"fitting the code of {name!r}")
         with self.served.decoder_lock:
@@ -238,18 +248,25 @@ class Embedding:
         )
 
 
-def _appearance(bundle: Bundle, progress: ProgressFn) -> tuple[str, np.ndarray, str] | None:
-    """``(feature name, vector, views digest)`` of an upload (issue 15's descriptor: its tags and "both" neighbours),
-    or None when it cannot be computed (logged; the answer then has no tag predictions from a descriptor model)."""
-    from backend.features.library import FEATURE, bundle_feature
+def _activations(bundle: Bundle, progress: ProgressFn) -> tuple[dict[str, np.ndarray], str] | None:
+    """``(per-view pretrained activations {layer: [V, C]}, views digest)`` of an upload (the feature encoder's input,
+    and issue 15's descriptor feature: its tags and "both" neighbours), or None when they cannot be computed (logged;
+    the code then comes by inversion, and a descriptor model predicts no tags for it)."""
+    from backend.features.library import bundle_view_features
 
-    progress(0.9, f"appearance feature of {bundle.asset.name!r}")  # after the fit (<= 0.9), before storing
+    progress(0.1, f"pretrained features of {bundle.asset.name!r}")
     try:
-        vector, digest = bundle_feature(bundle, use_cache=False)
+        return bundle_view_features(bundle, use_cache=False)
     except Exception as e:  # noqa: BLE001 - the code is what an embed must answer; the feature is a plus
         log.warning("no appearance feature for %s: %s", bundle.asset.name, e)
         return None
-    return FEATURE, vector, digest
+
+
+def _appearance(activations: tuple[dict[str, np.ndarray], str]) -> tuple[str, np.ndarray, str]:
+    """``(feature name, vector, views digest)`` of an upload's activations: what the catalogue stores."""
+    from backend.features.library import FEATURE, pooled_feature
+
+    return FEATURE, pooled_feature(activations[0]), activations[1]
 
 
 def _dropped(name: str, model_id: str, why: str) -> api.RefineDropped:
@@ -257,9 +274,17 @@ def _dropped(name: str, model_id: str, why: str) -> api.RefineDropped:
     return api.RefineDropped(name=name, model_id=model_id, message=f"nothing to refine: {why}")
 
 
-def _encode(encoder: Any, bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
-    """The instant encoder's code of one bundle (all 18 rig views): ``(shape [Ds], texture [Dt])`` float32."""
-    from backend.training.encoder import views_tensor
+def _encode(encoder: Any, bundle: Bundle, views_activations: Callable[[], tuple[dict[str, np.ndarray], str] | None]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The instant encoder's code of one bundle (all 18 rig views): ``(shape [Ds], texture [Dt])`` float32.
+    A feature encoder reads the upload's pretrained activations (``views_activations()``, computed once per embed)."""
+    if getattr(encoder, "kind", "views") == "feature":
+        got = views_activations()
+        if got is None:
+            raise ValueError("the upload has no pretrained activations for the feature encoder")
+        z = encoder.encode_views([got[0]])[0]
+    else:
+        from backend.training.encoder import views_tensor
 
-    z = encoder.encode(views_tensor([bundle], encoder.net.config["image_size"]))[0]
+        z = encoder.encode(views_tensor([bundle], encoder.net.config["image_size"]))[0]
     return z[: encoder.shape_dim].copy(), z[encoder.shape_dim :].copy()

@@ -155,8 +155,8 @@ class ServedModel:
             (state or self._state).appearance = None
 
     def encoder(self, state: ServedState) -> Any | None:
-        """The served model's instant encoder (``backend.training.encoder.Encoder``), or None: turned off
-        (``serve --no-instant``), none trained for this model, or unreadable (warned once)."""
+        """The served model's instant encoder (``backend.training.encoder.Encoder`` or ``FeatureEncoder``), or None:
+        turned off (``serve --no-instant``), none trained for this model, or unreadable (warned once)."""
         run_dir = getattr(state.run, "run_dir", None)
         if not self.instant or run_dir is None or not (Path(run_dir) / ENCODER_FILE).is_file():
             return None

@@ -39,7 +39,8 @@ def test_index_trains_the_instant_encoder_and_the_service_embeds_at_once(tmp_pat
     summary = index(home, "--encoder-minutes", "0.05", capsys=capsys)
     model_id = summary["model_id"]
     enc = summary["encoder"]
-    assert enc["steps"] >= 10 and enc["seconds"] <= 10 and 0 <= enc["nearest_own"] <= 1
+    # The feature kind: no training steps, the views' appearance features (cached for the index's feature step).
+    assert enc["kind"] == "feature" and enc["steps"] == 0 and 0 <= enc["nearest_own"] <= 1
     assert load_encoder(home.run_dir(model_id), model_id).model_id == model_id
     engine = Engine.open_home(home, invert_steps=support.INVERT_STEPS)
     try:

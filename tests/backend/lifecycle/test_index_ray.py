@@ -127,8 +127,11 @@ def test_index_with_ray_end_to_end(library, plain, tmp_path, run_index):
         assert set(cat.codes(summary["model_id"]).names) == expected
         assert cat.count("appearance") == len(expected)
     # The appearance features were computed by Ray tasks (the head only read them from the bundles' caches) and
-    # are what this machine computes.
-    assert any(e.get("stage") == "features" and "on Ray" in e.get("message", "") for e in events)
+    # are what this machine computes: before the instant encoder, which reads them (train stage), so the features
+    # stage finds them all cached.
+    assert any(e.get("stage") == "train" and "appearance features" in e.get("message", "")
+               and "on Ray" in e.get("message", "") for e in events)
+    assert summary["encoder"]["kind"] == "feature"
     bundle = read_bundle(next(home.bundles.glob("*/transforms.json")).parent)
     cached = _read_cache(cache_path(bundle, DEFAULT_SPEC), views_digest(bundle))
     assert cached is not None

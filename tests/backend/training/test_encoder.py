@@ -1,4 +1,5 @@
-"""The instant encoder on a tiny real run: it learns its training assets' codes, is fast, and its codes are usable."""
+"""The instant encoder on a tiny real run, both kinds (the CNN on the views; ridge on the pretrained appearance
+feature): it learns its training assets' codes, is fast, and its codes are usable."""
 
 from __future__ import annotations
 
@@ -23,8 +24,16 @@ def encoded(trained, library, tmp_path_factory):
     """A copy of the shared run (so its folder stays as other tests expect) with a trained encoder."""
     run_dir = tmp_path_factory.mktemp("encoder-run") / "run"
     shutil.copytree(trained[0], run_dir)
-    summary = train_encoder(run_dir, library, minutes=1.0, steps=300, show_progress=False)
+    summary = train_encoder(run_dir, library, minutes=1.0, steps=300, show_progress=False, kind="views")
     return run_dir, summary
+
+
+@pytest.fixture(scope="module")
+def feature_encoded(trained, library, tmp_path_factory):
+    """Another copy of the run with the default encoder: the feature kind (the backbone runs here)."""
+    run_dir = tmp_path_factory.mktemp("feature-encoder-run") / "run"
+    shutil.copytree(trained[0], run_dir)
+    return run_dir, train_encoder(run_dir, library, show_progress=False)
 
 
 def test_encoder_codes_land_nearest_their_own_asset(encoded, library) -> None:
@@ -97,6 +106,7 @@ def test_cli_train_encoder_then_instant_and_refined_embed(trained, library, tmp_
     assert "no instant encoder" in capsys.readouterr().err
     assert main(["train-encoder", str(library), "--run", str(run_dir), "--steps", "40"]) == 0
     assert (run_dir / ENCODER_FILE).is_file()
+    assert "feature encoder fitted in" in capsys.readouterr().out  # the default kind; --steps is the CNN's
     out_json = tmp_path / "codes.json"
     assert main(["embed", *bundle_dirs, "--run", str(run_dir), "--encoder", "--out", str(out_json)]) == 0
     assert "instant encoder code" in capsys.readouterr().out
@@ -110,3 +120,54 @@ def test_cli_train_encoder_then_instant_and_refined_embed(trained, library, tmp_
     assert np.abs(np.array([a["shape"] + a["texture"] for a in refined]) - np.array(instant)).max() > 0
     assert main(["embed", *bundle_dirs, "--run", str(run_dir), "--refine"]) == 2
     assert "pass --encoder too" in capsys.readouterr().err
+
+
+def test_the_default_encoder_reads_the_appearance_feature(feature_encoded, encoded, library) -> None:
+    """The feature kind: fitted on the backbone's cached per-view activations (none left to compute for the index's
+    feature step), no training steps, its codes land nearest their own; the CNN's file of the same run still loads;
+    an encoder fitted on other activations (a new preprocessing version) is refused, not misread."""
+    from backend.features.multiview import DEFAULT_SPEC, cache_path
+    from backend.training.encoder import ENCODER_LAYERS, FeatureEncoder, input_name
+
+    run_dir, summary = feature_encoded
+    assert summary.kind == "feature" and summary.steps == 0 and summary.path == run_dir / ENCODER_FILE
+    assert summary.nearest_own == 1.0 and np.isfinite(summary.loss)
+    bundles = read_bundles(find_bundles(library))
+    assert all(cache_path(b, DEFAULT_SPEC).is_file() for b in bundles)  # computed once, cached with the bundle
+    run = load_run(run_dir)
+    enc = load_encoder(run_dir, run.model_id)
+    assert isinstance(enc, FeatureEncoder) and enc.feature == input_name() and enc.layers == ENCODER_LAYERS
+    shape, texture = encode_bundles(run, bundles)
+    learned = np.concatenate([run.shape_codes, run.texture_codes], axis=1)[[run.index(b.asset.name) for b in bundles]]
+    got = np.concatenate([shape, texture], axis=1)
+    d = ((got[:, None, :] - learned[None, :, :]) ** 2).sum(-1)
+    assert (d.argmin(1) == np.arange(len(d))).all()
+    assert load_encoder(encoded[0]).kind == "views"
+    with pytest.raises(ModelError, match="unknown encoder kind"):
+        train_encoder(run_dir, library, kind="pixels")
+    stale = FeatureEncoder("efficientnet-lite1-160px-white-bilinear-v0/x/per-view", enc.layers, enc.mean, enc.scale,
+                           enc.weight, enc.bias, enc.shape_dim)
+    with pytest.raises(ModelError, match="train the encoder again"):
+        stale.encode_views([])
+
+
+def test_feature_encoder_fit_and_out_of_fold_check() -> None:
+    """Ridge on standardised features recovers a linear map; the out-of-fold check is what new assets get."""
+    from backend.training.encoder import feature_encoder_check, fit_feature_encoder
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(200, 40)).astype(np.float32)
+    codes = feats[:, :8] @ rng.normal(size=(8, 6)).astype(np.float32)  # a code that is a function of the feature
+    enc = fit_feature_encoder(feats, codes, "f", shape_dim=3, alpha=1.0)  # primal: more assets than inputs
+    assert np.abs(enc.encode_features(feats) - codes).max() < 0.1 * np.abs(codes).max()
+    assert feature_encoder_check(feats, codes, alpha=1.0) > 0.9
+    noise = rng.normal(size=codes.shape).astype(np.float32)  # codes unrelated to the feature: no better than chance
+    assert feature_encoder_check(feats, noise, alpha=1.0) < 0.2
+    assert feature_encoder_check(feats[:6], codes[:6]) is None  # too few assets for five folds
+    # The dual (N x N) system, for fewer assets than inputs, gives the primal's answer: 30 assets, 20 inputs, and the
+    # same 20 inputs padded with 20 silent ones.
+    narrow, wide = feats[:30, :20], np.concatenate([feats[:30, :20], np.zeros((30, 20), np.float32)], axis=1)
+    assert np.allclose(fit_feature_encoder(narrow, codes[:30], "f", alpha=1.0).encode_features(narrow),
+                       fit_feature_encoder(wide, codes[:30], "f", alpha=1.0).encode_features(wide), atol=1e-3)
+    with pytest.raises(ModelError, match="reads 40 numbers per asset"):
+        enc.encode_features(feats[:, :10])
