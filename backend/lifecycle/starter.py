@@ -224,9 +224,10 @@ def build_starter(
 
     enc = recipe.get("encoder")
     if enc:
-        t0 = _step(say, f"5. Instant encoder ({enc['steps']} steps, seed {enc['seed']}): Embed answers at once")
-        commands.append(f"asset2vec train-encoder CACHE/{bundles.name} --run RUN --steps {enc['steps']}"
-                        f"  # seed {enc['seed']}")
+        kind = str(enc.get("kind", "views"))
+        cnn = f" --steps {enc['steps']}  # seed {enc['seed']}" if kind == "views" else ""
+        t0 = _step(say, f"5. Instant encoder (kind {kind}): Embed answers at once")
+        commands.append(f"asset2vec train-encoder CACHE/{bundles.name} --run RUN --kind {kind}{cnn}")
         _done(say, t0, _train_starter_encoder(stage, bundles, metrics["model_id"], enc))
 
     t0 = _step(say, f"6. Thumbnails, manifest, then publish -> {out}")
@@ -315,7 +316,7 @@ def _train(bundles: Path, stage: Path, tr: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_starter_encoder(stage: Path, bundles: Path, model_id: str, enc: dict[str, Any]) -> str:
-    """Train ``stage/encoder.pt`` by steps (reproducible) unless it is already this model's."""
+    """Fit ``stage/encoder.pt`` of the recipe's kind (``feature`` or ``views``) unless it is already this model's."""
     from backend.model.errors import ModelError
     from backend.training.encoder import load_encoder, train_encoder
 
@@ -325,11 +326,12 @@ def _train_starter_encoder(stage: Path, bundles: Path, model_id: str, enc: dict[
     except ModelError:
         pass
     try:
-        done = train_encoder(stage, bundles, minutes=60.0, steps=int(enc["steps"]), seed=int(enc["seed"]),
-                             show_progress=False, kind="views")  # the recipe's CNN, by steps
+        done = train_encoder(stage, bundles, minutes=60.0, steps=int(enc.get("steps", 300)),
+                             seed=int(enc.get("seed", 0)), show_progress=False, kind=str(enc.get("kind", "views")))
     except ModelError as e:
         raise StarterError(f"training the starter's encoder failed: {e}") from None
-    return f"{done.steps} steps in {done.seconds:.0f} s"
+    oof = "" if done.nearest_own_oof is None else f"; {done.nearest_own_oof:.0%} nearest their own out of fold"
+    return f"{done.kind}: {done.steps} steps in {done.seconds:.1f} s{oof}"
 
 
 def _run_names(run_dir: Path) -> list[str]:
