@@ -49,8 +49,9 @@ def extract_library(sh3f: Path, out: Path) -> list[dict]:
             folder, key = model.rsplit("/", 1)[0] if "/" in model else "", f"{name}-{n:04d}"
             dest = out / key
             dest.mkdir(parents=True, exist_ok=True)
+            prefix = folder + "/" if folder else ""  # a model at the archive's root: its files are at the root too
             for member in z.namelist():
-                if member.startswith(folder + "/") and not member.endswith("/"):
+                if member.startswith(prefix) and not member.endswith("/") and (folder or "/" not in member):
                     (dest / Path(member).name).write_bytes(z.read(member))
             records.append({"key": key, "obj": Path(model).name, "name": it.get("name", ""),
                             "category": it.get("category", ""),

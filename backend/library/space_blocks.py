@@ -67,6 +67,8 @@ def remember_basis(row_ids: np.ndarray | None, dims: int, mean: np.ndarray, scal
 TAG_MIN_POSITIVES = 3
 #: :func:`tag_metric`: the ridge penalty, relative to the mean squared norm of the features (as the descriptor's).
 TAG_RIDGE = 1.0
+#: :func:`tag_metric` learns at most this many tags (the most frequent): the tag block is at most this wide.
+TAG_METRIC_MAX_TAGS = 256
 
 
 def tag_metric(x: np.ndarray, tags: Sequence[Collection[str] | None], ridge: float = TAG_RIDGE,
@@ -84,7 +86,10 @@ def tag_metric(x: np.ndarray, tags: Sequence[Collection[str] | None], ridge: flo
     for ts in labelled:
         for t in ts:
             counts[t] = counts.get(t, 0) + 1
-    vocab = sorted(t for t, c in counts.items() if min_positives <= c <= len(labelled) - min_positives)
+    usable = [t for t, c in counts.items() if min_positives <= c <= len(labelled) - min_positives]
+    # The most frequent TAG_METRIC_MAX_TAGS: the block's width (and the indicator matrix) stay bounded whatever the
+    # library's vocabulary; every tag still gets its classifier in the tag model, this is only the metric.
+    vocab = sorted(sorted(usable, key=lambda t: (-counts[t], t))[:TAG_METRIC_MAX_TAGS])
     if not vocab:
         return None, [], 1.0
     col = {t: j for j, t in enumerate(vocab)}

@@ -418,6 +418,8 @@ def _train_encoder(run_dir: Path, model_id: str, home: LibraryHome, opts: IndexO
            "nearest_own": round(done.nearest_own, 3)}
     if done.nearest_own_oof is not None:
         out["nearest_own_oof"] = round(done.nearest_own_oof, 3)
+    if done.skipped:
+        out["skipped"] = done.skipped  # assets whose activations failed (their codes still come by inversion)
     return out
 
 
@@ -446,6 +448,8 @@ def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: 
         stored = cat.asset_by_name(name).content_hash
         if b.asset.content_hash and stored and b.asset.content_hash != stored:
             todo.append(b)  # the asset changed since its code was made
+    if todo and opts.ray_address is not None:  # the instant encoder reads their activations: on the cluster
+        _features_on_ray_first(home, opts.ray_address, lambda d, n, m: progress.update(0, len(todo), m))
     for start in range(0, len(todo), opts.batch):
         batch = todo[start : start + opts.batch]
         progress.update(start, len(todo), f"fitting codes of new assets {start + 1}-{start + len(batch)} of {len(todo)}")

@@ -7,8 +7,7 @@ starter-model`` (run by ``python build.py demo`` and ``test``) builds it into ``
 * the run folder: ``checkpoint.pt``, ``codes.npz``, ``config.json``, ``metrics.json``,
 * ``tags.joblib``: tag classifiers learnt from the sample library's artist tags (as ``asset2vec tags
   train`` writes them, for the run's model id), on issue 15's descriptor (appearance + codes + size, the per-tag
-  choice of :func:`backend.library.review.fit_tag_model`) when ``appearance.npz`` could be written (a model built
-  before gets them refitted from its shipped features on the next build, without retraining),
+  choice of :func:`backend.library.review.fit_tag_model`) when ``appearance.npz`` could be written,
 * ``thumbnails.npz``: each training asset's captured thumbnail view (:mod:`backend.library.run_thumbnails`),
   stored with the codes when a home installs the model, so its thumbnails are the captured views, never decoder
   renders (a model built before this file existed gets it from the cached captures on the next build, without
@@ -34,7 +33,6 @@ import os
 import platform
 import shlex
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -161,7 +159,7 @@ def build_starter(
                 current = _add_thumbnails(out, bundles, current, say)
             if not (out / APPEARANCE_FILE).is_file():  # built before the appearance features were shipped
                 current = _add_appearance(out, bundles, current, say)
-            return _refit_codes_only_tags(out, cache, current, say)
+            return current
     _check_out_folder(out)
 
     stage = cache / f"run-{digest[:12]}-{data_key}"
@@ -350,8 +348,8 @@ def _train_tags(stage: Path, model_id: str, min_examples: int, use_size: bool) -
     path = stage / "tags.joblib"
     try:
         model = TagModel.load(path, expect_model=model_id)
-        if model.descriptor is None and (stage / APPEARANCE_FILE).is_file():
-            raise LibraryError("codes-only tag model; the features are there now")
+        if use_size and model.descriptor is None and (stage / APPEARANCE_FILE).is_file():
+            raise LibraryError("codes-only tag model; the features are there now")  # (no descriptor without size)
     except (LibraryError, OSError):
         path.unlink(missing_ok=True)
         for f in stage.glob("catalogue.sqlite*"):  # a catalogue left by an earlier attempt: start clean
@@ -378,36 +376,6 @@ def _fit_starter_tags(run_dir: Path, catalogue: Path, min_examples: int, use_siz
         import_run_appearance(cat, run)  # with every asset's feature, the model learns on the descriptor
         model, _ = fit_tag_model(cat, run.model_id, table, use_size=use_size, min_examples=min_examples)
     return model
-
-
-def _refit_codes_only_tags(out: Path, cache: Path, manifest: dict[str, Any], say: Say) -> dict[str, Any]:
-    """A model built before its tags learnt on the descriptor: refit ``out/tags.joblib`` from the shipped features
-    (no retraining); the updated manifest. Never fails the build: the codes-only tags keep working."""
-    from backend.library.tags import TagModel
-    path = out / "tags.joblib"
-    if not (out / APPEARANCE_FILE).is_file():
-        return manifest
-    try:
-        if TagModel.load(path).descriptor is not None:
-            return manifest
-        tg = manifest.get("recipe", {}).get("tags", {})
-        work = Path(tempfile.mkdtemp(prefix="starter-tags-", dir=cache if cache.is_dir() else None))
-        try:
-            model = _fit_starter_tags(out, work / "catalogue.sqlite", int(tg.get("min_examples", 3)),
-                                      bool(tg.get("use_size", True)))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        if not model.classifiers or model.descriptor is None:
-            return manifest
-        model.save(path)
-        os.chmod(path, 0o644)
-        manifest = {**manifest, "tags": sorted(model.classifiers)}
-        _republish_manifest(out, manifest)
-    except (LibraryError, OSError, ValueError, KeyError) as e:
-        say(f"   kept the codes-only tag model in {out} (could not refit it on the descriptor: {e})")
-        return manifest
-    say(f"   refitted the tag model on the descriptor ({len(model.classifiers)} tags)")
-    return manifest
 
 
 def _json_or_none(path: Path) -> dict[str, Any] | None:

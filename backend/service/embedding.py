@@ -58,9 +58,10 @@ class Embedding:
             store_bundle(bundle, served.home.bundles)
         activations: list[tuple[dict[str, np.ndarray], str] | None] = []  # the upload's, computed at most once
 
-        def views_activations() -> tuple[dict[str, np.ndarray], str] | None:
-            if not activations:
-                activations.append(_activations(bundle, progress))
+        def views_activations(at: float = 0.9) -> tuple[dict[str, np.ndarray], str] | None:
+            if not activations:  # ``at``: the job's progress fraction when they are computed here
+                progress(at, f"pretrained features of {bundle.asset.name!r}")
+                activations.append(_activations(bundle))
             return activations[0]
 
         while True:
@@ -106,7 +107,7 @@ class Embedding:
         return result
 
     def _fit(self, state: ServedState, bundle: Bundle, progress: ProgressFn, cancel: threading.Event,
-             views_activations: Callable[[], tuple[dict[str, np.ndarray], str] | None]
+             views_activations: Callable[[float], tuple[dict[str, np.ndarray], str] | None]
              ) -> tuple[np.ndarray, np.ndarray, float | None, str]:
         """``(shape, texture, psnr, code_source)`` of the bundle under ``state``'s model: the instant encoder's
         code when it has one (and it can read the views, or ``views_activations()`` gives the pretrained
@@ -248,13 +249,12 @@ class Embedding:
         )
 
 
-def _activations(bundle: Bundle, progress: ProgressFn) -> tuple[dict[str, np.ndarray], str] | None:
+def _activations(bundle: Bundle) -> tuple[dict[str, np.ndarray], str] | None:
     """``(per-view pretrained activations {layer: [V, C]}, views digest)`` of an upload (the feature encoder's input,
     and issue 15's descriptor feature: its tags and "both" neighbours), or None when they cannot be computed (logged;
     the code then comes by inversion, and a descriptor model predicts no tags for it)."""
     from backend.features.library import bundle_view_features
 
-    progress(0.1, f"pretrained features of {bundle.asset.name!r}")
     try:
         return bundle_view_features(bundle, use_cache=False)
     except Exception as e:  # noqa: BLE001 - the code is what an embed must answer; the feature is a plus
@@ -274,12 +274,12 @@ def _dropped(name: str, model_id: str, why: str) -> api.RefineDropped:
     return api.RefineDropped(name=name, model_id=model_id, message=f"nothing to refine: {why}")
 
 
-def _encode(encoder: Any, bundle: Bundle, views_activations: Callable[[], tuple[dict[str, np.ndarray], str] | None]
+def _encode(encoder: Any, bundle: Bundle, views_activations: Callable[[float], tuple[dict[str, np.ndarray], str] | None]
             ) -> tuple[np.ndarray, np.ndarray]:
     """The instant encoder's code of one bundle (all 18 rig views): ``(shape [Ds], texture [Dt])`` float32.
     A feature encoder reads the upload's pretrained activations (``views_activations()``, computed once per embed)."""
     if getattr(encoder, "kind", "views") == "feature":
-        got = views_activations()
+        got = views_activations(0.1)  # before the code: early in the job
         if got is None:
             raise ValueError("the upload has no pretrained activations for the feature encoder")
         z = encoder.encode_views([got[0]])[0]

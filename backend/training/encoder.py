@@ -234,6 +234,7 @@ class EncoderSummary:
     path: Path | None
     kind: str = "views"
     nearest_own_oof: float | None = None  # the feature kind's out-of-fold check (what a new asset gets)
+    skipped: int = 0  # the feature kind: assets left out because their activations could not be computed
 
 
 def views_tensor(bundles: Sequence[Bundle], image_size: int = IMAGE_SIZE) -> torch.Tensor:
@@ -393,16 +394,29 @@ def bundle_inputs(bundles: Sequence[Bundle], layers: Sequence[str] = ENCODER_LAY
 
 def _train_feature_encoder(run, bundles: Sequence[Bundle], codes: np.ndarray, path: Path,  # noqa: ANN001
                            on_step: Callable[[float, float], None] | None) -> EncoderSummary:
+    from backend.features import FeatureError
+    from backend.features.library import bundle_view_features
+
     t0 = time.perf_counter()
-    every = max(1, len(bundles) // 50)
-
-    def progress(done: int, total: int) -> None:
-        if on_step is not None and (done % every == 0 or done == total):
-            on_step(0.95 * done / total, float("nan"))
-
     keep = _spread(len(bundles), FIT_MAX_ASSETS)  # the others' activations are left to the index's feature step
-    inputs = bundle_inputs([bundles[i] for i in keep], progress=progress)
-    codes = codes[keep]
+    every = max(1, len(keep) // 50)
+    rows, fitted, skipped = [], [], []
+    for n, i in enumerate(keep):
+        try:  # an asset whose views cannot be read is left out of the fit, not a reason to fall back to the CNN
+            rows.append(encoder_input(bundle_view_features(bundles[i])[0]))
+            fitted.append(i)
+        except (FeatureError, OSError, RuntimeError, ValueError) as e:
+            skipped.append(f"{bundles[i].asset.name}: {e}")
+            if not fitted and len(skipped) >= 3:  # the backbone itself cannot run here: stop trying
+                break
+        if on_step is not None and ((n + 1) % every == 0 or n + 1 == len(keep)):
+            on_step(0.95 * (n + 1) / len(keep), float("nan"))  # also where a cancel lands
+    if len(fitted) < 2:
+        raise ModelError(f"no pretrained activations for the encoder ({len(skipped)} assets failed; first: "
+                         f"{skipped[0] if skipped else 'none'})")
+    if skipped:
+        log.warning("feature encoder fitted without %d asset(s): %s", len(skipped), "; ".join(skipped[:3]))
+    inputs, codes = np.stack(rows), codes[fitted]
     enc = fit_feature_encoder(inputs, codes, input_name(), ENCODER_LAYERS, run.shape_codes.shape[1])
     enc.model_id = run.model_id
     pred = enc.encode_features(inputs)
@@ -412,7 +426,7 @@ def _train_feature_encoder(run, bundles: Sequence[Bundle], codes: np.ndarray, pa
     enc.save(path)
     _CACHE.pop(str(path), None)
     return EncoderSummary(0, time.perf_counter() - t0, loss, nearest_own(pred, codes), path, kind="feature",
-                          nearest_own_oof=oof)
+                          nearest_own_oof=oof, skipped=len(skipped))
 
 
 AnyEncoder = Encoder | FeatureEncoder

@@ -74,3 +74,16 @@ def test_tag_block_only_in_both_space_and_with_matching_tags() -> None:
     assert both(table, app, tags, tag_weight=0.0).featurizer.tag_map is None
     with pytest.raises(LibraryError, match="tag sets"):
         both(table, app, tags[:-1], tag_weight=10.0)
+
+
+def test_the_tag_metric_learns_at_most_the_most_frequent_tags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A studio vocabulary of thousands of tags must not make the "both" space thousands of numbers wide: the metric
+    keeps the most frequent tags (every tag still has its classifier in the tag model)."""
+    from backend.library import space_blocks
+
+    monkeypatch.setattr(space_blocks, "TAG_METRIC_MAX_TAGS", 3)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 10))
+    tags = [{f"t{j}" for j in range(8) if (i + j) % (j + 2) == 0} for i in range(60)]  # t0 most frequent, t7 least
+    tag_map, names, _ = tag_metric(x, tags)
+    assert tag_map is not None and tag_map.shape == (10, 3) and names == ["t0", "t1", "t2"]

@@ -63,37 +63,6 @@ def test_starter_model_loads_and_matches_its_recipe() -> None:
         assert tags.descriptor is not None and {tags.source(t) for t in tags.classifiers} <= {"descriptor", "codes"}
 
 
-@pytest.mark.slow
-def test_a_codes_only_starter_tag_model_is_refitted_on_the_descriptor(tmp_path: Path) -> None:
-    """A starter model built before its tags learnt on the descriptor gets them refitted from its shipped features
-    on the next build (no retraining); without the features, its codes-only tags stay as they are."""
-    from backend.lifecycle.starter import _fit_starter_tags, _refit_codes_only_tags
-
-    src = starter_run_dir()
-    if not (src / "appearance.npz").is_file():
-        pytest.skip("the starter model was built without appearance.npz")
-    out = tmp_path / "model"
-    shutil.copytree(src, out)
-    (out / "appearance.npz").rename(tmp_path / "appearance.npz")
-    old = _fit_starter_tags(out, tmp_path / "old.sqlite", min_examples=3, use_size=True)
-    assert old.descriptor is None  # no features: the codes-only model of earlier builds
-    old.save(out / "tags.joblib")
-    said: list[str] = []
-    manifest = starter_manifest(out)
-    assert _refit_codes_only_tags(out, tmp_path, manifest, said.append) == manifest and not said  # nothing to use
-
-    (tmp_path / "appearance.npz").rename(out / "appearance.npz")
-    updated = _refit_codes_only_tags(out, tmp_path, manifest, said.append)
-    refit = TagModel.load(out / "tags.joblib", expect_model=manifest["model_id"])
-    assert refit.descriptor is not None and "refitted the tag model on the descriptor" in said[-1]
-    assert set(updated["tags"]) == set(refit.classifiers) and FAMILY_TAGS <= set(refit.classifiers)
-    assert json.loads((out / MANIFEST_FILE).read_text())["tags"] == updated["tags"]
-    assert not list(out.glob("catalogue.sqlite*")) and not list(tmp_path.glob("starter-tags-*"))
-    before = _snapshot(out)
-    assert _refit_codes_only_tags(out, tmp_path, updated, said.append) == updated  # already on the descriptor
-    assert _snapshot(out) == before
-
-
 def test_build_py_computes_the_same_recipe_digest() -> None:
     import build  # standard library only
 
