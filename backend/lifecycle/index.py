@@ -414,13 +414,11 @@ def _train_encoder(run_dir: Path, model_id: str, home: LibraryHome, opts: IndexO
         done = train_encoder(run_dir, home.bundles, minutes=budget / 60, show_progress=False, on_step=on_step)
     except ModelError as e:
         return {"error": f"no instant encoder (embedding works by inversion): {e}"}
-    out = {"kind": done.kind, "steps": done.steps, "seconds": round(done.seconds, 1), "loss": round(done.loss, 4),
-           "nearest_own": round(done.nearest_own, 3)}
-    if done.nearest_own_oof is not None:
-        out["nearest_own_oof"] = round(done.nearest_own_oof, 3)
-    if done.skipped:
-        out["skipped"] = done.skipped  # assets whose activations failed (their codes still come by inversion)
-    return out
+    # skipped: assets whose activations failed (their codes still come by inversion)
+    return {"kind": done.kind, "steps": done.steps, "seconds": round(done.seconds, 1), "loss": round(done.loss, 4),
+            "nearest_own": round(done.nearest_own, 3),
+            **({} if done.nearest_own_oof is None else {"nearest_own_oof": round(done.nearest_own_oof, 3)}),
+            **({"skipped": done.skipped} if done.skipped else {})}
 
 
 def _embed(run: Any, cat: Any, home: LibraryHome, opts: IndexOptions, progress: StageProgress,
