@@ -27,11 +27,12 @@ bpy-free, torch-free and numpy-free (the add-on vendors this package).
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar
+
+from .wire import ApiError, Wire, nonempty, one_of
+
+# ApiError and Wire live in shared.wire; callers import them from here with the contract's classes.
 
 API_VERSION = 1
 API_PREFIX = f"/v{API_VERSION}"
@@ -69,137 +70,11 @@ JOB_STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
 
 
-class ApiError(ValueError):
-    """A request or answer that does not follow the contract; the message names the bad field."""
-
-
 def thumbnail_url(name: str) -> str:
     """The API path of an asset's thumbnail (relative to the server's base URL)."""
     from urllib.parse import quote
 
     return f"{API_PREFIX}/assets/{quote(name, safe='')}/thumbnail"
-
-
-W = TypeVar("W", bound="Wire")
-
-
-class Wire:
-    """Base of the contract's data classes: typed ``from_json`` / ``to_json`` driven by the annotations."""
-
-    #: Fields left out of ``to_json`` when they are None (answers that only sometimes carry them).
-    omit_none: ClassVar[frozenset[str]] = frozenset()
-
-    @classmethod
-    def from_json(cls: type[W], data: Any, where: str = "") -> W:
-        """Build from a JSON object, checking every field's presence and type (raises :class:`ApiError`)."""
-        where = where or cls.__name__
-        if not isinstance(data, dict):
-            raise ApiError(f"{where}: expected a JSON object, got {_kind(data)}")
-        hints = _hints(cls)
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ApiError(f"{where}.{f.name}: missing")
-                continue
-            kwargs[f.name] = _convert(data[f.name], hints[f.name], f"{where}.{f.name}")
-        obj = cls(**kwargs)
-        obj.check(where)
-        return obj
-
-    def check(self, where: str) -> None:
-        """Checks beyond types (allowed values); raise :class:`ApiError`. Overridden where needed."""
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict with the wire's field names."""
-        out = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if value is None and f.name in self.omit_none:
-                continue
-            out[f.name] = _dump(value)
-        return out
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    cached = cls.__dict__.get("_wire_hints")
-    if cached is None:
-        cached = typing.get_type_hints(cls)
-        cls._wire_hints = cached  # type: ignore[attr-defined]
-    return cached
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    """``value`` checked against the annotation ``tp`` (str, int, float, bool, Any, X | None, list, dict, Wire)."""
-    if tp is Any:
-        return value
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors: list[ApiError] = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, where)
-            except ApiError as e:
-                errors.append(e)
-        raise errors[0] if len(errors) == 1 else ApiError(f"{where}: unexpected {_kind(value)}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ApiError(f"{where}: expected a list, got {_kind(value)}")
-        (item,) = typing.get_args(tp)
-        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ApiError(f"{where}: expected an object, got {_kind(value)}")
-        _, item = typing.get_args(tp)
-        return {str(k): _convert(v, item, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(tp, type) and issubclass(tp, Wire):
-        return tp.from_json(value, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ApiError(f"{where}: expected true or false, got {_kind(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ApiError(f"{where}: expected a whole number, got {_kind(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ApiError(f"{where}: expected a number, got {_kind(value)}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ApiError(f"{where}: expected a string, got {_kind(value)}")
-        return value
-    raise TypeError(f"{where}: the contract cannot check type {tp!r}")  # a bug in this module
-
-
-def _dump(value: Any) -> Any:
-    if isinstance(value, Wire):
-        return value.to_json()
-    if isinstance(value, list | tuple):
-        return [_dump(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _dump(v) for k, v in value.items()}
-    return value
-
-
-def _one_of(value: str, allowed: tuple[str, ...], where: str) -> None:
-    if value not in allowed:
-        raise ApiError(f"{where}: must be one of {', '.join(allowed)}, got {value!r}")
-
-
-def _nonempty(value: str, where: str) -> None:
-    if not value.strip():
-        raise ApiError(f"{where}: must not be empty")
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -251,7 +126,7 @@ class JobStatus(Wire):
     queue_position: int | None = None  # while queued: 0 = next
 
     def check(self, where: str) -> None:
-        _one_of(self.status, JOB_STATES, f"{where}.status")
+        one_of(self.status, JOB_STATES, f"{where}.status")
 
     @property
     def final(self) -> bool:
@@ -351,7 +226,7 @@ class TrainRequest(Wire):
     samples: int | None = None
 
     def check(self, where: str) -> None:
-        _nonempty(self.what, f"{where}.what")
+        nonempty(self.what, f"{where}.what")
         _positive(self, where)
 
 
@@ -368,7 +243,7 @@ class IndexRequest(Wire):
     samples: int | None = None  # capture: Cycles samples per view
 
     def check(self, where: str) -> None:
-        _nonempty(self.folder, f"{where}.folder")
+        nonempty(self.folder, f"{where}.folder")
         if len(self.folder) > MAX_PATH_CHARS or "\x00" in self.folder:
             raise ApiError(f"{where}.folder: not a folder path (over {MAX_PATH_CHARS} characters or a NUL byte)")
         _positive(self, where)
@@ -457,7 +332,7 @@ class NeighbourList(Wire):
     thumbnail_url: str | None = None
 
     def check(self, where: str) -> None:
-        _one_of(self.space, SPACES, f"{where}.space")
+        one_of(self.space, SPACES, f"{where}.space")
 
 
 @dataclass
@@ -515,9 +390,9 @@ class EmbedResult(Wire):
     refined_from: str | None = None
 
     def check(self, where: str) -> None:
-        _one_of(self.code_source, CODE_SOURCES, f"{where}.code_source")
+        one_of(self.code_source, CODE_SOURCES, f"{where}.code_source")
         for space in self.neighbours:
-            _one_of(space, SPACES, f"{where}.neighbours")
+            one_of(space, SPACES, f"{where}.neighbours")
 
     def all_neighbours(self) -> list[Neighbour]:
         """Every neighbour of every space (a name may repeat across spaces)."""
@@ -585,8 +460,8 @@ class ReviewRequest(Wire):
     limit: int = 10
 
     def check(self, where: str) -> None:
-        _nonempty(self.name, f"{where}.name")
-        _nonempty(self.tag, f"{where}.tag")
+        nonempty(self.name, f"{where}.name")
+        nonempty(self.tag, f"{where}.tag")
         if not 1 <= self.limit <= MAX_K:
             raise ApiError(f"{where}.limit: must be between 1 and {MAX_K}, got {self.limit}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.cli import CommandError
+from backend.commands.review_prompt import ask_review_answer, review_question
 from shared import api
 
 CATALOGUE_NAME = "catalogue.sqlite"
@@ -406,10 +407,6 @@ def cmd_tags_import(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Answers ``asset2vec tags review`` understands (first letter is enough).
-_REVIEW_KEYS = {"y": "y", "yes": "y", "n": "n", "no": "n", "s": "s", "skip": "s", "q": "q", "quit": "q"}
-
-
 def cmd_tags_review(args: argparse.Namespace) -> int:
     """Interactive review: one question at a time, retraining and saving the tag model after every answer."""
     from backend.library import review
@@ -441,8 +438,8 @@ def cmd_tags_review(args: argparse.Namespace) -> int:
                        "already an artist tag")
                 break
             item = queue[0]
-            print(_question(item, len(answered) + len(skipped) + 1, args.n), file=out, flush=True)
-            key = _ask(out)
+            print(review_question(item, len(answered) + len(skipped) + 1, args.n), file=out, flush=True)
+            key = ask_review_answer(out)
             if key == "q":
                 end = "stopped"
                 break
@@ -461,28 +458,6 @@ def cmd_tags_review(args: argparse.Namespace) -> int:
             f"rejected), skipped {len(skipped)}; tag model {path}")
     _emit(args, {"answered": answered, "skipped": len(skipped), "tag_model": str(path), "end": end}, text)
     return 0
-
-
-def _question(item: dict[str, Any], i: int, n: int) -> str:
-    where = ", ".join(x for x in (item.get("source_file"), item.get("asset_name")) if x)
-    return (f"[{i}/{n}] does {item['name']}{f' ({where})' if where else ''} have the tag {item['tag']!r}? "
-            f"predicted {item['probability']:.0%}"
-            + ("" if item.get("learnt", True) else " (a new tag: this asset is like the ones that have it)"))
-
-
-def _ask(out: Any) -> str:
-    """One answer from stdin (a terminal or a pipe): ``y``, ``n``, ``s`` or ``q`` (end of input is ``q``)."""
-    while True:
-        print("  [y]es / [n]o / [s]kip / [q]uit: ", end="", file=out, flush=True)
-        line = sys.stdin.readline()
-        if not sys.stdin.isatty():  # piped answers: echo them, so the transcript reads like a terminal session
-            print(line.strip(), file=out, flush=True)
-        if not line:
-            return "q"
-        key = _REVIEW_KEYS.get(line.strip().lower())
-        if key:
-            return key
-        print(f"  {line.strip()!r}: answer y, n, s or q", file=out, flush=True)
 
 
 # -- similarity ---------------------------------------------------------------------------------

@@ -206,7 +206,8 @@ def build_starter(
     t0 = _step(say, f"3. Train the decoder ({tr['preset']}, {tr['steps']} steps, seed {tr['seed']}) -> {stage}")
     threads = tr.get("threads")
     commands.append(f"asset2vec train CACHE/{bundles.name} --out RUN --preset {tr['preset']} --steps {tr['steps']}"
-                    + (f" --threads {threads}" if threads else "") + f"  # TrainConfig.seed = {tr['seed']}")
+                    + (f" --threads {threads}" if threads else "") + f"  # TrainConfig.seed = {tr['seed']}"
+                    + "".join(f", {k} = {v}" for k, v in tr.get("overrides", {}).items()))
     metrics = _train(bundles, stage, tr)
     _done(say, t0, f"step {metrics['step']}, held-out PSNR {metrics['heldout_psnr']:.2f} dB")
 
@@ -305,7 +306,7 @@ def _train(bundles: Path, stage: Path, tr: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(int(tr["threads"]))  # one thread: reproducible sums, and fastest on a loaded CPU
     try:
         train(bundles, stage, tr["preset"], resume=(stage / "checkpoint.pt").is_file(), steps=int(tr["steps"]),
-              overrides={"seed": int(tr["seed"])})
+              overrides={**tr.get("overrides", {}), "seed": int(tr["seed"])})
     except ModelError as e:
         raise StarterError(f"training the starter model failed: {e}") from None
     finally:

@@ -10,6 +10,10 @@
   (a free offset brought the codes straight back to free-code quality in the issue's probe).
 * ``"both"``: both halves from the head (same rule).
 
+Auxiliary losses give free codes meaning without a head (:class:`FeatureDistillation`, summed by
+:class:`Distillations`; the presets switch them on, ``backend.model.config.MEANINGFUL_CODES``): the silhouettes'
+pretrained feature into the shape half, the views' colour statistics into the texture half.
+
 Whatever the source, :meth:`CodeTable.forward` gives the full table ``[A, 64]`` and that table is what the
 checkpoint and ``codes.npz`` store as the run's codes, so inversion, the encoder, the catalogue and every
 benchmark read a run the same way.
@@ -24,6 +28,7 @@ from torch import nn
 from backend.model.errors import ModelError
 
 HEADS = ("none", "shape", "both")
+DISTILL_TARGETS = ("whitened", "weighted")
 
 
 class CodeTable(nn.Module):
@@ -71,23 +76,65 @@ class CodeTable(nn.Module):
 class FeatureDistillation(nn.Module):
     """An auxiliary loss that makes (a half of) the codes carry the pretrained feature's main directions.
 
-    The target of each asset is its feature projected on the library's top ``dims`` principal directions and
-    whitened (unit variance per direction); a linear map from the chosen code half must predict it. The codes
-    stay free (reconstruction still shapes them), but every linear read-out of the feature's main directions is
-    now also a linear read-out of the code: what the feature knows (chair vs table) the code must say too.
+    The target of each asset is its feature projected on the library's top ``dims`` principal directions,
+    ``"whitened"`` (unit variance per direction) or ``"weighted"`` (each direction keeps its share of the
+    feature's variance, scaled so the directions average unit variance: the main directions weigh most); a linear
+    map from the chosen code half must predict it. The codes stay free (reconstruction still shapes them), but
+    every linear read-out of the feature's main directions is now also a linear read-out of the code: what the
+    feature knows (chair vs table) the code must say too.
     """
 
-    def __init__(self, features: np.ndarray, dims: int, code_slice: slice, code_width: int) -> None:
+    def __init__(self, features: np.ndarray, dims: int, code_slice: slice, code_width: int,
+                 target: str = "whitened") -> None:
         super().__init__()
-        f = np.asarray(features, np.float64)
+        if target not in DISTILL_TARGETS:
+            raise ModelError(f"unknown distillation target {target!r}; choose one of: {', '.join(DISTILL_TARGETS)}")
+        f = np.asarray(features, np.float32)
         f = (f - f.mean(0)) / (f.std(0) + 1e-6)
         dims = max(1, min(dims, len(f) - 1, f.shape[1]))
-        u, s, _ = np.linalg.svd(f, full_matrices=False)  # f = U S V^T: U[:, :k] * sqrt(A) is the whitened projection
-        target = u[:, :dims] * np.sqrt(len(f))
-        self.register_buffer("target", torch.as_tensor(target, dtype=torch.float32))  # [A, k]
+        u, s = _top_directions(f, dims)  # f ~ U S V^T: U * sqrt(A) is the whitened projection
+        scale = s / max(float(np.sqrt((s**2).mean())), 1e-12) if target == "weighted" else 1.0
+        target = u * np.sqrt(len(f)) * scale
+        self.register_buffer("target", torch.as_tensor(np.asarray(target), dtype=torch.float32))  # [A, k]
         self.code_slice = code_slice
         self.read = nn.Linear(code_width, dims)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        """Mean squared error of the read-out of ``codes [A, D]`` against the whitened targets ``[A, k]``."""
+        """Mean squared error of the read-out of ``codes [A, D]`` against the targets ``[A, k]``."""
         return ((self.read(codes[:, self.code_slice]) - self.target) ** 2).mean()
+
+
+def _top_directions(f: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` left singular vectors ``[A, k]`` and singular values ``[k]`` of the centred ``f [A, F]``.
+
+    A library with more assets than feature numbers goes through the ``F x F`` Gram matrix (no full SVD of
+    ``A x F``); it holds a few ``A x F`` float64 copies (100,000 assets x 1,280: about 2 GB at its peak)."""
+    if len(f) <= f.shape[1]:
+        u, s, _ = np.linalg.svd(f.astype(np.float64), full_matrices=False)
+        return u[:, :k], s[:k]
+    w, v = np.linalg.eigh(f.T.astype(np.float64) @ f)
+    order = np.argsort(w)[::-1][:k]
+    s = np.sqrt(np.clip(w[order], 1e-12, None))
+    return (f @ v[:, order]) / s, s
+
+
+class Distillations(nn.Module):
+    """The weighted sum of a run's distillation losses, one module (one state dict, one parameter list).
+
+    ``parts`` maps a name (``"shape"``: the pretrained feature, ``"texture"``: the colour statistics) to its
+    weight and loss."""
+
+    def __init__(self, parts: dict[str, tuple[float, FeatureDistillation]]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleDict({name: loss for name, (_, loss) in parts.items()})
+        self.weights = {name: float(w) for name, (w, _) in parts.items()}
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """``sum(weight * loss(codes [A, D]))`` over the parts."""
+        return sum((self.weights[n] * part(codes) for n, part in self.parts.items()), codes.new_zeros(()))
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        # a run distilled before the parts existed saved its one (shape) loss under bare names: read them as it
+        if state and not any(k.startswith("parts.") for k in state):
+            state = {f"parts.shape.{k}": v for k, v in state.items()}
+        return super().load_state_dict(state, strict, assign)

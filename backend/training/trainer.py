@@ -57,7 +57,7 @@ from .data import (
     read_bundles,
     record_views,
 )
-from .latent_codes import CodeTable, FeatureDistillation
+from .latent_codes import CodeTable, Distillations, FeatureDistillation
 from .metrics import evaluate, on_white, psnr_from_mse
 
 #: Training views used to report training PSNR (cheap: two views, one per outer ring).
@@ -120,17 +120,26 @@ def build_model(
     return field_, codes
 
 
-def build_distillation(cfg: Preset, features: np.ndarray | None, device: torch.device) -> FeatureDistillation | None:
-    """The feature-distillation loss of ``cfg.train`` (None when its weight is 0)."""
-    tc, sd = cfg.train, cfg.model.shape_dim
-    if tc.distill_weight <= 0:
-        return None
-    halves = {"shape": slice(0, sd), "texture": slice(sd, None), "both": slice(0, None)}
-    if tc.distill_half not in halves or features is None:
-        raise ModelError(f"distill_half must be one of {', '.join(halves)} (got {tc.distill_half!r})")
-    # (features is None only when a caller passes none: train() always computes them for a distilled run)
-    width = {"shape": sd, "texture": cfg.model.texture_dim, "both": sd + cfg.model.texture_dim}[tc.distill_half]
-    return FeatureDistillation(features, tc.distill_dims, halves[tc.distill_half], width).to(device)
+def build_distillation(cfg: Preset, features: np.ndarray | None, device: torch.device,
+                       colour_stats: np.ndarray | None = None) -> Distillations | None:
+    """The distillation losses of ``cfg.train`` (None when every weight is 0): the pretrained ``features [A, F]``
+    into ``distill_half``, and the ``colour_stats [A, C]`` into the texture half."""
+    tc, sd, td = cfg.train, cfg.model.shape_dim, cfg.model.texture_dim
+    parts: dict[str, tuple[float, FeatureDistillation]] = {}
+    if tc.distill_weight > 0:
+        halves = {"shape": slice(0, sd), "texture": slice(sd, None), "both": slice(0, None)}
+        if tc.distill_half not in halves or features is None:
+            raise ModelError(f"distill_half must be one of {', '.join(halves)} (got {tc.distill_half!r})")
+        # (features is None only when a caller passes none: train() always computes them for a distilled run)
+        width = {"shape": sd, "texture": td, "both": sd + td}[tc.distill_half]
+        parts["shape"] = (tc.distill_weight, FeatureDistillation(features, tc.distill_dims, halves[tc.distill_half],
+                                                                 width, tc.distill_target))
+    if tc.texture_distill_weight > 0:
+        if colour_stats is None:
+            raise ModelError("texture_distill_weight needs the colour statistics of the run's assets")
+        parts["texture"] = (tc.texture_distill_weight, FeatureDistillation(colour_stats, tc.distill_dims,
+                                                                           slice(sd, None), td, tc.distill_target))
+    return Distillations(parts).to(device) if parts else None
 
 
 #: Assets whose per-view features :func:`code_features` holds at once (only the pooled ``[A, F]`` is kept).
@@ -155,6 +164,36 @@ def code_features(bundles: list[Any], names: list[str], views: str = "colour", s
             pooled += [pool_views({k: v.astype(np.float16).astype(np.float32) for k, v in p.items()})
                        for p in per_view]
     return np.stack(pooled)
+
+
+def distillation_inputs(cfg: Preset, bundles: list[Any], names: list[str], show_progress: bool = True,
+                        resuming: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(pretrained feature [A, F], colour statistics [A, C])`` the run's distillation needs (None where off).
+
+    When the pretrained backbone cannot run here (its package missing or broken) the run trains without the
+    feature's distillation rather than not at all: it says so, and ``cfg.train.distill_weight`` becomes 0, so the
+    saved configuration tells what the run did."""
+    tc = cfg.train
+    distilled = stats = None
+    if tc.distill_weight > 0:
+        from backend.features import FeatureError
+
+        try:
+            distilled = code_features(bundles, names, tc.distill_views, show_progress)
+        except FeatureError as e:  # the backbone cannot run here (its package missing or broken)
+            if resuming:  # its saved distillation and optimizer state need the feature: no silent change mid-run
+                raise ModelError(f"this run was trained with the pretrained feature's distillation, which cannot "
+                                 f"run here ({e}); fix that and resume") from None
+            tqdm.write(f"note: training without the pretrained feature's distillation ({e})", file=sys.stderr)
+            tc.distill_weight = 0.0
+    if tc.texture_distill_weight > 0:
+        from backend.features.colour_stats import colour_statistics
+
+        by_name = {b.asset.name: b for b in bundles}
+        with tqdm(total=len(names), desc="colour statistics", unit="asset", file=sys.stderr,
+                  disable=not show_progress) as bar:
+            stats = colour_statistics([by_name[n] for n in names], progress=bar.update)
+    return distilled, stats
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -318,11 +357,9 @@ def train(
     else:  # chunks streamed from the bundles (first round) and the run's per-asset cache (later rounds)
         cache = AssetCache(out / CACHE_DIR, bundles, tc)
     features = code_features(bundles, names, "colour", show_progress) if tc.code_head != "none" else None
-    distilled = None
-    if tc.distill_weight > 0:
-        distilled = code_features(bundles, names, tc.distill_views, show_progress)
+    distilled, stats = distillation_inputs(cfg, bundles, names, show_progress, resuming=state is not None)
     field_, codes = build_model(cfg, len(names), dev, features)
-    distill = build_distillation(cfg, distilled, dev)
+    distill = build_distillation(cfg, distilled, dev, stats)
     groups = [{"params": field_.parameters(), "lr": tc.lr}, {"params": [codes.free], "lr": tc.code_lr}]
     extra = [*(codes.head.parameters() if codes.head is not None else []),
              *(distill.parameters() if distill is not None else [])]
@@ -392,7 +429,7 @@ def train(
             if codes.head is not None:
                 loss = loss + tc.offset_reg * codes.offset_penalty()
             if distill is not None:
-                loss = loss + tc.distill_weight * distill(codes())
+                loss = loss + distill(codes())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

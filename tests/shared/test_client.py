@@ -54,8 +54,14 @@ def test_embed_reports_progress_and_returns_codes_tags_neighbours(backend: Servi
     assert res.source_file == "//props.blend" and res.asset_name == "pillar.001"
     assert seen and seen[-1][0] == 1.0 and [f for f, _ in seen] == sorted(f for f, _ in seen)
     assert all(0.0 <= p <= 1.0 for p in res.predicted_tags.values())
-    # Proposals are computed once, on the backend: predicted at or over the threshold, not the asset's own tags.
-    assert res.proposed_tags == {t: p for t, p in res.predicted_tags.items() if p >= res.threshold and t != "pillar"}
+    # Proposals are computed once, on the backend: each at or over its own write threshold, never the asset's own
+    # tags; a tag over its write threshold that is not proposed is suggested instead (beaten in its exclusive group).
+    for t, p in res.predicted_tags.items():
+        over = res.threshold_of(t) is not None and p >= res.threshold_of(t) and t != "pillar"
+        assert (t in res.proposed_tags) <= over, (t, p, res.tag_reasons.get(t))
+        if over and t not in res.proposed_tags:
+            assert t in res.suggested_tags, (t, res.tag_reasons.get(t))
+        assert res.proposed_tags.get(t, p) == p
     nb = res.neighbours["shape"]
     assert nb and all(isinstance(n, api.Neighbour) and n.source_file is not None and n.thumbnail_url for n in nb)
     found = client.neighbours("client_pillar", space="texture", k=2)

@@ -17,7 +17,9 @@ from backend.training.trainer import train
 
 pytestmark = pytest.mark.slow  # loads the pretrained backbone and trains
 
-FAST = {"image_size": 16, "rays_per_batch": 128, "empty_points": 128, "checkpoint_every": 1000}
+# Each test switches on the terms it checks (the presets distil into both halves by default).
+FAST = {"image_size": 16, "rays_per_batch": 128, "empty_points": 128, "checkpoint_every": 1000,
+        "distill_weight": 0.0, "texture_distill_weight": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +58,9 @@ def test_free_codes_of_twins_differ(twins: Path, tmp_path: Path) -> None:
     assert np.abs(run.shape_codes[a] - run.shape_codes[b]).max() > 0.05 * gap  # the test above could fail
 
 
-@pytest.mark.parametrize("extra", [{"code_head": "both", "offset_reg": 0.1}, {"distill_weight": 1.0}],
-                         ids=["code-head", "distillation"])
+@pytest.mark.parametrize("extra", [{"code_head": "both", "offset_reg": 0.1}, {"distill_weight": 1.0},
+                                   {"texture_distill_weight": 1.0, "distill_target": "weighted"}],
+                         ids=["code-head", "distillation", "texture-distillation"])
 def test_a_run_with_feature_terms_resumes_exactly(library: Path, tmp_path: Path, extra: dict) -> None:
     overrides = {**FAST, **extra}
     whole = train(library, tmp_path / "whole", steps=12, show_progress=False, overrides=overrides)
@@ -69,23 +72,56 @@ def test_a_run_with_feature_terms_resumes_exactly(library: Path, tmp_path: Path,
     np.testing.assert_allclose(a.texture_codes, b.texture_codes, atol=1e-5)
 
 
-def test_distillation_makes_a_linear_read_out_of_the_shape_half_predict_the_feature(library: Path,
-                                                                                   tmp_path: Path) -> None:
+def _read_out_fit(state: dict, part: str, code_slice: slice, width: int) -> tuple[float, float, torch.Tensor]:
+    """(fitted MSE, MSE of a read-out carrying nothing, target) of one saved distillation part."""
     from backend.training.latent_codes import FeatureDistillation
 
-    train(library, tmp_path / "run", steps=40, show_progress=False, overrides={**FAST, "distill_weight": 10.0})
-    state = torch.load(tmp_path / "run" / C.CHECKPOINT, map_location="cpu", weights_only=True)
-    target = state["distill"]["target"]
-    assert target.shape == (6, 5) and torch.allclose(target.pow(2).mean(0), torch.ones(5), atol=1e-4)  # whitened
-    read = FeatureDistillation(np.random.rand(6, 8), 5, slice(0, 32), 32)
-    read.load_state_dict(state["distill"])
+    saved = {k.removeprefix(f"parts.{part}."): v for k, v in state["distill"].items() if k.startswith(f"parts.{part}.")}
+    target = saved["target"]
+    read = FeatureDistillation(np.random.rand(len(target), 40), target.shape[1], code_slice, width)
+    read.load_state_dict(saved)
     with torch.no_grad():
         fitted = float(read(state["codes"]))
-    untrained = float(((target - target.mean(0)) ** 2).mean())  # what a read-out of codes carrying nothing gets
+    return fitted, float(((target - target.mean(0)) ** 2).mean()), target
+
+
+def test_distillation_makes_a_linear_read_out_of_the_shape_half_predict_the_feature(library: Path,
+                                                                                   tmp_path: Path) -> None:
+    overrides = {**FAST, "distill_weight": 10.0, "distill_target": "whitened"}
+    train(library, tmp_path / "run", steps=40, show_progress=False, overrides=overrides)
+    state = torch.load(tmp_path / "run" / C.CHECKPOINT, map_location="cpu", weights_only=True)
+    fitted, untrained, target = _read_out_fit(state, "shape", slice(0, 32), 32)
+    assert target.shape == (6, 5) and torch.allclose(target.pow(2).mean(0), torch.ones(5), atol=1e-4)  # whitened
     assert fitted < 0.3 * untrained, (fitted, untrained)
     with pytest.raises(ModelError, match="distill_half"):
         train(library, tmp_path / "bad", steps=1, show_progress=False,
               overrides={**FAST, "distill_weight": 1.0, "distill_half": "colour"})
+
+
+def test_colour_statistics_distil_into_the_texture_half_with_weighted_directions(library: Path,
+                                                                                tmp_path: Path) -> None:
+    overrides = {**FAST, "texture_distill_weight": 10.0, "distill_target": "weighted"}
+    train(library, tmp_path / "run", steps=40, show_progress=False, overrides=overrides)
+    state = torch.load(tmp_path / "run" / C.CHECKPOINT, map_location="cpu", weights_only=True)
+    assert set(state["distill"]) == {"parts.texture.target", "parts.texture.read.weight", "parts.texture.read.bias"}
+    fitted, untrained, target = _read_out_fit(state, "texture", slice(32, 64), 32)
+    var = target.pow(2).mean(0)
+    assert target.shape == (6, 5) and abs(float(var.mean()) - 1.0) < 1e-4  # weighted: unit variance on average
+    assert bool((var[:-1] >= var[1:] - 1e-5).all()) and float(var[0]) > float(var[-1])  # the main direction first
+    assert fitted < 0.3 * untrained, (fitted, untrained)
+
+
+def test_a_run_distilled_before_the_parts_existed_loads_its_saved_loss() -> None:
+    from backend.training.latent_codes import Distillations, FeatureDistillation
+
+    old = FeatureDistillation(np.random.rand(6, 8), 4, slice(0, 32), 32)
+    new = Distillations({"shape": (0.1, FeatureDistillation(np.random.rand(6, 8), 4, slice(0, 32), 32))})
+    new.load_state_dict(old.state_dict())  # bare names, as such runs saved them
+    assert torch.equal(new.parts["shape"].target, old.target)
+    codes = torch.randn(6, 64)
+    assert torch.allclose(new(codes), 0.1 * old(codes))
+    with pytest.raises(ModelError, match="unknown distillation target"):
+        FeatureDistillation(np.random.rand(6, 8), 4, slice(0, 32), 32, target="raw")
 
 
 def test_unknown_head_and_missing_features_are_clear_errors() -> None:
@@ -95,3 +131,35 @@ def test_unknown_head_and_missing_features_are_clear_errors() -> None:
         CodeTable(3, 32, 32, 0.01, head="shape", features=np.zeros((2, 8), np.float32))
     free = CodeTable(3, 32, 32, 0.01)
     assert free().shape == (3, 64) and float(free.offset_penalty()) == 0.0
+
+
+def test_a_run_trains_without_the_feature_distillation_when_the_backbone_cannot_run(library: Path, tmp_path: Path,
+                                                                                   monkeypatch, capsys) -> None:
+    from backend.features import FeatureError
+    from backend.training import trainer
+
+    def broken(*_args, **_kw):
+        raise FeatureError("the network code for the pretrained feature is not installed")
+
+    monkeypatch.setattr(trainer, "code_features", broken)
+    overrides = {**FAST, "distill_weight": 0.1, "texture_distill_weight": 0.1}
+    train(library, tmp_path / "run", steps=4, show_progress=False, overrides=overrides)
+    assert "training without the pretrained feature's distillation (the network code" in capsys.readouterr().err
+    state = torch.load(tmp_path / "run" / C.CHECKPOINT, map_location="cpu", weights_only=True)
+    assert state["config"]["train"]["distill_weight"] == 0.0  # the saved configuration says what ran
+    assert set(state["distill"]) == {"parts.texture.target", "parts.texture.read.weight", "parts.texture.read.bias"}
+
+
+def test_a_distilled_run_is_not_resumed_without_its_feature(library: Path, tmp_path: Path, monkeypatch) -> None:
+    from backend.features import FeatureError
+    from backend.training import trainer
+
+    overrides = {**FAST, "distill_weight": 0.1}
+    train(library, tmp_path / "run", steps=4, session_steps=2, show_progress=False, overrides=overrides)
+
+    def broken(*_args, **_kw):
+        raise FeatureError("the network code for the pretrained feature is not installed")
+
+    monkeypatch.setattr(trainer, "code_features", broken)
+    with pytest.raises(ModelError, match="trained with the pretrained feature's distillation"):
+        train(library, tmp_path / "run", resume=True, steps=4, show_progress=False)
