@@ -91,13 +91,12 @@ class FeatureDistillation(nn.Module):
             raise ModelError(f"unknown distillation target {target!r}; choose one of: {', '.join(DISTILL_TARGETS)}")
         f = np.asarray(features, np.float32)
         f = (f - f.mean(0)) / (f.std(0) + 1e-6)
-        dims = max(1, min(dims, len(f) - 1, f.shape[1]))
-        u, s = _top_directions(f, dims)  # f ~ U S V^T: U * sqrt(A) is the whitened projection
+        u, s = _top_directions(f, max(1, min(dims, len(f) - 1, f.shape[1])))  # f ~ U S V^T: U sqrt(A) is whitened
         scale = s / max(float(np.sqrt((s**2).mean())), 1e-12) if target == "weighted" else 1.0
         target = u * np.sqrt(len(f)) * scale
         self.register_buffer("target", torch.as_tensor(np.asarray(target), dtype=torch.float32))  # [A, k]
         self.code_slice = code_slice
-        self.read = nn.Linear(code_width, dims)
+        self.read = nn.Linear(code_width, u.shape[1])
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """Mean squared error of the read-out of ``codes [A, D]`` against the targets ``[A, k]``."""
@@ -105,17 +104,30 @@ class FeatureDistillation(nn.Module):
 
 
 def _top_directions(f: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top ``k`` left singular vectors ``[A, k]`` and singular values ``[k]`` of the centred ``f [A, F]``.
+    """The top ``k`` left singular vectors ``[A, k']`` and singular values ``[k']`` of the centred ``f [A, F]``, without
+    the directions the data does not span (a constant entry, two equal ones): ``k' <= k``, each ``s > 1e-6 s[0]``,
+    so no target is scaled-up rounding noise.
 
-    A library with more assets than feature numbers goes through the ``F x F`` Gram matrix (no full SVD of
-    ``A x F``); it holds a few ``A x F`` float64 copies (100,000 assets x 1,280: about 2 GB at its peak)."""
+    A library with more assets than feature numbers goes through the ``F x F`` Gram matrix, accumulated in float64
+    over blocks of rows (no full SVD and no float64 copy of ``A x F``)."""
     if len(f) <= f.shape[1]:
         u, s, _ = np.linalg.svd(f.astype(np.float64), full_matrices=False)
-        return u[:, :k], s[:k]
-    w, v = np.linalg.eigh(f.T.astype(np.float64) @ f)
-    order = np.argsort(w)[::-1][:k]
-    s = np.sqrt(np.clip(w[order], 1e-12, None))
-    return (f @ v[:, order]) / s, s
+        u, s = u[:, :k], s[:k]
+    else:
+        gram = np.zeros((f.shape[1], f.shape[1]))
+        for lo in range(0, len(f), _GRAM_ROWS):
+            block = f[lo:lo + _GRAM_ROWS].astype(np.float64)
+            gram += block.T @ block
+        w, v = np.linalg.eigh(gram)
+        order = np.argsort(w)[::-1][:k]
+        s = np.sqrt(np.clip(w[order], 0.0, None))
+        u = (f @ v[:, order].astype(f.dtype)) / np.maximum(s, 1e-12).astype(f.dtype)
+    keep = s > 1e-6 * max(float(s[0]), 1e-12)
+    keep[0] = True  # at least one direction, even for a library whose feature is constant
+    return u[:, keep], s[keep]
+
+
+_GRAM_ROWS = 8192  # rows per block of the Gram matrix (8192 x 1280 float64: 84 MB)
 
 
 class Distillations(nn.Module):
